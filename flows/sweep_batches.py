@@ -1,0 +1,19 @@
+"""The sweeper flow: on a schedule, launch batches whose trigger was lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.sweep import launch_stale_batches, prune_done_batches
+
+
+@flow(name="sweep-batches", log_prints=True)
+def sweep_batches(keep_done_hours: float = 24.0) -> dict[str, Any]:
+    """Launch stale batches, then prune stored batch files older than `keep_done_hours`."""
+    launched = launch_stale_batches()
+    pruned = prune_done_batches(keep_done_hours)
+    for ref in launched:
+        print(f"launched lost batch {ref.batch_id} ({ref.count} events)")
+    return {"launched": [ref.batch_id for ref in launched], "pruned": pruned}

@@ -1,0 +1,3 @@
+from flowhook.cli import app
+
+app()

@@ -1,0 +1,252 @@
+"""The `flowhook` command: thin shells over library functions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flowhook.settings import get_settings
+from flowhook.stack import LocalStack, StackConfig, StackError
+
+if TYPE_CHECKING:
+    from flowhook.store import DuckDBStore
+
+app = typer.Typer(help="flowhook: signed webhooks → Prefect worker flows → DuckDB.", no_args_is_help=True)
+console = Console()
+
+MinutesOpt = Annotated[float, typer.Option(help="Report on the last N minutes.", min=0.01)]
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+def _interrupt_on_sigterm() -> None:
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def _repo_root() -> Path:
+    root = Path.cwd()
+    if not (root / "prefect.yaml").exists():
+        raise _fail("run this from the flowhook repository root (the folder with prefect.yaml)")
+    return root
+
+
+@app.command()
+def gateway() -> None:
+    """Run the webhook gateway in the foreground (FLOWHOOK_GATEWAY_HOST/PORT)."""
+    import uvicorn
+
+    from flowhook.gateway import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def report(minutes: MinutesOpt = 60.0, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print λ, μ, θ, τ and measured latency per event type from the DuckDB file."""
+    from flowhook.metrics import to_json_dict, to_rich_table
+    from flowhook.reporting import window_report
+    from flowhook.store import DuckDBStore, StoreLockTimeout
+
+    settings = get_settings()
+    if not settings.database.exists():
+        raise _fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
+    try:
+        result = window_report(
+            DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds), minutes=minutes
+        )
+    except StoreLockTimeout as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(to_json_dict(result), indent=2))
+    else:
+        console.print(to_rich_table(result))
+
+
+@app.command()
+def status() -> None:
+    """Show batches per spool state and events stored per type."""
+    from flowhook.spool import Spool
+    from flowhook.store import DuckDBStore
+
+    settings = get_settings()
+    console.print("batches:", Spool(settings.spool_dir).counts())
+    if settings.database.exists():
+        console.print("stored events:", DuckDBStore(settings.database).event_counts())
+
+
+@app.command()
+def up(
+    prefect_port: Annotated[int, typer.Option(help="Port of the local Prefect server.")] = 4200,
+) -> None:
+    """Start the local stack (Prefect server, pool, deployments, worker, gateway) until Ctrl-C."""
+    _interrupt_on_sigterm()
+    stack = _stack(prefect_port)
+    try:
+        with stack:
+            _announce(stack)
+            _hold(stack)
+    except KeyboardInterrupt:
+        console.print("stopped")
+    except Exception as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(help="Signed deliveries to send.", min=1)] = 3000,
+    keep: Annotated[bool, typer.Option(help="Keep the stack up after the report, until Ctrl-C.")] = True,
+    prefect_port: Annotated[int, typer.Option(help="Port of the local Prefect server.")] = 4200,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every event to be stored.")] = 900,
+) -> None:
+    """Start the local stack, send a demo load, wait until it is stored, and report."""
+    _interrupt_on_sigterm()
+    stack = _stack(prefect_port)
+    try:
+        with stack:
+            ok = _run_demo(stack, events=events, timeout=timeout)
+            _announce(stack)
+            if keep:
+                _hold(stack)
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    except StackError as exc:
+        raise _fail(str(exc)) from None
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _stack(prefect_port: int) -> LocalStack:
+    settings = get_settings()
+    config = StackConfig(
+        root=_repo_root(),
+        data_dir=settings.data_dir.resolve(),
+        prefect_port=prefect_port,
+        gateway_port=settings.gateway_port,
+    )
+    # This process talks to the same server (run_deployment, artifacts).
+    os.environ["PREFECT_API_URL"] = config.api_url
+    os.environ["FLOWHOOK_DATA_DIR"] = str(config.data_dir)
+    return LocalStack(config, progress=lambda msg: console.log(msg))
+
+
+def _announce(stack: LocalStack) -> None:
+    console.print(
+        f"\n[bold]Prefect UI:[/] {stack.config.ui_url}   [bold]gateway:[/] {stack.config.gateway_url}/hooks/<source>"
+    )
+    console.print(f"logs: {stack.logs}")
+
+
+def _hold(stack: LocalStack) -> None:
+    console.print("the stack is up; press Ctrl-C to stop it")
+    while True:
+        stack.check_alive()
+        time.sleep(1.0)
+
+
+def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
+    from prefect.deployments import run_deployment
+
+    from flowhook.demo import send_load
+    from flowhook.gateway.app import resolve_secret
+    from flowhook.metrics import latency_stats, to_rich_table
+    from flowhook.reporting import window_report
+    from flowhook.store import DuckDBStore
+
+    settings = get_settings()
+    secret = resolve_secret(settings)
+    started = time.monotonic()
+    with _progress() as progress:
+        task = progress.add_task("sending signed deliveries", total=None)
+        result = asyncio.run(
+            send_load(
+                f"{stack.config.gateway_url}/hooks/demo",
+                secret,
+                count=events,
+                on_ack=lambda n: progress.advance(task, n),
+            )
+        )
+    send_seconds = time.monotonic() - started
+    acks = latency_stats(result.ack_seconds)
+    console.log(
+        f"sent {result.deliveries} deliveries ({result.resent} resent as a sender retry) in {send_seconds:.1f}s: "
+        f"{len(result.acked_ids)} events acknowledged, {result.rejected} rejected"
+        + (f"; ack p50 {acks.p50 * 1000:.1f} ms, p99 {acks.p99 * 1000:.1f} ms" if acks else "")
+    )
+    for error in result.errors[:5]:
+        console.log(f"[red]{error}")
+    db = DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+    ids = sorted(result.acked_ids)
+    stored = 0
+    with _progress() as progress:
+        task = progress.add_task("waiting for worker flows to store them", total=len(ids))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stack.check_alive()
+            stored = _count_stored(db, ids)
+            progress.update(task, completed=stored)
+            if stored >= len(ids):
+                break
+            time.sleep(1.0)
+    elapsed = time.monotonic() - started
+    duplicates = db.duplicate_ids()
+    console.log(f"stored {stored} of {len(ids)} acknowledged events in {elapsed:.1f}s; duplicates: {duplicates}")
+    if stored < len(ids):
+        from flowhook.spool import Spool
+
+        console.log(f"[red]not everything was stored in time; spool: {Spool(settings.spool_dir).counts()}")
+        return False
+    minutes = elapsed / 60 + 1
+    console.log("running the reporting flow (publish-report/on-demand)")
+    run = run_deployment("publish-report/on-demand", parameters={"minutes": minutes}, timeout=300)
+    state = run.state.name if run.state else "unknown"
+    console.log(f"report flow run {run.name}: {state}")
+    console.print(to_rich_table(window_report(db, minutes=minutes)))
+    console.print(
+        f"[bold]sent = {len(ids)}, stored = {stored}, duplicates = {duplicates}[/]  "
+        f"({len(ids) / elapsed:.0f} events/s end to end)"
+    )
+    return stored == len(ids) and duplicates == 0 and state == "Completed"
+
+
+def _count_stored(db: DuckDBStore, ids: list[str]) -> int:
+    rows = db.query("SELECT count(*) FROM events WHERE id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    return int(rows[0][0])
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,117 @@
+"""The demo load: realistic signed webhook deliveries of the built-in event types, sent like a
+sender would (concurrently, retrying on 5xx with the same delivery id, sometimes twice)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+
+from flowhook.gateway.signing import sign
+
+_ACTIONS = ["search", "view", "add_to_cart", "checkout", "login", "cancel", "payment"]
+_DATASETS = ["orders", "customers", "inventory", "clickstream"]
+
+
+def demo_event(rng: random.Random, now: datetime) -> dict[str, Any]:
+    """One event as a sender writes it: 60 % user requests, 30 % data updates, 10 % schedule ticks."""
+    roll = rng.random()
+    occurred = now - timedelta(milliseconds=rng.randint(0, 200))
+    if roll < 0.6:
+        action = rng.choice(_ACTIONS)
+        data: dict[str, Any] = {"user_id": f"u{rng.randint(1, 500)}", "action": action, "path": f"/{action}"}
+        if action in ("checkout", "payment"):
+            data["amount_cents"] = rng.randint(100, 50_000)
+        event_type = "user_request"
+    elif roll < 0.9:
+        dataset = rng.choice(_DATASETS)
+        data = {
+            "dataset": dataset,
+            "uri": f"s3://demo-bucket/{dataset}/{uuid.UUID(int=rng.getrandbits(128))}.parquet",
+            "rows": rng.randint(1, 10_000),
+            "operation": rng.choice(["insert", "insert", "update", "delete"]),
+        }
+        event_type = "data_update"
+    else:
+        data = {"schedule": rng.choice(["hourly-rollup", "nightly-export"]), "tick": now.isoformat()}
+        event_type = "scheduled_tick"
+    return {"type": event_type, "timestamp": occurred.isoformat(), "data": data}
+
+
+@dataclass
+class SendResult:
+    """What the load generator saw: acknowledged event ids and how the gateway answered."""
+
+    acked_ids: set[str] = field(default_factory=set)
+    deliveries: int = 0
+    resent: int = 0
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+    ack_seconds: list[float] = field(default_factory=list)
+
+
+async def send_load(
+    url: str,
+    secret: str,
+    *,
+    count: int,
+    concurrency: int = 16,
+    resend_ratio: float = 0.02,
+    seed: int = 7,
+    on_ack: Callable[[int], None] | None = None,
+) -> SendResult:
+    """Send `count` signed single-event deliveries; a `resend_ratio` share is delivered twice."""
+    rng = random.Random(seed)
+    result = SendResult()
+    queue: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue()
+    for _ in range(count):
+        body = orjson.dumps(demo_event(rng, datetime.now(UTC)))
+        msg_id = f"msg_{uuid.UUID(int=rng.getrandbits(128)).hex}"
+        queue.put_nowait((msg_id, body, False))
+        if rng.random() < resend_ratio:
+            queue.put_nowait((msg_id, body, True))
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            msg_id, body, is_resend = queue.get_nowait()
+            await _deliver(client, url, secret, msg_id, body, result)
+            result.deliveries += 1
+            result.resent += is_resend
+            if on_ack:
+                on_ack(1)
+
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        await asyncio.gather(*(sender(client) for _ in range(concurrency)))
+    return result
+
+
+async def _deliver(
+    client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: bytes, result: SendResult
+) -> None:
+    loop = asyncio.get_running_loop()
+    for attempt in range(5):
+        headers = {"content-type": "application/json", **sign(secret, body, msg_id=msg_id)}
+        started = loop.time()
+        try:
+            response = await client.post(url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            error = f"{type(exc).__name__}"
+        else:
+            if response.status_code == 202:
+                result.ack_seconds.append(loop.time() - started)
+                result.acked_ids.update(response.json()["ids"])
+                return
+            if response.status_code < 500:
+                result.rejected += 1
+                result.errors.append(f"{response.status_code} {response.text[:200]}")
+                return
+            error = f"HTTP {response.status_code}"
+        await asyncio.sleep(0.2 * 2**attempt)
+    result.errors.append(f"gave up on {msg_id}: {error}")

@@ -1,0 +1,29 @@
+"""Events: the envelope every source produces, and the catalog of event types (model + handler).
+
+Contract: an `Event` is frozen and its `id` is stable for a given delivery, so storing the same
+event twice is a no-op downstream.
+"""
+
+from flowhook.events.catalog import (
+    Catalog,
+    EventData,
+    EventType,
+    Result,
+    UnknownEventType,
+    event_type,
+    load_catalog,
+)
+from flowhook.events.envelope import Event, derive_event_id, utc
+
+__all__ = [
+    "Catalog",
+    "Event",
+    "EventData",
+    "EventType",
+    "Result",
+    "UnknownEventType",
+    "derive_event_id",
+    "event_type",
+    "load_catalog",
+    "utc",
+]

@@ -1,0 +1,68 @@
+"""The event types flowhook ships: a model and a handler each.
+
+Adding a type is the same three steps: a model, a handler decorated with `@event_type`,
+and a deployment entry in `prefect.yaml` (see the README).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from flowhook.events.catalog import EventData, Result, event_type
+
+
+class UserRequest(EventData):
+    """A user asked the product for something (a page, a search, a purchase)."""
+
+    user_id: str = Field(min_length=1, description="Who asked.")
+    action: str = Field(min_length=1, description="What they asked for, e.g. `search` or `checkout`.")
+    path: str | None = Field(default=None, description="The page or endpoint, if any.")
+    amount_cents: int | None = Field(default=None, ge=0, description="Money involved, for purchases.")
+
+
+_URGENT_ACTIONS = frozenset({"checkout", "payment", "cancel"})
+
+
+@event_type("user_request", UserRequest)
+def handle_user_request(data: UserRequest) -> Result:
+    """Classify the request: money and cancellations are urgent."""
+    action = data.action.strip().lower()
+    return {
+        "action": action,
+        "priority": "high" if action in _URGENT_ACTIONS else "normal",
+        "amount": (data.amount_cents or 0) / 100,
+    }
+
+
+class DataUpdate(EventData):
+    """A dataset changed: new rows, a rewritten file or an object landed in a bucket."""
+
+    dataset: str = Field(min_length=1, description="Logical dataset name.")
+    uri: str = Field(min_length=1, description="Where the new data is, e.g. `s3://bucket/key` or a path.")
+    rows: int = Field(default=0, ge=0, description="Rows added or changed.")
+    operation: Literal["insert", "update", "delete"] = Field(default="insert", description="What changed.")
+    checksum: str | None = Field(default=None, description="Content checksum, when the sender has one.")
+
+
+@event_type("data_update", DataUpdate)
+def handle_data_update(data: DataUpdate) -> Result:
+    """Record the change with the sign of its row delta."""
+    delta = -data.rows if data.operation == "delete" else data.rows
+    scheme = data.uri.split("://", 1)[0] if "://" in data.uri else "file"
+    return {"dataset": data.dataset, "row_delta": delta, "scheme": scheme}
+
+
+class ScheduledTick(EventData):
+    """A schedule fired: the heartbeat of periodic work."""
+
+    schedule: str = Field(min_length=1, description="Name of the schedule that fired.")
+    tick: datetime = Field(description="The nominal time of the tick.")
+
+
+@event_type("scheduled_tick", ScheduledTick)
+def handle_scheduled_tick(data: ScheduledTick) -> Result:
+    """Note which slot of the day the tick belongs to."""
+    return {"schedule": data.schedule, "minute_of_day": data.tick.hour * 60 + data.tick.minute}

@@ -1,0 +1,96 @@
+"""The event catalog: one pydantic model and one handler per event type, looked up by name."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class EventData(BaseModel):
+    """Base of every event type's payload model: lenient, unknown fields are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+Result = Mapping[str, Any]
+M = TypeVar("M", bound=EventData)
+Handler = Callable[[M], Result]
+
+
+@dataclass(frozen=True)
+class EventType:
+    """An event type: its name, payload model and the handler its worker flow runs per event."""
+
+    name: str
+    model: type[EventData]
+    handler: Callable[[Any], Result]
+
+    @property
+    def description(self) -> str:
+        return (self.model.__doc__ or self.name).strip().splitlines()[0]
+
+    def handle(self, data: Mapping[str, Any]) -> Result:
+        """Run the handler on a stored payload (re-validated, so the handler sees its model)."""
+        return self.handler(self.model.model_validate(data))
+
+
+_REGISTRY: dict[str, EventType] = {}
+
+
+def event_type(name: str, model: type[M]) -> Callable[[Handler[M]], Handler[M]]:
+    """Register `model` and the decorated handler as event type `name`."""
+    if not TYPE_NAME.match(name):
+        raise ValueError(f"event type name {name!r} must match {TYPE_NAME.pattern}")
+
+    def register(handler: Handler[M]) -> Handler[M]:
+        existing = _REGISTRY.get(name)
+        # The same module imported twice (Prefect loads flow files by path) re-registers harmlessly.
+        if existing is not None and existing.model.__qualname__ != model.__qualname__:
+            raise ValueError(f"event type {name!r} is already registered by {existing.model.__qualname__}")
+        _REGISTRY[name] = EventType(name=name, model=model, handler=handler)
+        return handler
+
+    return register
+
+
+class UnknownEventType(LookupError):
+    """No event type of that name is registered."""
+
+
+class Catalog:
+    """The registered event types, after importing the built-ins and any user modules."""
+
+    def __init__(self, types: Mapping[str, EventType]) -> None:
+        self._types = dict(types)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Any:
+        return iter(sorted(self._types))
+
+    def get(self, name: str) -> EventType:
+        try:
+            return self._types[name]
+        except KeyError:
+            known = ", ".join(sorted(self._types))
+            raise UnknownEventType(f"unknown event type {name!r}; known types: {known}") from None
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+
+def load_catalog(modules: Iterable[str] = ()) -> Catalog:
+    """Import the built-in event types and `modules` (which register theirs), and return the catalog."""
+    importlib.import_module("flowhook.events.builtin")
+    for module in modules:
+        importlib.import_module(module)
+    return Catalog(_REGISTRY)

@@ -1,0 +1,111 @@
+"""Tell Prefect about sealed batches: one `flowhook.batch.ready` event per batch, retried until sent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from flowhook.spool import BatchRef, Spool, State
+
+logger = logging.getLogger(__name__)
+
+BATCH_READY = "flowhook.batch.ready"
+_NAMESPACE = uuid.UUID("0b9d6c3e-2a41-4d7b-8c55-5f0e3a7d2c18")
+
+
+def batch_event(ref: BatchRef) -> dict[str, Any]:
+    """The Prefect event announcing a batch. Its id derives from the batch, so a resend is deduplicated."""
+    return {
+        "id": str(uuid.uuid5(_NAMESPACE, ref.batch_id)),
+        "occurred": (ref.emitted or datetime.now(UTC)).isoformat(),
+        "event": BATCH_READY,
+        "resource": {
+            "prefect.resource.id": f"flowhook.batch.{ref.batch_id}",
+            "prefect.resource.name": f"{ref.event_type} · {ref.count} events",
+            "flowhook.event-type": ref.event_type,
+        },
+        "related": [],
+        "payload": ref.model_dump(mode="json"),
+    }
+
+
+class BatchSink(Protocol):
+    """Where batch announcements go."""
+
+    async def emit(self, refs: Sequence[BatchRef]) -> None: ...
+
+
+class PrefectEventSink:
+    """Posts batch events to a Prefect server's `POST /api/events`."""
+
+    def __init__(self, api_url: str, client: httpx.AsyncClient | None = None) -> None:
+        self._url = api_url.rstrip("/") + "/events"
+        self._client = client or httpx.AsyncClient(timeout=10.0)
+
+    async def emit(self, refs: Sequence[BatchRef]) -> None:
+        response = await self._client.post(self._url, json=[batch_event(ref) for ref in refs])
+        response.raise_for_status()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class MemorySink:
+    """Keeps what it is sent; for tests."""
+
+    def __init__(self) -> None:
+        self.sent: list[BatchRef] = []
+
+    async def emit(self, refs: Sequence[BatchRef]) -> None:
+        self.sent.extend(refs)
+
+
+class Forwarder:
+    """Sends sealed batches to a sink in order, with capped exponential backoff while it is down."""
+
+    def __init__(self, spool: Spool, sink: BatchSink, *, max_group: int = 100, max_backoff: float = 5.0) -> None:
+        self._spool = spool
+        self._sink = sink
+        self._queue: asyncio.Queue[BatchRef] = asyncio.Queue()
+        self._max_group = max_group
+        self._max_backoff = max_backoff
+        self.sent = 0
+        self.failures = 0
+
+    def submit(self, ref: BatchRef) -> None:
+        self._queue.put_nowait(ref)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < self._max_group and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            await self._send(group)
+
+    async def _send(self, group: list[BatchRef]) -> None:
+        delay = 0.1
+        while True:
+            emitted = datetime.now(UTC)
+            stamped = [ref.model_copy(update={"emitted": emitted}) for ref in group]
+            try:
+                await self._sink.emit(stamped)
+            except (httpx.HTTPError, OSError) as exc:
+                self.failures += 1
+                logger.warning("cannot reach Prefect (%s); %d batches wait, retry in %.1fs", exc, len(group), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+                continue
+            for ref in group:
+                await asyncio.to_thread(self._spool.move, ref.batch_id, State.READY, State.SENT)
+            self.sent += len(group)
+            return

@@ -1,0 +1,71 @@
+"""flowhook's one settings class: every knob, read from `FLOWHOOK_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BatchPolicy(BaseModel):
+    """When an open batch is sealed and handed to Prefect: whichever limit is reached first."""
+
+    max_events: int = Field(default=5000, ge=1, description="Seal a batch once it holds this many events.")
+    max_seconds: float = Field(default=2.0, gt=0, description="Seal a batch this long after its first event.")
+
+
+class Settings(BaseSettings):
+    """Configuration of the gateway, the worker flows, the store and the local stack."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWHOOK_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="Root of the spool, the DuckDB file and logs.")
+    duckdb_path: Path | None = Field(default=None, description="DuckDB file; defaults to <data_dir>/flowhook.duckdb.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Standard Webhooks secret (whsec_…); when unset a dev secret is made on first run.",
+    )
+    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds.")
+    gateway_port: int = Field(default=8000, description="Port the gateway listens on.")
+    max_body_bytes: int = Field(default=5_000_000, description="Largest delivery body the gateway accepts.")
+    prefect_api_url: str = Field(
+        default="http://127.0.0.1:4200/api",
+        validation_alias=AliasChoices("FLOWHOOK_PREFECT_API_URL", "PREFECT_API_URL"),
+        description="Prefect API the gateway forwards batch events to.",
+    )
+    batch: BatchPolicy = Field(default_factory=BatchPolicy, description="Default batching policy.")
+    batch_overrides: dict[str, BatchPolicy] = Field(
+        default_factory=dict, description="Batching policy per event type, overriding `batch`."
+    )
+    event_modules: list[str] = Field(
+        default_factory=list, description="Modules to import that register user-defined event types."
+    )
+    sweep_after_seconds: float = Field(
+        default=30.0, description="A batch sealed this long ago and never claimed is launched by the sweeper."
+    )
+    claim_timeout_seconds: float = Field(
+        default=600.0, description="A claimed batch not done after this long is released and launched again."
+    )
+    lock_timeout_seconds: float = Field(default=120.0, description="How long to wait for the DuckDB file lock.")
+
+    @property
+    def database(self) -> Path:
+        """The DuckDB file the pipeline writes."""
+        return self.duckdb_path or self.data_dir / "flowhook.duckdb"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where accepted events wait, as batch files, until a worker flow stores them."""
+        return self.data_dir / "spool"
+
+    def batch_policy(self, event_type: str) -> BatchPolicy:
+        """The batching policy for one event type."""
+        return self.batch_overrides.get(event_type, self.batch)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment on first use."""
+    return Settings()

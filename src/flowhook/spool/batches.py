@@ -1,0 +1,165 @@
+"""Batch files on disk: the durable hand-off between the gateway and the worker flows.
+
+A batch is one JSON-lines file of events of one type. It moves through state folders by atomic
+renames, so at any instant exactly one folder holds it and exactly one claimer can win it:
+
+    open/ → ready/ → sent/ → claimed/ → done/
+    (gateway appends)  (sealed)  (Prefect told)  (a flow run has it)  (stored in DuckDB)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel, Field
+
+from flowhook.events import Event
+
+
+class State(StrEnum):
+    OPEN = "open"
+    READY = "ready"
+    SENT = "sent"
+    CLAIMED = "claimed"
+    DONE = "done"
+
+
+class BatchRef(BaseModel):
+    """What a Prefect event carries to a worker flow: which batch, of what type, how big."""
+
+    batch_id: str = Field(description="Unique id; also the batch file's name.")
+    event_type: str = Field(description="The type of every event in the batch.")
+    count: int = Field(ge=0, description="Events in the batch.")
+    sealed: datetime = Field(description="When the gateway sealed the batch (UTC).")
+    emitted: datetime | None = Field(default=None, description="When Prefect was told about it (UTC).")
+
+
+class BatchNotFound(LookupError):
+    """The batch is in no state folder: it never existed here or was pruned."""
+
+
+def new_batch_id(event_type: str) -> str:
+    """A unique, time-ordered batch id that names its event type: `user_request-1764224460123-9f2c01ab`."""
+    return f"{event_type}-{time.time_ns() // 1_000_000:013d}-{secrets.token_hex(4)}"
+
+
+def event_type_of(batch_id: str) -> str:
+    """The event type a batch id names."""
+    return batch_id.rsplit("-", 2)[0]
+
+
+def encode_event(event: Event) -> bytes:
+    """One spool line: the event as compact JSON and a newline."""
+    return orjson.dumps(event.model_dump(mode="json")) + b"\n"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """The state folders under one root, and the moves between them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for state in State:
+            (root / state.value).mkdir(parents=True, exist_ok=True)
+
+    def path(self, state: State, batch_id: str) -> Path:
+        return self.root / state.value / f"{batch_id}.jsonl"
+
+    def move(self, batch_id: str, source: State, target: State, *, touch: bool = False) -> bool:
+        """Rename a batch from one state to another, durably; False if it was not in `source`."""
+        target_path = self.path(target, batch_id)
+        try:
+            os.rename(self.path(source, batch_id), target_path)
+        except FileNotFoundError:
+            return False
+        if touch:
+            os.utime(target_path)
+        _fsync_dir(target_path.parent)
+        return True
+
+    def state_of(self, batch_id: str) -> State | None:
+        for state in State:
+            if self.path(state, batch_id).exists():
+                return state
+        return None
+
+    def claim(self, batch_id: str) -> Path | None:
+        """Take a sealed batch for processing; None when another run has it or it is done already."""
+        for source in (State.SENT, State.READY):
+            if self.move(batch_id, source, State.CLAIMED, touch=True):
+                return self.path(State.CLAIMED, batch_id)
+        if self.state_of(batch_id) in (State.CLAIMED, State.DONE):
+            return None
+        raise BatchNotFound(f"batch {batch_id} is not in the spool at {self.root}")
+
+    def complete(self, batch_id: str) -> None:
+        """Mark a claimed batch as stored."""
+        self.move(batch_id, State.CLAIMED, State.DONE, touch=True)
+
+    def release(self, batch_id: str) -> bool:
+        """Give a claimed batch back (its run died) so it can be launched again."""
+        return self.move(batch_id, State.CLAIMED, State.READY, touch=True)
+
+    def read(self, path: Path) -> list[Event]:
+        """The events in a batch file. A torn last line is a write never acknowledged: skip it."""
+        events = []
+        with path.open("rb") as fh:
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break
+                events.append(Event.model_validate(orjson.loads(line)))
+        return events
+
+    def ref(self, state: State, batch_id: str) -> BatchRef:
+        """A reference to a batch already on disk (the sweeper's view: counted from the file)."""
+        path = self.path(state, batch_id)
+        with path.open("rb") as fh:
+            count = sum(1 for line in fh if line.endswith(b"\n"))
+        sealed = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        return BatchRef(batch_id=batch_id, event_type=event_type_of(batch_id), count=count, sealed=sealed)
+
+    def list(self, state: State) -> Iterator[tuple[str, float]]:
+        """(batch id, age in seconds) of every batch in one state."""
+        now = time.time()
+        for entry in os.scandir(self.root / state.value):
+            if entry.name.endswith(".jsonl"):
+                try:
+                    age = now - entry.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                yield entry.name.removesuffix(".jsonl"), age
+
+    def stale(self, *, unclaimed_after: float, claimed_after: float) -> list[tuple[State, str]]:
+        """Batches a lost trigger or a dead run left behind, oldest first."""
+        found: list[tuple[float, State, str]] = []
+        for state, limit in ((State.READY, unclaimed_after), (State.SENT, unclaimed_after)):
+            found += [(-age, state, bid) for bid, age in self.list(state) if age >= limit]
+        found += [(-age, State.CLAIMED, bid) for bid, age in self.list(State.CLAIMED) if age >= claimed_after]
+        return [(state, bid) for _, state, bid in sorted(found)]
+
+    def prune_done(self, *, older_than: float) -> int:
+        """Delete stored batches older than `older_than` seconds; returns how many."""
+        pruned = 0
+        for batch_id, age in list(self.list(State.DONE)):
+            if age >= older_than:
+                self.path(State.DONE, batch_id).unlink(missing_ok=True)
+                pruned += 1
+        return pruned
+
+    def counts(self) -> dict[str, int]:
+        """Batches per state, for status output."""
+        return {state.value: sum(1 for _ in self.list(state)) for state in State}

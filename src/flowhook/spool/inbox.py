@@ -1,0 +1,185 @@
+"""The gateway's durable inbox: append events to open batch files, fsync before acknowledging.
+
+Group commit: every request writes its lines at once, then waits for the next fsync; one fsync
+covers every request that wrote since the previous one, so the disk is flushed a few hundred
+times a second at most, however many requests arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from flowhook.events import Event
+from flowhook.settings import BatchPolicy
+from flowhook.spool.batches import BatchRef, Spool, State, encode_event, new_batch_id
+
+logger = logging.getLogger(__name__)
+
+
+class InboxUnavailable(RuntimeError):
+    """The inbox could not make events durable (disk full, I/O error): do not acknowledge."""
+
+
+@dataclass(eq=False)
+class _Segment:
+    batch_id: str
+    event_type: str
+    file: BinaryIO
+    opened: float = field(default_factory=time.monotonic)
+    count: int = 0
+    broken: bool = False
+
+
+class Inbox:
+    """Open batch files per event type, group-committed, sealed by size or age."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        policy: Callable[[str], BatchPolicy],
+        on_sealed: Callable[[BatchRef], None],
+        tick_seconds: float = 0.05,
+    ) -> None:
+        self._spool = spool
+        self._policy = policy
+        self._on_sealed = on_sealed
+        self._tick = tick_seconds
+        self._open: dict[str, _Segment] = {}
+        self._dirty: set[_Segment] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._sealing: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> list[BatchRef]:
+        """Recover what a previous run left (open files are sealed as they are) and start sealing by age.
+
+        Returns the sealed batches not yet forwarded to Prefect, for the forwarder to send.
+        """
+        for batch_id, _ in list(self._spool.list(State.OPEN)):
+            await asyncio.to_thread(self._spool.move, batch_id, State.OPEN, State.READY)
+        pending = [self._spool.ref(State.READY, batch_id) for batch_id, _ in self._spool.list(State.READY)]
+        self._ticker = asyncio.create_task(self._seal_by_age(), name="inbox-ticker")
+        return pending
+
+    async def append(self, events: Sequence[Event]) -> None:
+        """Write `events` to their open batches and return once they are on disk."""
+        by_type: dict[str, list[bytes]] = defaultdict(list)
+        for event in events:
+            by_type[event.type].append(encode_event(event))
+        touched = []
+        for event_type, lines in by_type.items():
+            segment = self._segment(event_type)
+            try:
+                segment.file.write(b"".join(lines))
+                segment.file.flush()
+            except OSError as exc:
+                self._abandon(segment)
+                raise InboxUnavailable(f"cannot write the inbox: {exc.strerror}") from exc
+            segment.count += len(lines)
+            self._dirty.add(segment)
+            touched.append(segment)
+        await self._commit()
+        for segment in touched:
+            if segment.count >= self._policy(segment.event_type).max_events:
+                self._start_seal(segment)
+
+    async def close(self) -> None:
+        """Seal every open batch (so it is forwarded on the next start) and stop."""
+        if self._ticker:
+            self._ticker.cancel()
+        for segment in list(self._open.values()):
+            self._start_seal(segment)
+        if self._sealing:
+            await asyncio.gather(*self._sealing, return_exceptions=True)
+
+    def open_counts(self) -> dict[str, int]:
+        return {name: seg.count for name, seg in self._open.items()}
+
+    def _segment(self, event_type: str) -> _Segment:
+        segment = self._open.get(event_type)
+        if segment is None:
+            batch_id = new_batch_id(event_type)
+            path = self._spool.path(State.OPEN, batch_id)
+            segment = _Segment(batch_id=batch_id, event_type=event_type, file=path.open("ab"))
+            self._open[event_type] = segment
+        return segment
+
+    def _abandon(self, segment: _Segment) -> None:
+        # A failed write may leave a torn line: nothing more may be appended after it.
+        segment.broken = True
+        self._start_seal(segment)
+
+    async def _commit(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop(), name="inbox-flusher")
+        await waiter
+
+    async def _flush_loop(self) -> None:
+        while self._waiters:
+            waiters, self._waiters = self._waiters, []
+            dirty, self._dirty = self._dirty, set()
+            try:
+                await asyncio.to_thread(_fsync_all, [seg.file.fileno() for seg in dirty])
+            except OSError as exc:
+                for segment in dirty:
+                    self._abandon(segment)
+                error = InboxUnavailable(f"cannot sync the inbox: {exc.strerror}")
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                continue
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _start_seal(self, segment: _Segment) -> None:
+        if self._open.get(segment.event_type) is not segment:
+            return  # already sealing
+        del self._open[segment.event_type]
+        task = asyncio.create_task(self._seal(segment), name=f"seal-{segment.batch_id}")
+        self._sealing.add(task)
+        task.add_done_callback(self._sealing.discard)
+
+    async def _seal(self, segment: _Segment) -> None:
+        # Wait for one more commit: the last fsync that covered this file is then finished.
+        try:
+            await self._commit()
+        except InboxUnavailable:
+            logger.warning("sealing %s after a failed sync", segment.batch_id)
+        segment.file.close()
+        if segment.count == 0:
+            self._spool.path(State.OPEN, segment.batch_id).unlink(missing_ok=True)
+            return
+        await asyncio.to_thread(self._spool.move, segment.batch_id, State.OPEN, State.READY)
+        ref = BatchRef(
+            batch_id=segment.batch_id,
+            event_type=segment.event_type,
+            count=segment.count,
+            sealed=datetime.now(UTC),
+        )
+        self._on_sealed(ref)
+
+    async def _seal_by_age(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            now = time.monotonic()
+            for segment in list(self._open.values()):
+                if now - segment.opened >= self._policy(segment.event_type).max_seconds:
+                    self._start_seal(segment)
+
+
+def _fsync_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.fsync(fd)

@@ -1,0 +1,216 @@
+"""The local stack: a Prefect server (SQLite), the `flowhook` process pool and its deployments,
+a worker and the gateway, each a child process with its log under `<data>/logs/`.
+
+Used by `flowhook up` / `flowhook demo` and by the end-to-end tests (on free ports).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+WORK_POOL = "flowhook"
+
+
+class StackError(RuntimeError):
+    """A part of the local stack failed to start; the message says which and where its log is."""
+
+
+@dataclass
+class StackConfig:
+    """Where the stack keeps its state and which ports it binds (127.0.0.1 only)."""
+
+    root: Path
+    data_dir: Path
+    prefect_port: int = 4200
+    gateway_port: int = 8000
+    worker_limit: int = 4
+    worker_query_seconds: float = 1.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LocalStack:
+    """Starts the parts in order, waits for each to be healthy, and stops them all in reverse."""
+
+    def __init__(self, config: StackConfig, *, progress: Callable[[str], None] = print) -> None:
+        self.config = config
+        self._progress = progress
+        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.logs = config.data_dir / "logs"
+
+    def env(self) -> dict[str, str]:
+        """The environment every child gets: Prefect and flowhook pointed at this stack."""
+        cfg = self.config
+        env = dict(os.environ)
+        env.update(
+            {
+                "PREFECT_HOME": str(cfg.data_dir / "prefect"),
+                "PREFECT_API_URL": cfg.api_url,
+                "PREFECT_SERVER_API_HOST": "127.0.0.1",
+                "PREFECT_SERVER_API_PORT": str(cfg.prefect_port),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_WORKER_QUERY_SECONDS": str(cfg.worker_query_seconds),
+                "PREFECT_UI_URL": cfg.ui_url,
+                "FLOWHOOK_DATA_DIR": str(cfg.data_dir),
+                "FLOWHOOK_PREFECT_API_URL": cfg.api_url,
+                "FLOWHOOK_GATEWAY_PORT": str(cfg.gateway_port),
+                "PWD": str(cfg.root),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(cfg.extra_env)
+        return env
+
+    def start(self) -> None:
+        cfg = self.config
+        for name, port in (("Prefect server", cfg.prefect_port), ("gateway", cfg.gateway_port)):
+            if not port_is_free(port):
+                raise StackError(
+                    f"port {port} for the {name} is in use on 127.0.0.1; stop what holds it or pick another"
+                )
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._progress(f"starting Prefect server on {cfg.ui_url} (SQLite under {cfg.data_dir / 'prefect'})")
+        self._spawn("server", [*_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)])
+        self._wait_healthy("server", f"{cfg.api_url}/health", timeout=90)
+        self._progress(f"creating work pool {WORK_POOL!r} and deploying prefect.yaml")
+        self._run("pool", [*_prefect(), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"])
+        self._run("deploy", [*_prefect(), "--no-prompt", "deploy", "--all"])
+        self._progress("starting worker and gateway")
+        self._spawn(
+            "worker",
+            [
+                *_prefect(),
+                "worker",
+                "start",
+                "--pool",
+                WORK_POOL,
+                "--type",
+                "process",
+                "--limit",
+                str(cfg.worker_limit),
+                "--name",
+                "flowhook-local",
+            ],
+        )
+        self._spawn("gateway", [sys.executable, "-m", "flowhook", "gateway"])
+        self._wait_healthy("gateway", f"{cfg.gateway_url}/health", timeout=60)
+
+    def stop(self) -> None:
+        """Stop every child, newest first: SIGTERM, a second one (an idle worker ignores the first), SIGKILL."""
+        while self._procs:
+            name, proc = self._procs.pop()
+            if proc.poll() is not None:
+                continue
+            self._progress(f"stopping {name}")
+            for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def check_alive(self) -> None:
+        """Raise if a long-running child has died (its log says why)."""
+        for name, proc in self._procs:
+            if proc.poll() is not None:
+                raise StackError(f"the {name} exited with code {proc.returncode}; see {self.logs / name}.log")
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.config.root,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._procs.append((name, proc))
+
+    def _run(self, name: str, argv: list[str]) -> None:
+        with (self.logs / f"{name}.log").open("ab") as log:
+            done = subprocess.run(
+                argv,
+                cwd=self.config.root,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=300,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise StackError(f"`{' '.join(argv[2:])}` failed (exit {done.returncode}); see {self.logs / name}.log")
+
+    def _wait_healthy(self, name: str, url: str, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise StackError(f"the {name} did not become healthy within {timeout:.0f}s; see {self.logs / name}.log")
+
+
+def _prefect() -> list[str]:
+    return [sys.executable, "-m", "prefect"]

@@ -1,0 +1,266 @@
+"""The DuckDB event store: one file, shared by many processes through a sidecar `flock`."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+_EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+  id VARCHAR PRIMARY KEY, type VARCHAR NOT NULL, source VARCHAR NOT NULL,
+  occurred TIMESTAMP NOT NULL, received TIMESTAMP NOT NULL,
+  emitted TIMESTAMP, started TIMESTAMP, stored TIMESTAMP,
+  batch_id VARCHAR NOT NULL, flow_run_id VARCHAR, status VARCHAR NOT NULL, error VARCHAR,
+  data JSON NOT NULL, result JSON)
+"""
+_REPORTS_DDL = """
+CREATE TABLE IF NOT EXISTS reports (
+  report_id VARCHAR NOT NULL, generated_at TIMESTAMP NOT NULL, event_type VARCHAR NOT NULL,
+  window_start TIMESTAMP, window_end TIMESTAMP, span_seconds DOUBLE,
+  n BIGINT, m BIGINT, arrival_rate DOUBLE, processing_rate DOUBLE, throughput DOUBLE, tau_seconds DOUBLE,
+  p50_seconds DOUBLE, p95_seconds DOUBLE, p99_seconds DOUBLE, max_seconds DOUBLE,
+  PRIMARY KEY (report_id, event_type))
+"""
+REPORT_COLUMNS: tuple[str, ...] = (
+    "report_id", "generated_at", "event_type", "window_start", "window_end", "span_seconds",
+    "n", "m", "arrival_rate", "processing_rate", "throughput", "tau_seconds",
+    "p50_seconds", "p95_seconds", "p99_seconds", "max_seconds",
+)  # fmt: skip
+
+_TS = pa.timestamp("us")
+_TS_UTC = pa.timestamp("us", tz="UTC")
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("occurred", _TS, nullable=False),
+        pa.field("received", _TS, nullable=False),
+        pa.field("emitted", _TS),
+        pa.field("started", _TS),
+        pa.field("stored", _TS),
+        pa.field("batch_id", pa.string(), nullable=False),
+        pa.field("flow_run_id", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("data", pa.string(), nullable=False),  # JSON text
+        pa.field("result", pa.string()),  # JSON text
+    ]
+)
+_TIME_COLUMNS = frozenset(f.name for f in EVENT_SCHEMA if f.type == _TS)
+_JSON_COLUMNS = frozenset({"data", "result"})
+_STATUSES = frozenset({"ok", "failed"})
+
+
+class StoreLockTimeout(TimeoutError):
+    """Another process held the store's lock file for longer than `lock_timeout`."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event as stored: the envelope, its pipeline timestamps, and how processing went."""
+
+    id: str
+    type: str
+    source: str
+    occurred: datetime
+    received: datetime
+    emitted: datetime | None
+    started: datetime | None
+    stored: datetime | None
+    batch_id: str
+    flow_run_id: str | None
+    status: str
+    error: str | None
+    data: Mapping[str, Any]
+    result: Mapping[str, Any] | None
+
+    def __post_init__(self) -> None:
+        if self.status not in _STATUSES:
+            raise ValueError(f"status must be 'ok' or 'failed', not {self.status!r}")
+
+
+def _json_default(value: object) -> object:
+    # orjson only serialises real dicts; accept any Mapping, e.g. a MappingProxyType.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else orjson.dumps(value, default=_json_default).decode()
+
+
+def to_arrow(events: Sequence[StoredEvent]) -> pa.Table:
+    """The events as an Arrow table in `EVENT_SCHEMA`: the fast path into DuckDB."""
+    columns: dict[str, Any] = {}
+    for field in EVENT_SCHEMA:
+        values = list(map(attrgetter(field.name), events))
+        if field.name in _TIME_COLUMNS:
+            # Arrow turns aware values into UTC (naive ones are taken as UTC); the cast drops the zone.
+            columns[field.name] = pa.array(values, type=_TS_UTC).cast(_TS)
+        elif field.name in _JSON_COLUMNS:
+            columns[field.name] = pa.array([_json(v) for v in values], type=pa.string())
+        else:
+            columns[field.name] = pa.array(values, type=field.type)
+    return pa.table(columns, schema=EVENT_SCHEMA)
+
+
+def _first_by_id(events: Sequence[StoredEvent]) -> list[StoredEvent]:
+    # INSERT OR IGNORE would also drop in-batch repeats, but which copy survives is not specified.
+    seen: set[str] = set()
+    unique: list[StoredEvent] = []
+    for event in events:
+        if event.id not in seen:
+            seen.add(event.id)
+            unique.append(event)
+    return unique
+
+
+def _naive_utc(value: datetime) -> datetime:
+    # DuckDB would cast an aware value to TIMESTAMP through the session time zone, not UTC.
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+class DuckDBStore:
+    """Events and reports in one DuckDB file; every open holds an exclusive lock on `<path>.lock`."""
+
+    def __init__(self, path: Path, *, lock_timeout: float = 120.0) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_timeout = lock_timeout
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        # DuckDB lets one process open the file at a time, readers included, so all openers queue here.
+        # Not re-entrant: a nested connect() in the same process waits for itself and times out.
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            delay = 0.002
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreLockTimeout(
+                            f"Could not lock {self.lock_path} within {self.lock_timeout:g} s: another "
+                            f"process is still using the DuckDB file {self.path}."
+                        ) from None
+                    time.sleep(delay * random.uniform(0.5, 1.5))
+                    delay = min(delay * 2, 0.05)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An open connection with the schema in place, held under the file lock until exit."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            con = duckdb.connect(str(self.path))
+            try:
+                con.execute(_EVENTS_DDL)
+                con.execute(_REPORTS_DDL)
+                yield con
+            finally:
+                con.close()  # before the lock is released, so the next opener finds the file free
+
+    def write_events(self, events: Sequence[StoredEvent]) -> int:
+        """Store events idempotently by id (first copy wins); returns how many were new."""
+        if not events:
+            return 0
+        table = to_arrow(_first_by_id(events))
+        names = ", ".join(EVENT_SCHEMA.names)
+        with self.connect() as con:
+            con.register("incoming_events", table)
+            try:
+                row = con.execute(
+                    f"INSERT OR IGNORE INTO events ({names}) SELECT {names} FROM incoming_events"
+                ).fetchone()
+            finally:
+                con.unregister("incoming_events")
+        # DuckDB reports the rows actually inserted, conflicts excluded (checked by the tests).
+        return int(row[0]) if row else 0
+
+    def count_events(self, *, event_type: str | None = None) -> int:
+        """How many events are stored, of one type or of all."""
+        if event_type is None:
+            rows = self.query("SELECT count(*) FROM events")
+        else:
+            rows = self.query("SELECT count(*) FROM events WHERE type = ?", [event_type])
+        return int(rows[0][0])
+
+    def event_counts(self) -> dict[str, int]:
+        """Stored events per type."""
+        rows = self.query("SELECT type, count(*) FROM events GROUP BY type ORDER BY type")
+        return {event_type: int(n) for event_type, n in rows}
+
+    def duplicate_ids(self) -> int:
+        """How many ids occur more than once; the key forbids it, so anything but 0 is a broken file."""
+        rows = self.query("SELECT count(*) FROM (SELECT id FROM events GROUP BY id HAVING count(*) > 1)")
+        return int(rows[0][0])
+
+    def event_times(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[tuple[str, datetime, datetime, datetime | None]]:
+        """(type, occurred, received, stored) of events received or stored within [since, until]."""
+        bounds: list[datetime] = []
+        where = ""
+        if since is not None or until is not None:
+            clauses = []
+            for column in ("received", "stored"):
+                parts = []
+                if since is not None:
+                    parts.append(f"{column} >= ?")
+                    bounds.append(_naive_utc(since))
+                if until is not None:
+                    parts.append(f"{column} <= ?")
+                    bounds.append(_naive_utc(until))
+                clauses.append("(" + " AND ".join(parts) + ")")
+            where = "WHERE " + " OR ".join(clauses)
+        rows = self.query(f"SELECT type, occurred, received, stored FROM events {where} ORDER BY received, id", bounds)
+        return [
+            (t, _aware_utc(occurred), _aware_utc(received), None if stored is None else _aware_utc(stored))
+            for t, occurred, received, stored in rows
+        ]
+
+    def write_report_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Upsert report rows keyed by (report_id, event_type); absent optional columns become NULL."""
+        if not rows:
+            return
+        for row in rows:
+            unknown = set(row) - set(REPORT_COLUMNS)
+            if unknown:
+                raise ValueError(f"unknown report columns: {', '.join(sorted(unknown))}")
+        values = [
+            [_naive_utc(v) if isinstance(v, datetime) else v for v in (row.get(c) for c in REPORT_COLUMNS)]
+            for row in rows
+        ]
+        placeholders = ", ".join("?" for _ in REPORT_COLUMNS)
+        sql = f"INSERT OR REPLACE INTO reports ({', '.join(REPORT_COLUMNS)}) VALUES ({placeholders})"
+        with self.connect() as con:
+            con.executemany(sql, values)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one ad-hoc statement under the lock; all its rows (TIMESTAMPs come back naive UTC)."""
+        with self.connect() as con:
+            return con.execute(sql, list(params)).fetchall()

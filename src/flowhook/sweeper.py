@@ -1,0 +1,37 @@
+"""Find batches a lost trigger or a dead flow run left behind, so they can be launched again.
+
+Automations are a wake-up signal, not a guarantee (an action can fail and is not retried), so
+every sealed batch that nobody claimed within a threshold is launched by the sweeper.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from flowhook.spool import BatchRef, Spool, State
+
+
+def sweep(
+    spool: Spool,
+    *,
+    unclaimed_after: float,
+    claimed_after: float,
+    launch: Callable[[BatchRef], None],
+) -> list[BatchRef]:
+    """Launch every stale batch (a claimed one is released first); returns those launched."""
+    launched = []
+    for state, batch_id in spool.stale(unclaimed_after=unclaimed_after, claimed_after=claimed_after):
+        if state is State.CLAIMED:
+            if not spool.release(batch_id):
+                continue
+            state = State.READY
+        try:
+            ref = spool.ref(state, batch_id)
+            # Restart its clock, so a launched batch waiting for a free worker is not launched twice.
+            os.utime(spool.path(state, batch_id))
+        except FileNotFoundError:
+            continue  # claimed meanwhile: its trigger was only late
+        launch(ref)
+        launched.append(ref)
+    return launched

@@ -1,0 +1,1 @@
+"""Prefect tasks: retry, cache and tag policy around flowhook functions; no logic of their own."""

@@ -1,0 +1,38 @@
+"""Tasks of the sweeper flow."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+from prefect.deployments import run_deployment
+
+from flowhook import sweeper
+from flowhook.settings import get_settings
+from flowhook.spool import BatchRef, Spool
+
+WORKER_FLOW = "process-batch"
+
+
+def _launch(ref: BatchRef) -> None:
+    run_deployment(
+        f"{WORKER_FLOW}/{ref.event_type}",
+        parameters={"batch": ref.model_dump(mode="json")},
+        timeout=0,
+        tags=["flowhook", "swept", ref.event_type],
+    )
+
+
+@task(cache_policy=NONE, retries=3, retry_delay_seconds=[2, 5, 15])
+def launch_stale_batches() -> list[BatchRef]:
+    settings = get_settings()
+    return sweeper.sweep(
+        Spool(settings.spool_dir),
+        unclaimed_after=settings.sweep_after_seconds,
+        claimed_after=settings.claim_timeout_seconds,
+        launch=_launch,
+    )
+
+
+@task(cache_policy=NONE)
+def prune_done_batches(older_than_hours: float) -> int:
+    return Spool(get_settings().spool_dir).prune_done(older_than=older_than_hours * 3600)
