@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,39 +57,56 @@ class SendResult:
     ack_seconds: list[float] = field(default_factory=list)
 
 
-async def send_load(
-    url: str,
-    secret: str,
-    *,
-    count: int,
-    concurrency: int = 16,
-    resend_ratio: float = 0.02,
-    seed: int = 7,
-    on_ack: Callable[[int], None] | None = None,
-) -> SendResult:
-    """Send `count` signed single-event deliveries; a `resend_ratio` share is delivered twice."""
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook delivery as a sender makes it; a resend repeats the id and body."""
+
+    msg_id: str
+    body: bytes
+    resend: bool = False
+
+
+def plan_deliveries(count: int, *, resend_ratio: float = 0.02, seed: int = 7) -> list[Delivery]:
+    """`count` single-event deliveries; a `resend_ratio` share is delivered twice, as a retrying sender does."""
     rng = random.Random(seed)
-    result = SendResult()
-    queue: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue()
+    deliveries = []
     for _ in range(count):
         body = orjson.dumps(demo_event(rng, datetime.now(UTC)))
-        msg_id = f"msg_{uuid.UUID(int=rng.getrandbits(128)).hex}"
-        queue.put_nowait((msg_id, body, False))
+        first = Delivery(msg_id=f"msg_{uuid.UUID(int=rng.getrandbits(128)).hex}", body=body)
+        deliveries.append(first)
         if rng.random() < resend_ratio:
-            queue.put_nowait((msg_id, body, True))
+            deliveries.append(Delivery(msg_id=first.msg_id, body=body, resend=True))
+    return deliveries
+
+
+async def send_deliveries(
+    url: str,
+    secret: str,
+    deliveries: Sequence[Delivery],
+    *,
+    concurrency: int = 16,
+    on_sent: Callable[[], None] | None = None,
+) -> SendResult:
+    """Send every delivery, signed, over `concurrency` connections."""
+    result = SendResult()
+    pending = iter(deliveries)
 
     async def sender(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            msg_id, body, is_resend = queue.get_nowait()
-            await _deliver(client, url, secret, msg_id, body, result)
+        for delivery in pending:
+            await _deliver(client, url, secret, delivery.msg_id, delivery.body, result)
             result.deliveries += 1
-            result.resent += is_resend
-            if on_ack:
-                on_ack(1)
+            result.resent += delivery.resend
+            if on_sent:
+                on_sent()
 
     async with httpx.AsyncClient(timeout=30.0) as client:
         await asyncio.gather(*(sender(client) for _ in range(concurrency)))
     return result
+
+
+async def send_load(url: str, secret: str, *, count: int, resend_ratio: float = 0.02, seed: int = 7) -> SendResult:
+    """Plan and send a demo load in one call."""
+    return await send_deliveries(url, secret, plan_deliveries(count, resend_ratio=resend_ratio, seed=seed))
 
 
 async def _deliver(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flowhook.spool import BatchRef, Spool, State
 
@@ -32,6 +33,7 @@ def sweep(
             os.utime(spool.path(state, batch_id))
         except FileNotFoundError:
             continue  # claimed meanwhile: its trigger was only late
+        ref = ref.model_copy(update={"emitted": datetime.now(UTC)})
         launch(ref)
         launched.append(ref)
     return launched

@@ -25,7 +25,7 @@ from flowhook.metrics import (
     to_store_rows,
     to_table_rows,
 )
-from flowhook.metrics.report import _fmt
+from flowhook.metrics.render import _fmt
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 GENERATED = T0 + timedelta(hours=2)
@@ -36,9 +36,7 @@ def _at(seconds: float) -> datetime:
 
 
 def _report(times: list[EventTimes], start: float = 0.0, end: float = 3600.0) -> Report:
-    return build_report(
-        times, window_start=_at(start), window_end=_at(end), generated_at=GENERATED, report_id="r-1"
-    )
+    return build_report(times, window_start=_at(start), window_end=_at(end), generated_at=GENERATED, report_id="r-1")
 
 
 def _row(report: Report, event_type: str) -> TypeReport:

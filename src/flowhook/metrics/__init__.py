@@ -6,9 +6,16 @@ shares one span T, so λ and μ of the per-type rows add up to the "all" row; τ
 the percentiles are measured.
 """
 
+from flowhook.metrics.render import (
+    STORE_COLUMNS,
+    to_json_dict,
+    to_markdown,
+    to_rich_table,
+    to_store_rows,
+    to_table_rows,
+)
 from flowhook.metrics.report import (
     OVERALL,
-    STORE_COLUMNS,
     EventTimes,
     LatencyStats,
     Report,
@@ -16,11 +23,6 @@ from flowhook.metrics.report import (
     build_report,
     latency_stats,
     percentile,
-    to_json_dict,
-    to_markdown,
-    to_rich_table,
-    to_store_rows,
-    to_table_rows,
 )
 
 __all__ = [

@@ -132,7 +132,7 @@ class Spool:
         sealed = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         return BatchRef(batch_id=batch_id, event_type=event_type_of(batch_id), count=count, sealed=sealed)
 
-    def list(self, state: State) -> Iterator[tuple[str, float]]:
+    def entries(self, state: State) -> Iterator[tuple[str, float]]:
         """(batch id, age in seconds) of every batch in one state."""
         now = time.time()
         for entry in os.scandir(self.root / state.value):
@@ -147,14 +147,14 @@ class Spool:
         """Batches a lost trigger or a dead run left behind, oldest first."""
         found: list[tuple[float, State, str]] = []
         for state, limit in ((State.READY, unclaimed_after), (State.SENT, unclaimed_after)):
-            found += [(-age, state, bid) for bid, age in self.list(state) if age >= limit]
-        found += [(-age, State.CLAIMED, bid) for bid, age in self.list(State.CLAIMED) if age >= claimed_after]
+            found += [(-age, state, bid) for bid, age in self.entries(state) if age >= limit]
+        found += [(-age, State.CLAIMED, bid) for bid, age in self.entries(State.CLAIMED) if age >= claimed_after]
         return [(state, bid) for _, state, bid in sorted(found)]
 
     def prune_done(self, *, older_than: float) -> int:
         """Delete stored batches older than `older_than` seconds; returns how many."""
         pruned = 0
-        for batch_id, age in list(self.list(State.DONE)):
+        for batch_id, age in list(self.entries(State.DONE)):
             if age >= older_than:
                 self.path(State.DONE, batch_id).unlink(missing_ok=True)
                 pruned += 1
@@ -162,4 +162,4 @@ class Spool:
 
     def counts(self) -> dict[str, int]:
         """Batches per state, for status output."""
-        return {state.value: sum(1 for _ in self.list(state)) for state in State}
+        return {state.value: sum(1 for _ in self.entries(state)) for state in State}

@@ -65,9 +65,9 @@ class Inbox:
 
         Returns the sealed batches not yet forwarded to Prefect, for the forwarder to send.
         """
-        for batch_id, _ in list(self._spool.list(State.OPEN)):
+        for batch_id, _ in list(self._spool.entries(State.OPEN)):
             await asyncio.to_thread(self._spool.move, batch_id, State.OPEN, State.READY)
-        pending = [self._spool.ref(State.READY, batch_id) for batch_id, _ in self._spool.list(State.READY)]
+        pending = [self._spool.ref(State.READY, batch_id) for batch_id, _ in self._spool.entries(State.READY)]
         self._ticker = asyncio.create_task(self._seal_by_age(), name="inbox-ticker")
         return pending
 

@@ -1,0 +1,28 @@
+# flowhook: the two commands of the README, and their parts.
+# uv is pinned and run as `python3 -m uv`, so a fresh machine needs nothing but python3 and make.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := $(PYTHON) -m uv
+
+.PHONY: setup demo up test lint
+
+setup:
+	@$(PYTHON) -m uv --version 2>/dev/null | grep -q "$(UV_VERSION)" || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
+	@$(UV) sync --frozen --quiet
+
+## Start the local stack, send a demo load, wait until it is stored, report; Ctrl-C stops everything.
+demo: setup
+	$(UV) run flowhook demo
+
+## The stack alone (no demo load), until Ctrl-C.
+up: setup
+	$(UV) run flowhook up
+
+lint: setup
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+## Lint, type-check, then every test (unit and end-to-end against a real Prefect server).
+test: lint
+	$(UV) run pytest
