@@ -36,10 +36,13 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _interrupt_on_sigterm() -> None:
+    """Ctrl-C and SIGTERM both stop the stack cleanly (SIGINT may arrive ignored from a parent)."""
+
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _repo_root() -> Path:

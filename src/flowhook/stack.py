@@ -6,6 +6,7 @@ Used by `flowhook up` / `flowhook demo` and by the end-to-end tests (on free por
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -135,22 +136,17 @@ class LocalStack:
         self._wait_healthy("gateway", f"{cfg.gateway_url}/health", timeout=60)
 
     def stop(self) -> None:
-        """Stop every child, newest first: SIGTERM, a second one (an idle worker ignores the first), SIGKILL."""
+        """Stop every child, newest first, with the flow-run processes the worker started."""
         while self._procs:
             name, proc = self._procs.pop()
             if proc.poll() is not None:
                 continue
             self._progress(f"stopping {name}")
-            for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            # Flow runs start in sessions of their own: find them before their worker is gone.
+            orphans = _descendants(proc.pid)
+            _terminate(proc.pid, functools.partial(_exited, proc))
+            for pid in orphans:
+                _terminate(pid, functools.partial(_gone, pid), group=False)
 
     def __enter__(self) -> LocalStack:
         try:
@@ -210,6 +206,51 @@ class LocalStack:
                 pass
             time.sleep(0.25)
         raise StackError(f"the {name} did not become healthy within {timeout:.0f}s; see {self.logs / name}.log")
+
+
+def _terminate(pid: int, wait: Callable[[float], bool], *, group: bool = True) -> None:
+    """SIGTERM, a second SIGTERM (an idle Prefect worker ignores the first), then SIGKILL."""
+    for sig, timeout in ((signal.SIGTERM, 3.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig) if group else os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        if wait(timeout):
+            return
+
+
+def _exited(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """PIDs of every process below `pid`, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _prefect() -> list[str]:

@@ -44,7 +44,10 @@ def test_builtin_types_load_with_their_models() -> None:
         assert name in catalog
         assert catalog.get(name).name == name
         assert catalog.get(name).model is model
-    assert catalog.get("user_request").description == "A user asked the product for something (a page, a search, a purchase)."
+    assert (
+        catalog.get("user_request").description
+        == "A user asked the product for something (a page, a search, a purchase)."
+    )
 
 
 def test_an_unknown_type_is_not_in_the_catalog_and_get_names_the_known_ones() -> None:
@@ -58,14 +61,26 @@ def test_an_unknown_type_is_not_in_the_catalog_and_get_names_the_known_ones() ->
 @pytest.mark.parametrize(
     ("name", "data", "expected"),
     [
-        ("user_request", {"user_id": "u1", "action": "search"}, {"action": "search", "priority": "normal", "amount": 0.0}),
+        (
+            "user_request",
+            {"user_id": "u1", "action": "search"},
+            {"action": "search", "priority": "normal", "amount": 0.0},
+        ),
         (
             "user_request",
             {"user_id": "u1", "action": " Checkout ", "amount_cents": 1250},
             {"action": "checkout", "priority": "high", "amount": 12.5},
         ),
-        ("user_request", {"user_id": "u1", "action": "PAYMENT"}, {"action": "payment", "priority": "high", "amount": 0.0}),
-        ("user_request", {"user_id": "u1", "action": "cancel"}, {"action": "cancel", "priority": "high", "amount": 0.0}),
+        (
+            "user_request",
+            {"user_id": "u1", "action": "PAYMENT"},
+            {"action": "payment", "priority": "high", "amount": 0.0},
+        ),
+        (
+            "user_request",
+            {"user_id": "u1", "action": "cancel"},
+            {"action": "cancel", "priority": "high", "amount": 0.0},
+        ),
         (
             "data_update",
             {"dataset": "orders", "uri": "s3://bucket/key.parquet", "rows": 10},
@@ -87,8 +102,16 @@ def test_an_unknown_type_is_not_in_the_catalog_and_get_names_the_known_ones() ->
             {"schedule": "hourly", "tick": "2024-05-01T10:30:00Z"},
             {"schedule": "hourly", "minute_of_day": 630},
         ),
-        ("scheduled_tick", {"schedule": "nightly", "tick": "2024-05-01T00:00:00Z"}, {"schedule": "nightly", "minute_of_day": 0}),
-        ("scheduled_tick", {"schedule": "late", "tick": "2024-05-01T23:59:00Z"}, {"schedule": "late", "minute_of_day": 1439}),
+        (
+            "scheduled_tick",
+            {"schedule": "nightly", "tick": "2024-05-01T00:00:00Z"},
+            {"schedule": "nightly", "minute_of_day": 0},
+        ),
+        (
+            "scheduled_tick",
+            {"schedule": "late", "tick": "2024-05-01T23:59:00Z"},
+            {"schedule": "late", "minute_of_day": 1439},
+        ),
     ],
 )
 def test_builtin_handlers_return_the_documented_results(name: str, data: dict[str, Any], expected: Result) -> None:
@@ -138,7 +161,7 @@ def test_user_modules_register_their_types(tmp_path: Path, monkeypatch: pytest.M
 def test_a_catalog_is_a_snapshot_of_the_registry() -> None:
     catalog = Catalog({})
     assert catalog.names == []
-    with pytest.raises(UnknownEventType, match="known types: $"):
+    with pytest.raises(UnknownEventType, match=r"known types: $"):
         catalog.get("user_request")
 
 

@@ -149,7 +149,9 @@ def test_verify_uses_the_library_that_made_the_vector() -> None:
     )
     assert signature == VECTOR_SIGNATURE
     with pytest.raises(SignatureError, match="too old"):
-        verify(VECTOR_SECRET, VECTOR_BODY, sign(VECTOR_SECRET, VECTOR_BODY, msg_id=VECTOR_ID, timestamp=VECTOR_TIMESTAMP))
+        verify(
+            VECTOR_SECRET, VECTOR_BODY, sign(VECTOR_SECRET, VECTOR_BODY, msg_id=VECTOR_ID, timestamp=VECTOR_TIMESTAMP)
+        )
 
 
 def test_generate_secret_makes_distinct_32_byte_whsec_secrets() -> None:

@@ -1,0 +1,124 @@
+"""The sweeper on a real spool: stale batches are launched once, claimed ones are released first."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flowhook.events import Event
+from flowhook.spool import BatchRef, Spool, State, new_batch_id
+from flowhook.spool.batches import encode_event
+from flowhook.sweeper import sweep
+
+UNCLAIMED_AFTER, CLAIMED_AFTER = 30.0, 600.0
+
+
+def write_batch(
+    spool: Spool, state: State, *, count: int = 1, age: float = 0.0, event_type: str = "user_request"
+) -> str:
+    batch_id = new_batch_id(event_type)
+    path = spool.path(state, batch_id)
+    events = [
+        Event(
+            id=f"{batch_id}-{n}",
+            type=event_type,
+            source="shop",
+            occurred=datetime(2024, 5, 1, tzinfo=UTC),
+            received=datetime(2024, 5, 1, tzinfo=UTC),
+            data={"n": n},
+        )
+        for n in range(count)
+    ]
+    path.write_bytes(b"".join(map(encode_event, events)))
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return batch_id
+
+
+def run_sweep(spool: Spool) -> tuple[list[BatchRef], list[BatchRef]]:
+    """(what launch was called with, what sweep returned)."""
+    launched: list[BatchRef] = []
+    returned = sweep(spool, unclaimed_after=UNCLAIMED_AFTER, claimed_after=CLAIMED_AFTER, launch=launched.append)
+    return launched, returned
+
+
+def test_stale_batches_are_launched_oldest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    ready = write_batch(spool, State.READY, count=3, age=40)
+    sent = write_batch(spool, State.SENT, count=2, age=90, event_type="data_update")
+    launched, returned = run_sweep(spool)
+    assert returned == launched
+    assert [(ref.batch_id, ref.event_type, ref.count) for ref in launched] == [
+        (sent, "data_update", 2),
+        (ready, "user_request", 3),
+    ]
+    assert spool.state_of(ready) is State.READY
+    assert spool.state_of(sent) is State.SENT  # launching does not claim: the flow run will
+
+
+def test_fresh_open_and_done_batches_are_left_alone(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    write_batch(spool, State.READY, age=UNCLAIMED_AFTER - 5)
+    write_batch(spool, State.SENT, age=1)
+    write_batch(spool, State.CLAIMED, age=CLAIMED_AFTER - 5)
+    write_batch(spool, State.OPEN, age=10_000)
+    write_batch(spool, State.DONE, age=10_000)
+    assert run_sweep(spool) == ([], [])
+
+
+def test_a_stale_claimed_batch_is_released_then_launched(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    claimed = write_batch(spool, State.CLAIMED, count=4, age=CLAIMED_AFTER + 60)
+    launched, _ = run_sweep(spool)
+    assert [(ref.batch_id, ref.count) for ref in launched] == [(claimed, 4)]
+    assert spool.state_of(claimed) is State.READY
+    assert spool.claim(claimed) is not None  # a new run can take it
+
+
+def test_a_launched_batch_is_not_launched_again_by_the_next_sweep(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    unclaimed = {write_batch(spool, State.READY, age=100), write_batch(spool, State.SENT, age=100)}
+    claimed = write_batch(spool, State.CLAIMED, age=CLAIMED_AFTER + 1)
+    first, _ = run_sweep(spool)
+    assert {ref.batch_id for ref in first} == {*unclaimed, claimed}
+    for ref in first:
+        state = spool.state_of(ref.batch_id)
+        assert state in (State.READY, State.SENT)
+        assert time.time() - spool.path(state, ref.batch_id).stat().st_mtime < 5  # its clock restarted
+        assert ref.emitted is not None
+        assert abs((datetime.now(UTC) - ref.emitted).total_seconds()) < 5
+        if ref.batch_id in unclaimed:
+            assert (datetime.now(UTC) - ref.sealed).total_seconds() >= 100  # read before the reset
+    assert run_sweep(spool) == ([], [])
+
+
+def test_a_batch_claimed_between_listing_and_launch_is_skipped(tmp_path: Path) -> None:
+    class LateTrigger(Spool):
+        """Its trigger was only late: a flow run claims the batch right after the sweeper listed it."""
+
+        def stale(self, *, unclaimed_after: float, claimed_after: float) -> list[tuple[State, str]]:
+            found = super().stale(unclaimed_after=unclaimed_after, claimed_after=claimed_after)
+            self.claim(late)
+            return found
+
+    spool = LateTrigger(tmp_path)
+    late = write_batch(spool, State.SENT, age=100)
+    other = write_batch(spool, State.READY, age=50)
+    launched, _ = run_sweep(spool)
+    assert [ref.batch_id for ref in launched] == [other]
+    assert spool.state_of(late) is State.CLAIMED
+
+
+def test_a_claimed_batch_completed_between_listing_and_release_is_skipped(tmp_path: Path) -> None:
+    class SlowRunFinishes(Spool):
+        def stale(self, *, unclaimed_after: float, claimed_after: float) -> list[tuple[State, str]]:
+            found = super().stale(unclaimed_after=unclaimed_after, claimed_after=claimed_after)
+            self.complete(slow)
+            return found
+
+    spool = SlowRunFinishes(tmp_path)
+    slow = write_batch(spool, State.CLAIMED, age=CLAIMED_AFTER + 1)
+    assert run_sweep(spool) == ([], [])
+    assert spool.state_of(slow) is State.DONE
