@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, cast
@@ -138,16 +139,13 @@ def up(
     prefect_port: Annotated[int, typer.Option(help="Port of the local Prefect server.")] = 4200,
 ) -> None:
     """Start the local stack (Prefect server, pool, deployments, worker, gateway) until Ctrl-C."""
-    _interrupt_on_sigterm()
-    stack = _stack(prefect_port)
-    try:
-        with stack:
-            _announce(stack)
-            _hold(stack)
-    except KeyboardInterrupt:
-        console.print("stopped")
-    except Exception as exc:
-        raise _fail(str(exc)) from None
+
+    def hold(stack: LocalStack) -> bool:
+        _announce(stack)
+        _hold(stack)
+        return True
+
+    _with_stack(_stack(prefect_port), hold)
 
 
 @app.command()
@@ -158,21 +156,37 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every event to be stored.")] = 900,
 ) -> None:
     """Start the local stack, send a demo load, wait until it is stored, and report."""
+
+    def run(stack: LocalStack) -> bool:
+        ok = _run_demo(stack, events=events, timeout=timeout)
+        _announce(stack)
+        if keep:
+            _hold(stack)
+        return ok
+
+    if not _with_stack(_stack(prefect_port), run):
+        raise typer.Exit(1)
+
+
+def _with_stack(stack: LocalStack, body: Callable[[LocalStack], bool]) -> bool:
+    """Start the stack, run `body`, and stop everything whatever happens: Ctrl-C, SIGTERM or an error.
+
+    Once stopping has begun, further Ctrl-C presses (or the copy `uv run` forwards) are ignored,
+    so a second signal cannot leave a server or worker behind.
+    """
     _interrupt_on_sigterm()
-    stack = _stack(prefect_port)
     try:
-        with stack:
-            ok = _run_demo(stack, events=events, timeout=timeout)
-            _announce(stack)
-            if keep:
-                _hold(stack)
+        stack.start()
+        return body(stack)
     except KeyboardInterrupt:
-        console.print("stopped")
-        return
+        console.print("interrupted: stopping the stack")
+        return True
     except StackError as exc:
         raise _fail(str(exc)) from None
-    if not ok:
-        raise typer.Exit(1)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
 
 
 def _stack(prefect_port: int) -> LocalStack:
