@@ -190,7 +190,7 @@ def test_a_valid_type_name_is_accepted(name: str) -> None:
 
 
 def test_registering_a_different_model_under_an_existing_name_raises() -> None:
-    with pytest.raises(ValueError, match=r"'user_request' is already registered by UserRequest"):
+    with pytest.raises(ValueError, match=r"'user_request' is already registered by flowhook.events.builtin.UserRequest"):
         event_type("user_request", _Payload)(lambda data: {})
     catalog = load_catalog()
     assert catalog.get("user_request").model is UserRequest
@@ -202,11 +202,6 @@ def test_registering_the_same_model_again_is_harmless() -> None:
     assert load_catalog().get("user_request").model is UserRequest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="catalog.event_type compares only __qualname__: a different model whose class has the same name, "
-    "from another module, silently replaces the registered type",
-)
 def test_a_different_model_with_the_same_class_name_from_another_module_raises(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -99,12 +99,6 @@ def test_an_open_batch_cannot_be_claimed(tmp_path: Path) -> None:
     assert spool.state_of(batch_id) is State.OPEN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BatchNotFound,
-    reason="Spool.claim tries sent/ then ready/: a forwarder moving the batch ready/ → sent/ between the two "
-    "renames makes the claim raise BatchNotFound for a batch that is in sent/",
-)
 def test_a_claim_racing_the_forwarders_move_to_sent_still_wins(tmp_path: Path) -> None:
     class ForwardedMidClaim(Spool):
         """The forwarder's READY → SENT rename lands just after the claimer's SENT → CLAIMED attempt."""

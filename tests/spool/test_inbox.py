@@ -249,12 +249,6 @@ def test_appends_spread_over_time_are_each_durable(tmp_path: Path) -> None:
     assert sorted(e.id for e in events_in(spool, State.READY)) == sorted(f"e{n}" for n in range(100))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Inbox.append checks max_events only after its commit: appends that write before the first fsync "
-    "returns all land in one batch, past the limit",
-)
 def test_concurrent_appends_never_overfill_a_batch(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
 
@@ -341,12 +335,6 @@ def test_a_write_on_a_full_disk_is_refused(tmp_path: Path) -> None:
     run(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Inbox._seal calls file.close() unguarded: after a failed write the buffered bytes make close() "
-    "raise, the seal task dies, and the events already acknowledged in that batch stay in open/ until a restart",
-)
 def test_after_a_failed_write_the_acknowledged_events_are_still_sealed(tmp_path: Path) -> None:
     spool = FillingSpool(tmp_path)
 

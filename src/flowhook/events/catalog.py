@@ -51,13 +51,17 @@ def event_type(name: str, model: type[M]) -> Callable[[Handler[M]], Handler[M]]:
 
     def register(handler: Handler[M]) -> Handler[M]:
         existing = _REGISTRY.get(name)
-        # The same module imported twice (Prefect loads flow files by path) re-registers harmlessly.
-        if existing is not None and existing.model.__qualname__ != model.__qualname__:
-            raise ValueError(f"event type {name!r} is already registered by {existing.model.__qualname__}")
+        # The same module imported twice re-registers harmlessly; another model under the name is a mistake.
+        if existing is not None and _origin(existing.model) != _origin(model):
+            raise ValueError(f"event type {name!r} is already registered by {_origin(existing.model)}")
         _REGISTRY[name] = EventType(name=name, model=model, handler=handler)
         return handler
 
     return register
+
+
+def _origin(model: type[EventData]) -> str:
+    return f"{model.__module__}.{model.__qualname__}"
 
 
 class UnknownEventType(LookupError):

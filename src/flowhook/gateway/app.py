@@ -56,7 +56,7 @@ class Gateway:
                 await self.sink.aclose()
 
     async def _drain(self) -> None:
-        while self.forwarder.backlog:
+        while not self.forwarder.idle:
             await asyncio.sleep(0.05)
 
 
@@ -139,7 +139,8 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
         except SignatureError as exc:
             return _error(401, "invalid_signature", f"The delivery is not authentic: {exc}.")
         received = datetime.now(UTC)
-        signed_at = datetime.fromtimestamp(int(request.headers["webhook-timestamp"]), UTC)
+        # Verified already; the scheme signs whole seconds but senders may send a fraction.
+        signed_at = datetime.fromtimestamp(float(request.headers["webhook-timestamp"]), UTC)
         try:
             events = parse_delivery(
                 body,

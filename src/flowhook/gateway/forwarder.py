@@ -77,6 +77,7 @@ class Forwarder:
         self._max_backoff = max_backoff
         self.sent = 0
         self.failures = 0
+        self._sending = False
 
     def submit(self, ref: BatchRef) -> None:
         self._queue.put_nowait(ref)
@@ -85,12 +86,21 @@ class Forwarder:
     def backlog(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being sent: safe to stop."""
+        return not self._sending and self._queue.empty()
+
     async def run(self) -> None:
         while True:
             group = [await self._queue.get()]
+            self._sending = True
             while len(group) < self._max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
-            await self._send(group)
+            try:
+                await self._send(group)
+            finally:
+                self._sending = False
 
     async def _send(self, group: list[BatchRef]) -> None:
         delay = 0.1

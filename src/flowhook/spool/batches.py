@@ -9,6 +9,7 @@ renames, so at any instant exactly one folder holds it and exactly one claimer c
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -21,6 +22,8 @@ import orjson
 from pydantic import BaseModel, Field
 
 from flowhook.events import Event
+
+logger = logging.getLogger(__name__)
 
 
 class State(StrEnum):
@@ -99,11 +102,17 @@ class Spool:
 
     def claim(self, batch_id: str) -> Path | None:
         """Take a sealed batch for processing; None when another run has it or it is done already."""
-        for source in (State.SENT, State.READY):
-            if self.move(batch_id, source, State.CLAIMED, touch=True):
-                return self.path(State.CLAIMED, batch_id)
-        if self.state_of(batch_id) in (State.CLAIMED, State.DONE):
-            return None
+        for _ in range(3):
+            # In the order batches move (ready → sent), so a concurrent move cannot slip past both.
+            for source in (State.READY, State.SENT):
+                if self.move(batch_id, source, State.CLAIMED, touch=True):
+                    return self.path(State.CLAIMED, batch_id)
+            state = self.state_of(batch_id)
+            if state in (State.CLAIMED, State.DONE):
+                return None
+            if state is None:
+                break
+            # Still open, or released back to ready meanwhile: look again.
         raise BatchNotFound(f"batch {batch_id} is not in the spool at {self.root}")
 
     def complete(self, batch_id: str) -> None:
@@ -115,13 +124,16 @@ class Spool:
         return self.move(batch_id, State.CLAIMED, State.READY, touch=True)
 
     def read(self, path: Path) -> list[Event]:
-        """The events in a batch file. A torn last line is a write never acknowledged: skip it."""
+        """The events in a batch file. A torn or garbled line is a write never acknowledged: skip it."""
         events = []
         with path.open("rb") as fh:
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    break
-                events.append(Event.model_validate(orjson.loads(line)))
+            for number, line in enumerate(fh, 1):
+                try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("no newline")
+                    events.append(Event.model_validate(orjson.loads(line)))
+                except ValueError as exc:  # orjson's and pydantic's errors are ValueErrors
+                    logger.warning("%s line %d skipped, never acknowledged: %s", path.name, number, exc)
         return events
 
     def ref(self, state: State, batch_id: str) -> BatchRef:

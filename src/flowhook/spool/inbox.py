@@ -76,22 +76,15 @@ class Inbox:
         by_type: dict[str, list[bytes]] = defaultdict(list)
         for event in events:
             by_type[event.type].append(encode_event(event))
-        touched = []
         for event_type, lines in by_type.items():
-            segment = self._segment(event_type)
-            try:
-                segment.file.write(b"".join(lines))
-                segment.file.flush()
-            except OSError as exc:
-                self._abandon(segment)
-                raise InboxUnavailable(f"cannot write the inbox: {exc.strerror}") from exc
-            segment.count += len(lines)
-            self._dirty.add(segment)
-            touched.append(segment)
+            limit = self._policy(event_type).max_events
+            while lines:
+                segment = self._segment(event_type)
+                chunk, lines = lines[: limit - segment.count], lines[limit - segment.count :]
+                self._write(segment, chunk)
+                if segment.count >= limit:
+                    self._start_seal(segment)  # detached now: later appends open a new batch
         await self._commit()
-        for segment in touched:
-            if segment.count >= self._policy(segment.event_type).max_events:
-                self._start_seal(segment)
 
     async def close(self) -> None:
         """Seal every open batch (so it is forwarded on the next start) and stop."""
@@ -113,6 +106,16 @@ class Inbox:
             segment = _Segment(batch_id=batch_id, event_type=event_type, file=path.open("ab"))
             self._open[event_type] = segment
         return segment
+
+    def _write(self, segment: _Segment, lines: list[bytes]) -> None:
+        try:
+            segment.file.write(b"".join(lines))
+            segment.file.flush()
+        except OSError as exc:
+            self._abandon(segment)
+            raise InboxUnavailable(f"cannot write the inbox: {exc.strerror}") from exc
+        segment.count += len(lines)
+        self._dirty.add(segment)
 
     def _abandon(self, segment: _Segment) -> None:
         # A failed write may leave a torn line: nothing more may be appended after it.
@@ -158,7 +161,11 @@ class Inbox:
             await self._commit()
         except InboxUnavailable:
             logger.warning("sealing %s after a failed sync", segment.batch_id)
-        segment.file.close()
+        try:
+            segment.file.close()
+        except OSError:
+            # A failed write left bytes in the buffer; what was acknowledged is on disk already.
+            logger.warning("closing %s after a failed write", segment.batch_id)
         if segment.count == 0:
             self._spool.path(State.OPEN, segment.batch_id).unlink(missing_ok=True)
             return
