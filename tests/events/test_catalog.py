@@ -190,7 +190,9 @@ def test_a_valid_type_name_is_accepted(name: str) -> None:
 
 
 def test_registering_a_different_model_under_an_existing_name_raises() -> None:
-    with pytest.raises(ValueError, match=r"'user_request' is already registered by flowhook.events.builtin.UserRequest"):
+    with pytest.raises(
+        ValueError, match=r"'user_request' is already registered by flowhook.events.builtin.UserRequest"
+    ):
         event_type("user_request", _Payload)(lambda data: {})
     catalog = load_catalog()
     assert catalog.get("user_request").model is UserRequest
