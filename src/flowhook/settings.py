@@ -10,10 +10,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class BatchPolicy(BaseModel):
-    """When an open batch is sealed and handed to Prefect: whichever limit is reached first."""
+    """When an open batch is sealed and handed to Prefect.
+
+    Adaptive to load: a batch is sealed at `max_events`, or `max_seconds` after its first event,
+    except that while an earlier batch of the type still waits for a flow run to claim it, the
+    open batch keeps growing (up to `hold_seconds`). Quiet types get small, quick batches; under
+    load each flow run, which costs seconds of CPU to start, carries more events.
+    """
 
     max_events: int = Field(default=5000, ge=1, description="Seal a batch once it holds this many events.")
     max_seconds: float = Field(default=2.0, gt=0, description="Seal a batch this long after its first event.")
+    hold_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest a batch keeps growing while an earlier one of its type is unclaimed (0: never).",
+    )
 
 
 class Settings(BaseSettings):

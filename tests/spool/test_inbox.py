@@ -35,9 +35,11 @@ def make_event(n: int, event_type: str = "user_request") -> Event:
     )
 
 
-def make_inbox(spool: Spool, *, max_events: int = 1000, max_seconds: float = 60.0) -> tuple[Inbox, list[BatchRef]]:
+def make_inbox(
+    spool: Spool, *, max_events: int = 1000, max_seconds: float = 60.0, hold_seconds: float = 30.0
+) -> tuple[Inbox, list[BatchRef]]:
     sealed: list[BatchRef] = []
-    policy = BatchPolicy(max_events=max_events, max_seconds=max_seconds)
+    policy = BatchPolicy(max_events=max_events, max_seconds=max_seconds, hold_seconds=hold_seconds)
     return Inbox(spool, policy=lambda _: policy, on_sealed=sealed.append, tick_seconds=0.01), sealed
 
 
@@ -133,10 +135,40 @@ def test_a_batch_is_sealed_when_it_reaches_max_seconds(tmp_path: Path) -> None:
         assert spool.read(spool.path(State.READY, ref.batch_id)) == [make_event(1), make_event(2)]
         assert files(spool, State.OPEN) == []
         assert inbox.open_counts() == {}
+        assert spool.claim(ref.batch_id) is not None  # a flow run took it
         await inbox.append([make_event(3)])  # a new batch starts
         await until(lambda: len(sealed) == 2)
         assert sealed[1].count == 1
         assert sealed[1].batch_id != ref.batch_id
+        await inbox.close()
+
+    run(scenario)
+
+
+def test_a_batch_keeps_growing_while_the_previous_one_is_unclaimed(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+
+    async def scenario() -> None:
+        inbox, sealed = make_inbox(spool, max_seconds=0.05, hold_seconds=0.6)
+        await inbox.start()
+        await inbox.append([make_event(1)])
+        await until(lambda: len(sealed) == 1)
+        began = time.monotonic()
+        await inbox.append([make_event(2)])
+        await asyncio.sleep(0.3)
+        await inbox.append([make_event(3)])
+        # Past max_seconds, but the first batch is still waiting for a run: keep filling.
+        assert len(sealed) == 1 and inbox.open_counts() == {"user_request": 2}
+        await until(lambda: len(sealed) == 2)
+        assert time.monotonic() - began >= 0.55  # sealed by hold_seconds
+        assert sealed[1].count == 2
+        # Once the waiting batches are claimed, the next one is sealed after max_seconds again.
+        for ref in sealed:
+            assert spool.claim(ref.batch_id) is not None
+        began = time.monotonic()
+        await inbox.append([make_event(4)])
+        await until(lambda: len(sealed) == 3)
+        assert time.monotonic() - began < 0.5
         await inbox.close()
 
     run(scenario)
