@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Any
 
 import httpx
 
@@ -168,32 +169,25 @@ class LocalStack:
                 raise StackError(f"the {name} exited with code {proc.returncode}; see {self.logs / name}.log")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            argv,
-            cwd=self.config.root,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        """Start a long-running child in a session of its own, so Ctrl-C reaches only us."""
+        with (self.logs / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(argv, **self._child_io(log), start_new_session=True)
         self._procs.append((name, proc))
 
     def _run(self, name: str, argv: list[str]) -> None:
         with (self.logs / f"{name}.log").open("ab") as log:
-            done = subprocess.run(
-                argv,
-                cwd=self.config.root,
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=300,
-                check=False,
-            )
+            done = subprocess.run(argv, **self._child_io(log), timeout=300, check=False)
         if done.returncode != 0:
             raise StackError(f"`{' '.join(argv[2:])}` failed (exit {done.returncode}); see {self.logs / name}.log")
+
+    def _child_io(self, log: IO[bytes]) -> dict[str, Any]:
+        return {
+            "cwd": self.config.root,
+            "env": self.env(),
+            "stdout": log,
+            "stderr": subprocess.STDOUT,
+            "stdin": subprocess.DEVNULL,
+        }
 
     def _wait_healthy(self, name: str, url: str, *, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
@@ -16,20 +16,13 @@ import pytest
 from flowhook.events import Event
 from flowhook.spool import BatchNotFound, Spool, State, event_type_of, new_batch_id
 from flowhook.spool.batches import encode_event
+from tests import factories
 
 SPAWN = multiprocessing.get_context("spawn")
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 
 def make_event(n: int, event_type: str = "user_request") -> Event:
-    return Event(
-        id=f"e{n}",
-        type=event_type,
-        source="shop",
-        occurred=T0 + timedelta(seconds=n),
-        received=T0 + timedelta(seconds=n + 1),
-        data={"user_id": f"u{n}", "action": "search"},
-    )
+    return factories.make_event(n, event_type, transit_seconds=1, data={"user_id": f"u{n}", "action": "search"})
 
 
 def write_batch(spool: Spool, state: State, events: list[Event], *, age: float | None = None, tail: bytes = b"") -> str:

@@ -10,7 +10,7 @@ import errno
 import os
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path, PosixPath
 from typing import Any, BinaryIO
 
@@ -20,19 +20,7 @@ from flowhook.events import Event
 from flowhook.settings import BatchPolicy
 from flowhook.spool import BatchRef, Inbox, InboxUnavailable, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
-
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-
-
-def make_event(n: int, event_type: str = "user_request") -> Event:
-    return Event(
-        id=f"e{n}",
-        type=event_type,
-        source="shop",
-        occurred=T0 + timedelta(seconds=n),
-        received=T0 + timedelta(seconds=n),
-        data={"n": n},
-    )
+from tests.factories import make_event
 
 
 def make_inbox(

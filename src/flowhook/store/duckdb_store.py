@@ -18,6 +18,8 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from flowhook.metrics import STORE_COLUMNS
+
 _EVENTS_DDL = """
 CREATE TABLE IF NOT EXISTS events (
   id VARCHAR PRIMARY KEY, type VARCHAR NOT NULL, source VARCHAR NOT NULL,
@@ -34,11 +36,8 @@ CREATE TABLE IF NOT EXISTS reports (
   p50_seconds DOUBLE, p95_seconds DOUBLE, p99_seconds DOUBLE, max_seconds DOUBLE,
   PRIMARY KEY (report_id, event_type))
 """
-REPORT_COLUMNS: tuple[str, ...] = (
-    "report_id", "generated_at", "event_type", "window_start", "window_end", "span_seconds",
-    "n", "m", "arrival_rate", "processing_rate", "throughput", "tau_seconds",
-    "p50_seconds", "p95_seconds", "p99_seconds", "max_seconds",
-)  # fmt: skip
+# The reports table's columns, in order: exactly the keys `metrics.to_store_rows` produces.
+REPORT_COLUMNS = STORE_COLUMNS
 
 _TS = pa.timestamp("us")
 _TS_UTC = pa.timestamp("us", tz="UTC")
