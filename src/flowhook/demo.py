@@ -66,8 +66,11 @@ class Delivery:
     resend: bool = False
 
 
-def plan_deliveries(count: int, *, resend_ratio: float = 0.02, seed: int = 7) -> list[Delivery]:
-    """`count` single-event deliveries; a `resend_ratio` share is delivered twice, as a retrying sender does."""
+def plan_deliveries(count: int, *, resend_ratio: float = 0.02, seed: int | None = None) -> list[Delivery]:
+    """`count` single-event deliveries; a `resend_ratio` share is delivered twice, as a retrying sender does.
+
+    Without a `seed` every run makes new delivery ids, so a second demo on the same data is new data.
+    """
     rng = random.Random(seed)
     deliveries = []
     for _ in range(count):
@@ -104,7 +107,9 @@ async def send_deliveries(
     return result
 
 
-async def send_load(url: str, secret: str, *, count: int, resend_ratio: float = 0.02, seed: int = 7) -> SendResult:
+async def send_load(
+    url: str, secret: str, *, count: int, resend_ratio: float = 0.02, seed: int | None = None
+) -> SendResult:
     """Plan and send a demo load in one call."""
     return await send_deliveries(url, secret, plan_deliveries(count, resend_ratio=resend_ratio, seed=seed))
 
