@@ -19,7 +19,7 @@ class BatchPolicy(BaseModel):
     """
 
     max_events: int = Field(default=5000, ge=1, description="Seal a batch once it holds this many events.")
-    max_seconds: float = Field(default=2.0, gt=0, description="Seal a batch this long after its first event.")
+    max_seconds: float = Field(default=0.5, gt=0, description="Seal a batch this long after its first event.")
     hold_seconds: float = Field(
         default=30.0,
         ge=0,
