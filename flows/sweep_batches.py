@@ -12,8 +12,11 @@ from tasks.sweep import launch_stale_batches, prune_done_batches
 @flow(name="sweep-batches", log_prints=True)
 def sweep_batches(keep_done_hours: float = 24.0) -> dict[str, Any]:
     """Launch stale batches, then prune stored batch files older than `keep_done_hours`."""
-    launched = launch_stale_batches()
+    swept = launch_stale_batches()
     pruned = prune_done_batches(keep_done_hours)
-    for ref in launched:
+    for ref in swept.launched:
         print(f"launched lost batch {ref.batch_id} ({ref.count} events)")
-    return {"launched": [ref.batch_id for ref in launched], "pruned": pruned}
+    if swept.failed:
+        lines = "; ".join(f"{ref.batch_id}: {error}" for ref, error in swept.failed)
+        raise RuntimeError(f"{len(swept.failed)} stale batches could not be launched: {lines}")
+    return {"launched": [ref.batch_id for ref in swept.launched], "pruned": pruned}

@@ -23,7 +23,7 @@ def _launch(ref: BatchRef) -> None:
 
 
 @task(cache_policy=NONE, retries=3, retry_delay_seconds=[2, 5, 15])
-def launch_stale_batches() -> list[BatchRef]:
+def launch_stale_batches() -> sweeper.SweepResult:
     settings = get_settings()
     return sweeper.sweep(
         Spool(settings.spool_dir),

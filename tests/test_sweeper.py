@@ -40,8 +40,9 @@ def write_batch(
 def run_sweep(spool: Spool) -> tuple[list[BatchRef], list[BatchRef]]:
     """(what launch was called with, what sweep returned)."""
     launched: list[BatchRef] = []
-    returned = sweep(spool, unclaimed_after=UNCLAIMED_AFTER, claimed_after=CLAIMED_AFTER, launch=launched.append)
-    return launched, returned
+    result = sweep(spool, unclaimed_after=UNCLAIMED_AFTER, claimed_after=CLAIMED_AFTER, launch=launched.append)
+    assert result.failed == []
+    return launched, result.launched
 
 
 def test_stale_batches_are_launched_oldest_first(tmp_path: Path) -> None:
@@ -122,3 +123,21 @@ def test_a_claimed_batch_completed_between_listing_and_release_is_skipped(tmp_pa
     slow = write_batch(spool, State.CLAIMED, age=CLAIMED_AFTER + 1)
     assert run_sweep(spool) == ([], [])
     assert spool.state_of(slow) is State.DONE
+
+
+def test_a_failed_launch_is_reported_and_the_other_batches_still_go(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    orphan = write_batch(spool, State.SENT, age=100, event_type="no_deployment")
+    fine = write_batch(spool, State.SENT, age=50)
+    launched: list[str] = []
+
+    def launch(ref: BatchRef) -> None:
+        if ref.event_type == "no_deployment":
+            raise LookupError("deployment process-batch/no_deployment not found")
+        launched.append(ref.batch_id)
+
+    result = sweep(spool, unclaimed_after=UNCLAIMED_AFTER, claimed_after=CLAIMED_AFTER, launch=launch)
+    assert launched == [fine] == [ref.batch_id for ref in result.launched]
+    [(ref, error)] = result.failed
+    assert ref.batch_id == orphan and "not found" in error
+    assert spool.state_of(orphan) is State.SENT  # still there, tried again by a later sweep

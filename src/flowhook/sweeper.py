@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from flowhook.spool import BatchRef, Spool, State
+
+
+@dataclass
+class SweepResult:
+    """What one sweep did: batches launched, and those whose launch failed (tried again next sweep)."""
+
+    launched: list[BatchRef] = field(default_factory=list)
+    failed: list[tuple[BatchRef, str]] = field(default_factory=list)
 
 
 def sweep(
@@ -19,9 +28,9 @@ def sweep(
     unclaimed_after: float,
     claimed_after: float,
     launch: Callable[[BatchRef], None],
-) -> list[BatchRef]:
-    """Launch every stale batch (a claimed one is released first); returns those launched."""
-    launched = []
+) -> SweepResult:
+    """Launch every stale batch (a claimed one is released first); one failed launch stops no other."""
+    result = SweepResult()
     for state, batch_id in spool.stale(unclaimed_after=unclaimed_after, claimed_after=claimed_after):
         if state is State.CLAIMED:
             if not spool.release(batch_id):
@@ -34,6 +43,10 @@ def sweep(
         except FileNotFoundError:
             continue  # claimed meanwhile: its trigger was only late
         ref = ref.model_copy(update={"emitted": datetime.now(UTC)})
-        launch(ref)
-        launched.append(ref)
-    return launched
+        try:
+            launch(ref)
+        except Exception as exc:  # e.g. no deployment for the type: report it, go on with the rest
+            result.failed.append((ref, f"{type(exc).__name__}: {exc}"))
+            continue
+        result.launched.append(ref)
+    return result
