@@ -123,6 +123,33 @@ def report(minutes: MinutesOpt = 60.0, as_json: Annotated[bool, typer.Option("--
 
 
 @app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One SQL statement, e.g. SELECT type, count(*) FROM events GROUP BY 1")],
+) -> None:
+    """Run a query on the DuckDB file, taking the same lock as the pipeline (safe while it runs)."""
+    import duckdb
+    from rich.table import Table
+
+    from flowhook.store import DuckDBStore
+
+    settings = get_settings()
+    if not settings.database.exists():
+        raise _fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
+    store = DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+    try:
+        with store.connect() as con:
+            cursor = con.execute(query)
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall()
+    except duckdb.Error as exc:
+        raise _fail(str(exc)) from None
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+@app.command()
 def status() -> None:
     """Show batches per spool state and events stored per type."""
     from flowhook.spool import Spool
@@ -208,6 +235,12 @@ def _announce(stack: LocalStack) -> None:
         f"\n[bold]Prefect UI:[/] {stack.config.ui_url}   [bold]gateway:[/] {stack.config.gateway_url}/hooks/<source>"
     )
     console.print(f"logs: {stack.logs}")
+    settings = get_settings()
+    if settings.webhook_secret is None:
+        from flowhook.gateway.app import resolve_secret
+
+        secret_file = stack.config.data_dir / "dev-webhook-secret"
+        console.print(f"dev webhook secret ({secret_file}): {resolve_secret(settings)}")
 
 
 def _hold(stack: LocalStack) -> None:
