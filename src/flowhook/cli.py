@@ -23,6 +23,7 @@ from flowhook.stack import LocalStack, StackConfig, StackError
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
+    from flowhook.sources.webhook import SourceConfig
     from flowhook.store import DuckDBStore
 
 app = typer.Typer(help="flowhook: signed webhooks → Prefect worker flows → DuckDB.", no_args_is_help=True)
@@ -73,24 +74,22 @@ def gateway() -> None:
 @app.command()
 def send(
     path: Annotated[Path, typer.Argument(help="JSON file: one event object or a list of them.", exists=True)],
-    source: Annotated[str, typer.Option(help="Source name in the URL, /hooks/<source>.")] = "cli",
+    source: Annotated[str, typer.Option(help="Source name in the URL, /hooks/<source>.")] = "demo",
     url: Annotated[str | None, typer.Option(help="Gateway base URL; defaults to the configured host and port.")] = None,
 ) -> None:
-    """Sign a JSON file with the webhook secret and deliver it to the gateway, as a sender would."""
+    """Sign a JSON file with the source's scheme and secret and deliver it, as a sender would."""
     import uuid
 
     import httpx
 
-    from flowhook.gateway.app import resolve_secret
-    from flowhook.gateway.signing import sign
+    from flowhook.gateway.schemes import sign
 
     settings = get_settings()
+    config, secret = _source_secret(source)
     body = path.read_bytes()
     base = url or f"http://{settings.gateway_host}:{settings.gateway_port}"
-    headers = {
-        "content-type": "application/json",
-        **sign(resolve_secret(settings), body, msg_id=f"msg_{uuid.uuid4().hex}"),
-    }
+    signature = sign(config.signature, body, secret, msg_id=f"msg_{uuid.uuid4().hex}")
+    headers = {"content-type": "application/json", **signature}
     try:
         response = httpx.post(f"{base}/hooks/{source}", content=body, headers=headers, timeout=30.0)
     except httpx.HTTPError as exc:
@@ -98,6 +97,121 @@ def send(
     typer.echo(f"{response.status_code} {response.text}")
     if response.status_code != 202:
         raise typer.Exit(1)
+
+
+secret_app = typer.Typer(help="Webhook secrets of the sources flowhook manages.", no_args_is_help=True)
+app.add_typer(secret_app, name="secret")
+
+
+@secret_app.command("show")
+def secret_show(source: Annotated[str, typer.Argument(help="Source name.")]) -> None:
+    """Print the secret senders of SOURCE sign with (made on first use)."""
+    typer.echo(_source_secret(source)[1])
+
+
+@secret_app.command("rotate")
+def secret_rotate(source: Annotated[str, typer.Argument(help="Source name.")]) -> None:
+    """Make a new secret for SOURCE and print it once; the old one is accepted for the grace period."""
+    from flowhook.gateway.app import secret_store
+    from flowhook.gateway.secrets import SecretUnavailable
+
+    settings = get_settings()
+    config = _source_config(source)
+    try:
+        new = secret_store(settings).rotate(source, config)
+    except SecretUnavailable as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"new secret for {source!r} (shown once; the previous one is accepted for "
+        f"{settings.secret_rotation_grace_hours:g} h):",
+        highlight=False,
+    )
+    typer.echo(new)
+
+
+quarantine_app = typer.Typer(help="Authentic deliveries that could not become events.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List quarantined deliveries with why they were rejected."""
+    from rich.table import Table
+
+    from flowhook.gateway.quarantine import Quarantine
+
+    items = Quarantine(get_settings().quarantine_dir).items(source=source)
+    if as_json:
+        typer.echo(json.dumps([item.model_dump(mode="json", exclude={"body"}) for item in items], indent=2))
+        return
+    table = Table("id", "source", "received", "code", "message")
+    for item in items:
+        table.add_row(item.id, item.source, item.received.isoformat(timespec="seconds"), item.code, item.message)
+    console.print(table)
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Quarantine ids; none with --all.")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay everything (of --source).")] = False,
+    source: Annotated[str | None, typer.Option(help="With --all: only this source.")] = None,
+) -> None:
+    """Map quarantined deliveries again (after fixing a type or template) and send what validates on."""
+    from flowhook.events import load_catalog
+    from flowhook.gateway.forwarder import PrefectEventSink
+    from flowhook.gateway.intake import Intake
+    from flowhook.gateway.quarantine import Quarantine, replay
+    from flowhook.spool import Spool, State
+
+    settings = get_settings()
+    quarantine = Quarantine(settings.quarantine_dir)
+    if replay_all == bool(ids):
+        raise _fail("name quarantine ids, or pass --all")
+    try:
+        items = quarantine.items(source=source) if replay_all else [quarantine.get(i) for i in ids or []]
+    except KeyError as exc:
+        raise _fail(str(exc.args[0])) from None
+    spool = Spool(settings.spool_dir)
+    result = replay(quarantine, Intake(settings.source_configs(), load_catalog(settings.event_modules)), spool, items)
+    for item_id, refs in result.batches.items():
+        console.print(f"{item_id}: replayed as {', '.join(f'{r.batch_id} ({r.count})' for r in refs)}")
+    for item_id, reason in result.failed.items():
+        console.print(f"[red]{item_id}: still rejected: {reason}")
+    if result.refs:
+        sink = PrefectEventSink(settings.prefect_api_url)
+        try:
+            asyncio.run(sink.emit(result.refs))
+        except Exception as exc:
+            console.print(f"Prefect not reached ({type(exc).__name__}); the sweeper will launch these batches")
+        else:
+            for ref in result.refs:
+                spool.move(ref.batch_id, State.READY, State.SENT)
+        finally:
+            asyncio.run(sink.aclose())
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _source_config(source: str) -> SourceConfig:
+    sources = get_settings().source_configs()
+    if source not in sources:
+        raise _fail(f"no source is named {source!r}; configured: {', '.join(sorted(sources))}")
+    return sources[source]
+
+
+def _source_secret(source: str) -> tuple[SourceConfig, str]:
+    """A source's configuration and the secret senders sign with now."""
+    from flowhook.gateway.app import secret_store
+    from flowhook.gateway.secrets import SecretUnavailable
+
+    config = _source_config(source)
+    try:
+        return config, secret_store(get_settings()).secrets(source, config)[0]
+    except SecretUnavailable as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -235,12 +349,7 @@ def _announce(stack: LocalStack) -> None:
         f"\n[bold]Prefect UI:[/] {stack.config.ui_url}   [bold]gateway:[/] {stack.config.gateway_url}/hooks/<source>"
     )
     console.print(f"logs: {stack.logs}")
-    settings = get_settings()
-    if settings.webhook_secret is None:
-        from flowhook.gateway.app import resolve_secret
-
-        secret_file = stack.config.data_dir / "dev-webhook-secret"
-        console.print(f"dev webhook secret ({secret_file}): {resolve_secret(settings)}")
+    console.print(f"source 'demo' signs with: {_source_secret('demo')[1]}  (flowhook secret show demo)")
 
 
 def _hold(stack: LocalStack) -> None:
@@ -254,19 +363,20 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     from prefect.deployments import run_deployment
 
     from flowhook.demo import plan_deliveries, send_deliveries
-    from flowhook.gateway.app import resolve_secret
     from flowhook.metrics import latency_stats, to_rich_table
     from flowhook.reporting import window_report
     from flowhook.store import DuckDBStore
 
     settings = get_settings()
-    secret = resolve_secret(settings)
+    config, secret = _source_secret("demo")
     deliveries = plan_deliveries(events)
     started = time.monotonic()
     with _progress() as progress:
         task = progress.add_task("sending signed deliveries", total=len(deliveries))
         url = f"{stack.config.gateway_url}/hooks/demo"
-        result = asyncio.run(send_deliveries(url, secret, deliveries, on_sent=lambda: progress.advance(task)))
+        result = asyncio.run(
+            send_deliveries(url, secret, deliveries, signature=config.signature, on_sent=lambda: progress.advance(task))
+        )
     send_seconds = time.monotonic() - started
     acks = latency_stats(result.ack_seconds)
     console.log(

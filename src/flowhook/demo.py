@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import orjson
 
-from flowhook.gateway.signing import sign
+from flowhook.gateway.schemes import sign
+from flowhook.sources.webhook import SignatureConfig
 
 _ACTIONS = ["search", "view", "add_to_cart", "checkout", "login", "cancel", "payment"]
 _DATASETS = ["orders", "customers", "inventory", "clickstream"]
@@ -88,15 +89,17 @@ async def send_deliveries(
     deliveries: Sequence[Delivery],
     *,
     concurrency: int = 16,
+    signature: SignatureConfig | None = None,
     on_sent: Callable[[], None] | None = None,
 ) -> SendResult:
-    """Send every delivery, signed, over `concurrency` connections."""
+    """Send every delivery, signed with the source's scheme (Standard Webhooks by default)."""
+    scheme = signature or SignatureConfig()
     result = SendResult()
     pending = iter(deliveries)
 
     async def sender(client: httpx.AsyncClient) -> None:
         for delivery in pending:
-            await _deliver(client, url, secret, delivery.msg_id, delivery.body, result)
+            await _deliver(client, url, scheme, secret, delivery, result)
             result.deliveries += 1
             result.resent += delivery.resend
             if on_sent:
@@ -115,11 +118,17 @@ async def send_load(
 
 
 async def _deliver(
-    client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: bytes, result: SendResult
+    client: httpx.AsyncClient,
+    url: str,
+    scheme: SignatureConfig,
+    secret: str,
+    delivery: Delivery,
+    result: SendResult,
 ) -> None:
     loop = asyncio.get_running_loop()
+    msg_id, body = delivery.msg_id, delivery.body
     for attempt in range(5):
-        headers = {"content-type": "application/json", **sign(secret, body, msg_id=msg_id)}
+        headers = {"content-type": "application/json", **sign(scheme, body, secret, msg_id=msg_id)}
         started = loop.time()
         try:
             response = await client.post(url, content=body, headers=headers)

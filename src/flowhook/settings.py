@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowhook.sources.webhook import SourceConfig, load_sources
+
 
 class BatchPolicy(BaseModel):
     """When an open batch is sealed and handed to Prefect.
@@ -36,7 +38,18 @@ class Settings(BaseSettings):
     duckdb_path: Path | None = Field(default=None, description="DuckDB file; defaults to <data_dir>/flowhook.duckdb.")
     webhook_secret: SecretStr | None = Field(
         default=None,
-        description="Standard Webhooks secret (whsec_…); when unset a dev secret is made on first run.",
+        description="Secret of every source that names none in its configuration (instead of a managed one).",
+    )
+    sources_file: Path = Field(default=Path("sources.yaml"), description="YAML file declaring the webhook sources.")
+    sources: dict[str, SourceConfig] | None = Field(
+        default=None, description="Webhook sources given directly; when unset they are read from `sources_file`."
+    )
+    secret_rotation_grace_hours: float = Field(
+        default=24.0, ge=0, description="How long a rotated-out managed secret is still accepted."
+    )
+    inbox_max_bytes: int = Field(
+        default=2 * 1024**3,
+        description="Disk budget of the spool (events not yet stored); past it the gateway answers 503.",
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds.")
     gateway_port: int = Field(default=8000, description="Port the gateway listens on.")
@@ -70,6 +83,24 @@ class Settings(BaseSettings):
     def spool_dir(self) -> Path:
         """Where accepted events wait, as batch files, until a worker flow stores them."""
         return self.data_dir / "spool"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Authentic deliveries that could not become events, kept for `flowhook quarantine`."""
+        return self.data_dir / "quarantine"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Secrets flowhook manages (and rotates) for sources that name none."""
+        return self.data_dir / "secrets"
+
+    def source_configs(self) -> dict[str, SourceConfig]:
+        """The webhook sources: from settings, else `sources_file`, else one Standard Webhooks source `demo`."""
+        if self.sources is not None:
+            return self.sources
+        if self.sources_file.exists():
+            return load_sources(self.sources_file)
+        return {"demo": SourceConfig()}
 
     def batch_policy(self, event_type: str) -> BatchPolicy:
         """The batching policy for one event type."""

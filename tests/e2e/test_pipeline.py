@@ -22,7 +22,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flowhook.demo import send_load
 from flowhook.events import Event, derive_event_id
-from flowhook.gateway.app import resolve_secret
+from flowhook.gateway.app import secret_store
 from flowhook.reporting import REPORT_ARTIFACT_KEY
 from flowhook.settings import Settings
 from flowhook.spool import Spool, State, new_batch_id
@@ -60,9 +60,10 @@ def _wait_stored(stack: LocalStack, ids: list[str], timeout: float) -> int:
 
 
 def test_webhooks_reach_duckdb_through_automations(local_stack: LocalStack, prefect_api: str) -> None:
-    secret = resolve_secret(Settings(data_dir=local_stack.config.data_dir))
+    settings = Settings(data_dir=local_stack.config.data_dir, sources_file=local_stack.config.root / "sources.yaml")
+    secret = secret_store(settings).secrets("demo", settings.source_configs()["demo"])[0]
     result = asyncio.run(
-        send_load(f"{local_stack.config.gateway_url}/hooks/e2e", secret, count=400, resend_ratio=0.05, seed=11)
+        send_load(f"{local_stack.config.gateway_url}/hooks/demo", secret, count=400, resend_ratio=0.05, seed=11)
     )
     assert result.errors == [] and result.rejected == 0
     assert result.resent > 0  # some deliveries were sent twice, with the same webhook-id

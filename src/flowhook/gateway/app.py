@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -13,51 +12,107 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowhook.events import Catalog, load_catalog
-from flowhook.gateway.deliveries import DeliveryError, parse_delivery
+from flowhook.events import load_catalog
+from flowhook.gateway.deliveries import DeliveryError
 from flowhook.gateway.forwarder import BatchSink, Forwarder, PrefectEventSink
-from flowhook.gateway.signing import SignatureError, load_or_create_secret, verify
+from flowhook.gateway.intake import Delivery, Intake
+from flowhook.gateway.limits import TokenBucket, retry_after, spool_bytes
+from flowhook.gateway.quarantine import Quarantine, quarantined
+from flowhook.gateway.schemes import SignatureError, generate_secret, verify
+from flowhook.gateway.secrets import SecretStore, SecretUnavailable
 from flowhook.settings import Settings, get_settings
-from flowhook.spool import Inbox, InboxUnavailable, Spool
+from flowhook.spool import Inbox, InboxUnavailable, Spool, State
 
 logger = logging.getLogger(__name__)
 
-SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_JSON_TYPES = ("application/json", "text/json")
+
+
+class ErrorPublic(BaseModel):
+    """Every error the gateway returns."""
+
+    code: str = Field(description="Machine-readable reason, e.g. `invalid_signature`.")
+    message: str = Field(description="The reason in a sentence.")
+    errors: list[dict[str, Any]] | None = Field(default=None, description="Field-level errors, where there are.")
+
+
+class AcceptedPublic(BaseModel):
+    """A delivery made durable: its events will reach the store."""
+
+    accepted: int = Field(description="Events accepted.")
+    ids: list[str] = Field(description="Their ids; the same for a redelivery.")
+
+
+def secret_store(settings: Settings) -> SecretStore:
+    """The secrets of every source under these settings (also used by the CLI to sign and rotate)."""
+    default = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    return SecretStore(
+        settings.secrets_dir,
+        grace_seconds=settings.secret_rotation_grace_hours * 3600,
+        default=default,
+        generate=lambda config: generate_secret(config.signature),
+    )
 
 
 class Gateway:
-    """The gateway's long-lived parts: catalog, secret, inbox and forwarder."""
+    """The gateway's long-lived parts: sources, secrets, quarantine, inbox and forwarder."""
 
     def __init__(self, settings: Settings, sink: BatchSink | None = None) -> None:
         self.settings = settings
-        self.catalog: Catalog = load_catalog(settings.event_modules)
-        self.secret = resolve_secret(settings)
+        self.sources = settings.source_configs()
+        self.intake = Intake(self.sources, load_catalog(settings.event_modules))
+        self.secrets = secret_store(settings)
+        self.quarantine = Quarantine(settings.quarantine_dir)
+        self.limiters = {
+            name: TokenBucket(config.rate_limit, config.burst)
+            for name, config in self.sources.items()
+            if config.rate_limit is not None
+        }
         self.spool = Spool(settings.spool_dir)
         self.sink = sink or PrefectEventSink(settings.prefect_api_url)
         self.forwarder = Forwarder(self.spool, self.sink)
         self.inbox = Inbox(self.spool, policy=settings.batch_policy, on_sealed=self.forwarder.submit)
         self.accepted = 0
+        self.quarantined = 0
+        self.spool_bytes = 0
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
+        for name, config in self.sources.items():
+            if config.secret is None and self.settings.webhook_secret is None:
+                self.secrets.secrets(name, config)  # make managed secrets now, not on the first delivery
+                logger.warning(
+                    "source %r: secret in %s (`flowhook secret show %s`)", name, self.secrets.path(name), name
+                )
         for ref in await self.inbox.start():
             self.forwarder.submit(ref)
-        forwarding = asyncio.create_task(self.forwarder.run(), name="forwarder")
+        tasks = [
+            asyncio.create_task(self.forwarder.run(), name="forwarder"),
+            asyncio.create_task(self._measure_spool(), name="spool-usage"),
+        ]
         try:
             yield
         finally:
             await self.inbox.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drain(), timeout=5.0)
-            forwarding.cancel()
+            for task in tasks:
+                task.cancel()
             if isinstance(self.sink, PrefectEventSink):
                 await self.sink.aclose()
 
     async def _drain(self) -> None:
         while not self.forwarder.idle:
             await asyncio.sleep(0.05)
+
+    async def _measure_spool(self) -> None:
+        folders = [self.spool.root / state.value for state in (State.OPEN, State.READY, State.SENT, State.CLAIMED)]
+        while True:
+            self.spool_bytes = await asyncio.to_thread(spool_bytes, folders)
+            await asyncio.sleep(1.0)
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -69,19 +124,34 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def resolve_secret(settings: Settings) -> str:
-    """The configured secret, or the dev secret under the data folder (made and printed on first run)."""
-    if settings.webhook_secret is not None:
-        return settings.webhook_secret.get_secret_value()
-    secret, created = load_or_create_secret(settings.data_dir / "dev-webhook-secret")
-    if created:
-        print(f"flowhook: generated a dev webhook secret in {settings.data_dir / 'dev-webhook-secret'}")
-        print(f"flowhook: senders sign with: {secret}")
-    return secret
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, **extra}, status_code=status, headers=headers)
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message, **extra}, status_code=status)
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorPublic, "description": text}
+    for status, text in {
+        400: "The body is not JSON.",
+        401: "Missing or wrong signature, or a timestamp outside the tolerance.",
+        404: "No such source.",
+        413: "The body or the number of events is over the limit.",
+        415: "The body is not JSON.",
+        422: "The events do not match their types; kept in quarantine.",
+        429: "Over the source's rate limit; see Retry-After.",
+        503: "The spool is full or cannot be written; see Retry-After.",
+    }.items()
+}
+_BODY_SCHEMA = {
+    "oneOf": [
+        {"type": "object", "description": "One event: {type, data, timestamp?, id?} or the source's own format."},
+        {"type": "array", "items": {"type": "object"}, "description": "Several events."},
+    ]
+}
 
 
 def create_app(settings: Settings | None = None, *, sink: BatchSink | None = None) -> FastAPI:
@@ -117,49 +187,74 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
         return {
             "status": "ok",
             "accepted": gw.accepted,
+            "quarantined": gw.quarantined,
             "open": gw.inbox.open_counts(),
             "forward_backlog": gw.forwarder.backlog,
             "forwarded": gw.forwarder.sent,
             "forward_failures": gw.forwarder.failures,
+            "spool_bytes": gw.spool_bytes,
         }
 
-    @app.post("/hooks/{source}", status_code=202)
+    @app.post(
+        "/hooks/{source}",
+        status_code=202,
+        response_model=AcceptedPublic,
+        responses=_ERRORS,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}},
+    )
     async def receive(source: str, request: Request, gw: GatewayDep) -> JSONResponse:
-        """Accept a signed delivery of one event or a list of events."""
-        if not re.match(SOURCE_NAME, source):
+        """Accept a signed delivery: verify, validate, persist (fsync), then answer 202."""
+        config = gw.sources.get(source)
+        if config is None:
             return _error(404, "unknown_source", f"No source is named {source!r}.")
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > gw.settings.max_body_bytes:
-            return _error(413, "body_too_large", f"The body exceeds {gw.settings.max_body_bytes} bytes.")
-        body = await _read_body(request, gw.settings.max_body_bytes)
-        if body is None:
-            return _error(413, "body_too_large", f"The body exceeds {gw.settings.max_body_bytes} bytes.")
-        try:
-            delivery_id = verify(gw.secret, body, request.headers)
-        except SignatureError as exc:
-            return _error(401, "invalid_signature", f"The delivery is not authentic: {exc}.")
-        received = datetime.now(UTC)
-        # Verified already; the scheme signs whole seconds but senders may send a fraction.
-        signed_at = datetime.fromtimestamp(float(request.headers["webhook-timestamp"]), UTC)
-        try:
-            events = parse_delivery(
-                body,
-                catalog=gw.catalog,
-                source=source,
-                delivery_id=delivery_id,
-                signed_at=signed_at,
-                received=received,
+        limiter = gw.limiters.get(source)
+        wait = limiter.take() if limiter else 0.0
+        if wait:
+            return _error(
+                429, "rate_limited", f"Source {source!r} is over its rate limit.", {"Retry-After": retry_after(wait)}
             )
+        if not _is_json(request.headers.get("content-type")):
+            return _error(415, "unsupported_media_type", "The body must be JSON (Content-Type: application/json).")
+        limit = gw.settings.max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return _error(413, "body_too_large", f"The body exceeds {limit} bytes.")
+        if gw.spool_bytes > gw.settings.inbox_max_bytes:
+            return _error(
+                503, "inbox_full", "The spool is over its disk budget; try again later.", {"Retry-After": "30"}
+            )
+        body = await _read_body(request, limit)
+        if body is None:
+            return _error(413, "body_too_large", f"The body exceeds {limit} bytes.")
+        try:
+            secrets = gw.secrets.secrets(source, config)
+        except SecretUnavailable as exc:
+            logger.error("cannot check deliveries of %r: %s", source, exc)
+            return _error(503, "secret_unavailable", "The source's secret is unavailable.", {"Retry-After": "30"})
+        try:
+            verified = verify(config.signature, body, request.headers, secrets)
+        except SignatureError as exc:
+            return _error(401, exc.code, f"The delivery is not authentic: {exc}")
+        delivery = Delivery(
+            source=source,
+            body=body,
+            headers=request.headers,
+            query=dict(request.query_params),
+            delivery_id=request.headers.get(config.delivery_id_header or "") or verified.delivery_id,
+            signed_at=verified.signed_at,
+        )
+        received = datetime.now(UTC)
+        try:
+            events = gw.intake.events(delivery, received=received)
         except DeliveryError as exc:
-            return _error(exc.status, exc.code, str(exc), errors=exc.errors)
+            item = quarantined(delivery, received=received, code=exc.code, message=str(exc), errors=exc.errors)
+            await asyncio.to_thread(gw.quarantine.put, item)
+            gw.quarantined += 1
+            return _error(exc.status, exc.code, str(exc), errors=exc.errors, quarantine_id=item.id)
         try:
             await gw.inbox.append(events)
         except InboxUnavailable as exc:
-            return JSONResponse(
-                {"code": "inbox_unavailable", "message": f"Not accepted, try again: {exc}."},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
+            return _error(503, "inbox_unavailable", f"Not accepted, try again: {exc}.", {"Retry-After": "5"})
         gw.accepted += len(events)
         return JSONResponse({"accepted": len(events), "ids": [e.id for e in events]}, status_code=202)
 

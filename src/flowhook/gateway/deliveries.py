@@ -43,16 +43,48 @@ def parse_delivery(
     max_events: int = 10_000,
 ) -> list[Event]:
     """Validate a delivery (one event object or a list of them) as a whole: all events or an error."""
+    items, single = json_items(body)
+    return validate_items(
+        items,
+        single=single,
+        catalog=catalog,
+        source=source,
+        delivery_id=delivery_id,
+        signed_at=signed_at,
+        received=received,
+        max_events=max_events,
+    )
+
+
+def json_items(body: bytes) -> tuple[list[Any], bool]:
+    """The items of a JSON body, and whether it was a single object rather than a list."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise DeliveryError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
-    items = document if isinstance(document, list) else [document]
+    return (document, False) if isinstance(document, list) else ([document], True)
+
+
+def validate_items(
+    items: list[Any],
+    *,
+    single: bool,
+    catalog: Catalog,
+    source: str,
+    delivery_id: str,
+    signed_at: datetime,
+    received: datetime,
+    max_events: int = 10_000,
+) -> list[Event]:
+    """Items in `DeliveryItem` shape → events; all or an error listing every bad field.
+
+    Event ids derive from the item's own `id`, else from the delivery id (and the item's position
+    when the delivery is a list), so a redelivery maps to the same ids.
+    """
     if not items:
         raise DeliveryError(422, "empty_delivery", "The delivery holds no events.")
     if len(items) > max_events:
         raise DeliveryError(413, "too_many_events", f"A delivery may hold at most {max_events} events.")
-    single = not isinstance(document, list)
     events: list[Event] = []
     errors: list[dict[str, Any]] = []
     for index, raw in enumerate(items):

@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -99,6 +99,22 @@ class Spool:
             if self.path(state, batch_id).exists():
                 return state
         return None
+
+    def write_batch(self, events: Sequence[Event]) -> BatchRef:
+        """Write events of one type straight into `ready/` as a sealed batch (for replays and tools)."""
+        types = {event.type for event in events}
+        if len(types) != 1:
+            raise ValueError(f"a batch holds events of one type, not {sorted(types)}")
+        batch_id = new_batch_id(types.pop())
+        tmp = self.path(State.OPEN, batch_id)
+        with tmp.open("wb") as fh:
+            fh.write(b"".join(encode_event(event) for event in events))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.move(batch_id, State.OPEN, State.READY)
+        return BatchRef(
+            batch_id=batch_id, event_type=event_type_of(batch_id), count=len(events), sealed=datetime.now(UTC)
+        )
 
     def claim(self, batch_id: str) -> Path | None:
         """Take a sealed batch for processing; None when another run has it or it is done already."""

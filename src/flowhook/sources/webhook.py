@@ -1,5 +1,5 @@
-"""Per-source gateway configuration: how a source signs, where its secret lives, how its body
-becomes events. Read from `sources.yaml` (FLOWHOOK_SOURCES_FILE) or given in settings."""
+"""Webhook sources: how a source signs, where its secret lives, how its body becomes events.
+Read from `sources.yaml` (FLOWHOOK_SOURCES_FILE) or given in settings."""
 
 from __future__ import annotations
 

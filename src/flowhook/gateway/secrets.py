@@ -1,0 +1,139 @@
+"""Webhook secrets: resolved from a reference (environment, file, Prefect Secret block) or managed
+by flowhook in `<data>/secrets/<source>.json`, where `rotate` keeps the old secret valid for a grace
+period so senders can switch over. Secrets are never logged."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flowhook.sources.webhook import SourceConfig
+
+REFERENCE_TTL = 30.0
+
+
+class SecretUnavailable(RuntimeError):
+    """A source's secret reference cannot be resolved (unset variable, missing file or block)."""
+
+
+def _split(value: str) -> list[str]:
+    """Several secrets in one value (newest first), separated by spaces, commas or newlines."""
+    return [part for part in value.replace(",", " ").split() if part]
+
+
+def _prefect_block(name: str) -> str:
+    from prefect.blocks.system import Secret
+
+    load: Any = Secret.load
+    block = load(name, _sync=True)  # `_sync`: the sync path even inside the gateway's event loop
+    value = block.get()
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class SecretStore:
+    """The secrets every source accepts, newest first."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        grace_seconds: float,
+        default: str | None = None,
+        generate: Callable[[SourceConfig], str],
+    ) -> None:
+        self._root = root
+        self._grace = grace_seconds
+        self._default = default
+        self._generate = generate
+        # Managed secrets per source, re-read when the file changes (a `flowhook secret rotate`):
+        # (file mtime, current secret, [(previous secret, expiry)]).
+        self._cache: dict[str, tuple[float, str, list[tuple[str, float]]]] = {}
+        self._resolved: dict[str, tuple[float, list[str]]] = {}
+
+    def path(self, source: str) -> Path:
+        return self._root / f"{source}.json"
+
+    def secrets(self, source: str, config: SourceConfig, *, now: float | None = None) -> list[str]:
+        """The secrets deliveries from `source` may be signed with; a managed one is made on first use."""
+        now = time.time() if now is None else now
+        reference = config.secret
+        if reference is None and self._default is not None:
+            return _split(self._default)
+        if reference is None:
+            return self._managed(source, config, now=now)
+        # References are re-read every REFERENCE_TTL seconds, so a rotation there is picked up.
+        cached = self._resolved.get(reference)
+        if cached is None or now - cached[0] > REFERENCE_TTL:
+            cached = (now, self._resolve(source, reference))
+            self._resolved[reference] = cached
+        return cached[1]
+
+    def _resolve(self, source: str, reference: str) -> list[str]:
+        kind, _, name = reference.partition(":")
+        if kind == "env":
+            value = os.environ.get(name)
+            if not value:
+                raise SecretUnavailable(f"environment variable {name} (secret of source {source!r}) is not set")
+            return _split(value)
+        if kind == "file":
+            try:
+                return _split(Path(name).read_text())
+            except OSError as exc:
+                raise SecretUnavailable(f"cannot read the secret file of source {source!r}: {exc.strerror}") from None
+        if kind == "block":
+            try:
+                return _split(_prefect_block(name))
+            except Exception as exc:
+                raise SecretUnavailable(f"cannot load Prefect Secret block {name!r}: {type(exc).__name__}") from None
+        raise SecretUnavailable(f"secret reference of source {source!r} must start with env:, file: or block:")
+
+    def rotate(self, source: str, config: SourceConfig, *, now: float | None = None) -> str:
+        """Make a new managed secret; the current one stays valid for the grace period. Returns the new one."""
+        if config.secret is not None:
+            raise SecretUnavailable(f"source {source!r} takes its secret from {config.secret}: rotate it there")
+        now = time.time() if now is None else now
+        state = self._read(source) or {"current": None, "previous": []}
+        previous = [p for p in state.get("previous", []) if p["expires"] > now]
+        if state.get("current"):
+            previous.insert(0, {"secret": state["current"], "expires": now + self._grace})
+        secret = self._generate(config)
+        self._write(source, {"current": secret, "previous": previous, "rotated_at": now})
+        return secret
+
+    def _managed(self, source: str, config: SourceConfig, *, now: float) -> list[str]:
+        path = self.path(source)
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            self.rotate(source, config, now=now)
+            mtime = path.stat().st_mtime
+        cached = self._cache.get(source)
+        if cached is None or cached[0] != mtime:
+            state = self._read(source) or {}
+            previous = [(p["secret"], p["expires"]) for p in state.get("previous", [])]
+            cached = (mtime, state["current"], previous)
+            self._cache[source] = cached
+        _, current, previous = cached
+        return [current, *(secret for secret, expires in previous if expires > now)]
+
+    def _read(self, source: str) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.path(source).read_text())
+        except FileNotFoundError:
+            return None
+        return data
+
+    def _write(self, source: str, state: dict[str, Any]) -> None:
+        self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.path(source)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)

@@ -1,0 +1,41 @@
+"""Real servers for tests: the gateway app on a loopback socket in a background thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+
+from flowhook.gateway import MemorySink, create_app
+from flowhook.gateway.forwarder import BatchSink
+from flowhook.settings import Settings
+
+
+@contextmanager
+def serve(settings: Settings, sink: BatchSink | None = None) -> Iterator[httpx.Client]:
+    """The app on a real server in a background thread; a client for it."""
+    app = create_app(settings, sink=sink or MemorySink())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gateway", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive(), "the server stopped during startup"
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.01)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+    assert not thread.is_alive(), "the server did not stop"
