@@ -26,7 +26,10 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         data_dir=data_dir,
         prefect_port=free_port(),
         gateway_port=free_port(),
-        extra_env={"FLOWHOOK_SWEEP_AFTER_SECONDS": "5"},
+        extra_env={
+            "FLOWHOOK_SWEEP_AFTER_SECONDS": "5",
+            "FLOWHOOK_SOURCES_FILE": str(ROOT / "tests" / "fixtures" / "e2e-sources.yaml"),
+        },
     )
     stack = LocalStack(config, progress=lambda message: None)
     with stack:

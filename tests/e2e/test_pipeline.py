@@ -8,7 +8,10 @@ import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -23,6 +26,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from flowhook.demo import send_load
 from flowhook.events import Event, derive_event_id
 from flowhook.gateway.app import secret_store
+from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.reporting import REPORT_ARTIFACT_KEY
 from flowhook.settings import Settings
 from flowhook.spool import Spool, State, new_batch_id
@@ -39,6 +43,15 @@ EVENT_TYPES = {"user_request", "data_update", "scheduled_tick"}
 def prefect_api(local_stack: LocalStack) -> Iterator[str]:
     with temporary_settings(updates={PREFECT_API_URL: local_stack.config.api_url}):
         yield local_stack.config.api_url
+
+
+def _settings(stack: LocalStack) -> Settings:
+    return Settings(data_dir=stack.config.data_dir, sources_file=Path(stack.env()["FLOWHOOK_SOURCES_FILE"]))
+
+
+def _secret(stack: LocalStack, source: str) -> str:
+    settings = _settings(stack)
+    return secret_store(settings).secrets(source, settings.source_configs()[source])[0]
 
 
 def _store(stack: LocalStack) -> DuckDBStore:
@@ -60,8 +73,7 @@ def _wait_stored(stack: LocalStack, ids: list[str], timeout: float) -> int:
 
 
 def test_webhooks_reach_duckdb_through_automations(local_stack: LocalStack, prefect_api: str) -> None:
-    settings = Settings(data_dir=local_stack.config.data_dir, sources_file=local_stack.config.root / "sources.yaml")
-    secret = secret_store(settings).secrets("demo", settings.source_configs()["demo"])[0]
+    secret = _secret(local_stack, "demo")
     result = asyncio.run(
         send_load(f"{local_stack.config.gateway_url}/hooks/demo", secret, count=400, resend_ratio=0.05, seed=11)
     )
@@ -123,6 +135,38 @@ def test_sweeper_launches_a_batch_whose_trigger_was_lost(local_stack: LocalStack
     ids = [e.id for e in events]
     assert _wait_stored(local_stack, ids, timeout=180) == len(ids)
     assert spool.state_of(batch_id) is State.DONE
+
+
+def test_github_and_a_prefect_secret_block_source_reach_duckdb(local_stack: LocalStack, prefect_api: str) -> None:
+    from prefect.blocks.system import Secret
+
+    settings = _settings(local_stack)
+    sources = settings.source_configs()
+    block_secret = generate_secret(sources["vault"].signature)
+    Secret(value=block_secret).save("flowhook-e2e-secret", overwrite=True)
+
+    push = (Path(__file__).parents[1] / "fixtures" / "github_push.json").read_bytes()
+    github = {"x-github-event": "push", **sign(sources["github"].signature, push, _secret(local_stack, "github"))}
+    vault_body = orjson.dumps({"type": "scheduled_tick", "data": {"schedule": "vault", "tick": "2026-01-01T00:00:00Z"}})
+    vault = sign(sources["vault"].signature, vault_body, block_secret, msg_id="msg_vault_1")
+    ids = []
+    with httpx.Client(base_url=local_stack.config.gateway_url, timeout=30) as client:
+        for source, body, headers in (("github", push, github), ("vault", vault_body, vault)):
+            response = client.post(
+                f"/hooks/{source}", content=body, headers={"content-type": "application/json", **headers}
+            )
+            assert response.status_code == 202, response.text
+            ids += response.json()["ids"]
+    assert _wait_stored(local_stack, ids, timeout=180) == 2
+    rows = dict(
+        _store(local_stack).query("SELECT source, type FROM events WHERE id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    )
+    assert rows == {"github": "data_update", "vault": "scheduled_tick"}
+
+    # No secret reached a log file.
+    logs = "".join(path.read_text(errors="replace") for path in local_stack.logs.glob("*.log"))
+    for secret in (block_secret, _secret(local_stack, "github"), _secret(local_stack, "demo")):
+        assert secret not in logs
 
 
 def test_reporting_flow_publishes_artifact_matching_duckdb(local_stack: LocalStack, prefect_api: str) -> None:

@@ -59,6 +59,8 @@ class Intake:
                     headers=delivery.headers,
                     query=delivery.query,
                 )
+                if not items:
+                    return []  # the template chose to map this request to no event (e.g. a ping)
                 single = len(items) == 1
             elif config.format == "cloudevents":
                 items = cloudevents_items(delivery.body, delivery.headers)
