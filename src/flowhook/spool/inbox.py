@@ -68,7 +68,8 @@ class Inbox:
         """
         for batch_id, _ in list(self._spool.entries(State.OPEN)):
             await asyncio.to_thread(self._spool.move, batch_id, State.OPEN, State.READY)
-        pending = [self._spool.ref(State.READY, batch_id) for batch_id, _ in self._spool.entries(State.READY)]
+        waiting = sorted(self._spool.entries(State.READY), key=lambda entry: -entry[1])  # oldest first
+        pending = [self._spool.ref(State.READY, batch_id) for batch_id, _ in waiting]
         self._ticker = asyncio.create_task(self._seal_by_age(), name="inbox-ticker")
         return pending
 
