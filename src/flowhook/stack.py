@@ -111,8 +111,7 @@ class LocalStack:
                 )
         self.logs.mkdir(parents=True, exist_ok=True)
         self._progress(f"starting Prefect server on {cfg.ui_url} (SQLite under {cfg.data_dir / 'prefect'})")
-        self._spawn("server", [*_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)])
-        self._wait_healthy("server", f"{cfg.api_url}/health", timeout=90)
+        self.start_server()
         self._progress(f"creating work pool {WORK_POOL!r} and deploying prefect.yaml")
         self._run("pool", [*_prefect(), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"])
         self._run("deploy", [*_prefect(), "--no-prompt", "deploy", "--all"])
@@ -136,18 +135,32 @@ class LocalStack:
         self._spawn("gateway", [sys.executable, "-m", "flowhook", "gateway"])
         self._wait_healthy("gateway", f"{cfg.gateway_url}/health", timeout=60)
 
+    def start_server(self) -> None:
+        """Start the Prefect server (again, after `stop_part("server")`: same port, same database)."""
+        cfg = self.config
+        self._spawn("server", [*_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)])
+        self._wait_healthy("server", f"{cfg.api_url}/health", timeout=90)
+
     def stop(self) -> None:
         """Stop every child, newest first, with the flow-run processes the worker started."""
         while self._procs:
-            name, proc = self._procs.pop()
-            if proc.poll() is not None:
-                continue
-            self._progress(f"stopping {name}")
-            # Flow runs start in sessions of their own: find them before their worker is gone.
-            orphans = _descendants(proc.pid)
-            _terminate(proc.pid, functools.partial(_exited, proc))
-            for pid in orphans:
-                _terminate(pid, functools.partial(_gone, pid), group=False)
+            self._stop(*self._procs.pop())
+
+    def stop_part(self, name: str) -> None:
+        """Stop one part (e.g. the server, to rehearse an outage); the others keep running."""
+        for entry in [p for p in self._procs if p[0] == name]:
+            self._procs.remove(entry)
+            self._stop(*entry)
+
+    def _stop(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is not None:
+            return
+        self._progress(f"stopping {name}")
+        # Flow runs start in sessions of their own: find them before their worker is gone.
+        orphans = _descendants(proc.pid)
+        _terminate(proc.pid, functools.partial(_exited, proc))
+        for pid in orphans:
+            _terminate(pid, functools.partial(_gone, pid), group=False)
 
     def __enter__(self) -> LocalStack:
         try:

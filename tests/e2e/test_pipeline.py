@@ -169,6 +169,22 @@ def test_github_and_a_prefect_secret_block_source_reach_duckdb(local_stack: Loca
         assert secret not in logs
 
 
+def test_a_burst_while_prefect_is_down_is_stored_once_it_returns(local_stack: LocalStack, prefect_api: str) -> None:
+    local_stack.stop_part("server")
+    gateway = local_stack.config.gateway_url
+    result = asyncio.run(send_load(f"{gateway}/hooks/demo", _secret(local_stack, "demo"), count=300, seed=21))
+    assert result.errors == [] and len(result.acked_ids) == 300  # the gateway accepts regardless
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{gateway}/health").json()["forward_failures"] == 0:
+        assert time.monotonic() < deadline, "the forwarder never noticed the outage"
+        time.sleep(0.5)
+
+    local_stack.start_server()
+    ids = sorted(result.acked_ids)
+    assert _wait_stored(local_stack, ids, timeout=240) == len(ids)
+    assert _store(local_stack).duplicate_ids() == 0
+
+
 def test_reporting_flow_publishes_artifact_matching_duckdb(local_stack: LocalStack, prefect_api: str) -> None:
     run = run_deployment("publish-report/on-demand", parameters={"minutes": 30}, timeout=180)
     assert run.state is not None and run.state.is_completed(), run.state
