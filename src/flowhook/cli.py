@@ -181,16 +181,21 @@ def quarantine_replay(
     for item_id, reason in result.failed.items():
         console.print(f"[red]{item_id}: still rejected: {reason}")
     if result.refs:
-        sink = PrefectEventSink(settings.prefect_api_url)
+
+        async def announce() -> None:
+            sink = PrefectEventSink(settings.prefect_api_url)
+            try:
+                await sink.emit(result.refs)
+            finally:
+                await sink.aclose()
+
         try:
-            asyncio.run(sink.emit(result.refs))
+            asyncio.run(announce())
         except Exception as exc:
             console.print(f"Prefect not reached ({type(exc).__name__}); the sweeper will launch these batches")
         else:
             for ref in result.refs:
                 spool.move(ref.batch_id, State.READY, State.SENT)
-        finally:
-            asyncio.run(sink.aclose())
     if result.failed:
         raise typer.Exit(1)
 

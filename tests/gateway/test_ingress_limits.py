@@ -40,7 +40,11 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
     with ExitStack() as running:
 
         def start(**overrides: Any) -> tuple[httpx.Client, Settings]:
-            options: dict[str, Any] = {"data_dir": tmp_path, "webhook_secret": SECRET, "sources": {"shop": SourceConfig()}}
+            options: dict[str, Any] = {
+                "data_dir": tmp_path,
+                "webhook_secret": SECRET,
+                "sources": {"shop": SourceConfig()},
+            }
             settings = Settings(**{**options, **overrides})
             return running.enter_context(serve(settings, MemorySink())), settings
 
@@ -152,7 +156,9 @@ def test_a_spool_over_its_disk_budget_is_503_and_the_delivery_not_spooled(tmp_pa
     assert client.get("/health").json()["accepted"] == 0
 
 
-def test_a_source_whose_secret_is_unset_is_503_and_leaks_nothing(gateway: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_source_whose_secret_is_unset_is_503_and_leaks_nothing(
+    gateway: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SHOP_WEBHOOK_SECRET", raising=False)
     other_secret = generate_secret(STANDARD)
     monkeypatch.setenv("PARTNER_WEBHOOK_SECRET", other_secret)
@@ -178,11 +184,6 @@ def test_a_source_whose_secret_is_unset_is_503_and_leaks_nothing(gateway: Start,
     assert {e.source for e in spooled_events(settings)} == {"partner", "shop"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a secret reference that resolves to blank text (empty file, whitespace-only variable) gives "
-    "SecretStore.secrets() == [], and schemes.verify() then raises ValueError: 500 internal_error, not 503",
-)
 def test_a_source_whose_secret_file_is_empty_is_503_not_500(tmp_path: Path, gateway: Start) -> None:
     empty = tmp_path / "shop.secret"
     empty.write_text("\n")
@@ -223,7 +224,9 @@ def test_authentic_deliveries_that_fail_validation_are_quarantined(gateway: Star
 
     # A template that reads a missing field.
     signup = orjson.dumps({"user": {"id": "u7"}})
-    payload = refused(client.post("/hooks/signup", content=signup, headers=signed(signup, "msg_t")), 422, "template_error")
+    payload = refused(
+        client.post("/hooks/signup", content=signup, headers=signed(signup, "msg_t")), 422, "template_error"
+    )
     kept = quarantine_file(settings, payload["quarantine_id"])
     assert (kept["source"], kept["code"]) == ("signup", "template_error")
     assert "customer" in kept["message"]

@@ -29,7 +29,9 @@ STRIPE_SECRET = generate_secret(SignatureConfig(scheme="stripe"))
 
 
 @pytest.fixture
-def shipped(tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[httpx.Client, Settings]]:
+def shipped(
+    tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[httpx.Client, Settings]]:
     """The gateway serving the repository's own sources.yaml; batches stay open so the spool reads stably."""
     monkeypatch.delenv("FLOWHOOK_WEBHOOK_SECRET", raising=False)
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
@@ -53,7 +55,9 @@ def managed_secret(settings: Settings, source: str) -> str:
 def spooled_events(settings: Settings) -> list[Event]:
     spool = Spool(settings.spool_dir)
     states = (State.OPEN, State.READY, State.SENT)
-    return [event for state in states for path in sorted((spool.root / state).glob("*.jsonl")) for event in spool.read(path)]
+    return [
+        event for state in states for path in sorted((spool.root / state).glob("*.jsonl")) for event in spool.read(path)
+    ]
 
 
 def accepted(response: httpx.Response, count: int) -> list[str]:
@@ -68,7 +72,9 @@ def accepted(response: httpx.Response, count: int) -> list[str]:
 # --- GitHub ------------------------------------------------------------------------------------------
 
 
-def github_headers(settings: Settings, body: bytes, *, event: str = "push", delivery: str | None = None) -> dict[str, str]:
+def github_headers(
+    settings: Settings, body: bytes, *, event: str = "push", delivery: str | None = None
+) -> dict[str, str]:
     signed = sign(signature(settings, "github"), body, managed_secret(settings, "github"), msg_id=delivery)
     return {**signed, "x-github-event": event, "content-type": "application/json"}
 

@@ -54,6 +54,7 @@ def secret_store(settings: Settings) -> SecretStore:
         grace_seconds=settings.secret_rotation_grace_hours * 3600,
         default=default,
         generate=lambda config: generate_secret(config.signature),
+        prefect_api_url=settings.prefect_api_url,
     )
 
 
@@ -234,7 +235,7 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
         try:
             verified = verify(config.signature, body, request.headers, secrets)
         except SignatureError as exc:
-            return _error(401, exc.code, f"The delivery is not authentic: {exc}")
+            return _error(401, exc.code, f"The delivery is not authentic: {str(exc).rstrip('.')}.")
         delivery = Delivery(
             source=source,
             body=body,

@@ -25,11 +25,20 @@ def _split(value: str) -> list[str]:
     return [part for part in value.replace(",", " ").split() if part]
 
 
-def _prefect_block(name: str) -> str:
+def _nonblank(secrets: list[str], source: str, where: str) -> list[str]:
+    if not secrets:
+        raise SecretUnavailable(f"the secret of source {source!r} ({where}) is blank")
+    return secrets
+
+
+def _prefect_block(name: str, api_url: str | None) -> str:
     from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     load: Any = Secret.load
-    block = load(name, _sync=True)  # `_sync`: the sync path even inside the gateway's event loop
+    updates = {PREFECT_API_URL: api_url} if api_url else {}
+    with temporary_settings(updates=updates):  # flowhook's setting names the server, whatever Prefect's says
+        block = load(name, _sync=True)  # `_sync`: the sync path even inside the gateway's event loop
     value = block.get()
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -44,8 +53,10 @@ class SecretStore:
         grace_seconds: float,
         default: str | None = None,
         generate: Callable[[SourceConfig], str],
+        prefect_api_url: str | None = None,
     ) -> None:
         self._root = root
+        self._prefect_api_url = prefect_api_url
         self._grace = grace_seconds
         self._default = default
         self._generate = generate
@@ -62,13 +73,13 @@ class SecretStore:
         now = time.time() if now is None else now
         reference = config.secret
         if reference is None and self._default is not None:
-            return _split(self._default)
+            return _nonblank(_split(self._default), source, "the default webhook secret")
         if reference is None:
             return self._managed(source, config, now=now)
         # References are re-read every REFERENCE_TTL seconds, so a rotation there is picked up.
         cached = self._resolved.get(reference)
         if cached is None or now - cached[0] > REFERENCE_TTL:
-            cached = (now, self._resolve(source, reference))
+            cached = (now, _nonblank(self._resolve(source, reference), source, reference))
             self._resolved[reference] = cached
         return cached[1]
 
@@ -86,7 +97,7 @@ class SecretStore:
                 raise SecretUnavailable(f"cannot read the secret file of source {source!r}: {exc.strerror}") from None
         if kind == "block":
             try:
-                return _split(_prefect_block(name))
+                return _split(_prefect_block(name, self._prefect_api_url))
             except Exception as exc:
                 raise SecretUnavailable(f"cannot load Prefect Secret block {name!r}: {type(exc).__name__}") from None
         raise SecretUnavailable(f"secret reference of source {source!r} must start with env:, file: or block:")

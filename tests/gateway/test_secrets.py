@@ -1,0 +1,169 @@
+"""SecretStore on real files and environment variables: references, managed secrets and rotation."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from flowhook.gateway.schemes import generate_secret
+from flowhook.gateway.secrets import REFERENCE_TTL, SecretStore, SecretUnavailable
+from flowhook.sources.webhook import SignatureConfig, SourceConfig
+from flowhook.stack import free_port
+
+GRACE = 3600.0
+T0 = 1_714_557_600.0
+
+
+def make_store(root: Path, *, grace: float = GRACE, default: str | None = None) -> SecretStore:
+    return SecretStore(root, grace_seconds=grace, default=default, generate=lambda c: generate_secret(c.signature))
+
+
+def reference(secret: str) -> SourceConfig:
+    return SourceConfig(secret=secret)
+
+
+# --- references -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["new old", "new,old", "new\nold\n", " new , old "])
+def test_an_env_reference_gives_each_secret_newest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SHOP_WEBHOOK_SECRET", value)
+    assert make_store(tmp_path).secrets("shop", reference("env:SHOP_WEBHOOK_SECRET")) == ["new", "old"]
+
+
+def test_a_file_reference_is_read_again_after_the_ttl(tmp_path: Path) -> None:
+    path = tmp_path / "shop.secret"
+    path.write_text("s1\ns0\n")
+    store = make_store(tmp_path / "secrets")
+    config = reference(f"file:{path}")
+    assert store.secrets("shop", config, now=T0) == ["s1", "s0"]
+
+    path.write_text("s2 s1\n")  # rotated where the secret lives
+    assert store.secrets("shop", config, now=T0 + REFERENCE_TTL - 1) == ["s1", "s0"]
+    assert store.secrets("shop", config, now=T0 + REFERENCE_TTL + 1) == ["s2", "s1"]
+    assert not (tmp_path / "secrets").exists()  # a referenced secret is never copied into the store
+
+
+def test_an_unset_variable_is_unavailable_and_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOP_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(SecretUnavailable, match="SHOP_WEBHOOK_SECRET") as caught:
+        make_store(tmp_path).secrets("shop", reference("env:SHOP_WEBHOOK_SECRET"))
+    assert "'shop'" in str(caught.value)
+
+
+def test_a_missing_file_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(SecretUnavailable, match="cannot read the secret file of source 'shop'"):
+        make_store(tmp_path).secrets("shop", reference(f"file:{tmp_path / 'nowhere.secret'}"))
+
+
+def test_a_block_without_a_reachable_prefect_server_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api_url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there: fails at once
+    monkeypatch.setenv("PREFECT_API_URL", api_url)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # Prefect reads its environment once, on import; another test may have imported it already.
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        pytest.raises(SecretUnavailable, match="Prefect Secret block 'shop-webhook'"),
+    ):
+        make_store(tmp_path).secrets("shop", reference("block:shop-webhook"))
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "vault:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # a reference kind flowhook does not know
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # the secret itself pasted where its reference belongs
+    ],
+)
+def test_an_unknown_reference_is_unavailable_without_echoing_it(tmp_path: Path, secret: str) -> None:
+    with pytest.raises(SecretUnavailable, match="must start with env:, file: or block:") as caught:
+        make_store(tmp_path).secrets("shop", reference(secret))
+    assert "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["env", "file"])
+def test_a_reference_to_blank_text_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    monkeypatch.setenv("SHOP_WEBHOOK_SECRET", " , ")
+    (tmp_path / "shop.secret").write_text("\n")
+    target = "env:SHOP_WEBHOOK_SECRET" if kind == "env" else f"file:{tmp_path / 'shop.secret'}"
+    with pytest.raises(SecretUnavailable):
+        make_store(tmp_path / "secrets").secrets("shop", reference(target))
+
+
+def test_the_shared_default_secret_serves_sources_that_name_none(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "secrets", default="current previous")
+    assert store.secrets("shop", SourceConfig()) == ["current", "previous"]
+    assert not (tmp_path / "secrets").exists()
+
+
+# --- managed secrets ----------------------------------------------------------------------------------------
+
+
+def test_a_managed_secret_is_made_on_first_use_private_and_stable(tmp_path: Path) -> None:
+    root = tmp_path / "secrets"
+    store = make_store(root)
+    [secret] = store.secrets("github", SourceConfig(signature=SignatureConfig(scheme="github")))
+    assert len(secret) >= 32
+    assert not secret.startswith("whsec_")  # GitHub's form, not Standard Webhooks'
+
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    path = store.path("github")
+    assert path == root / "github.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text())["current"] == secret
+    assert sorted(p.name for p in root.iterdir()) == ["github.json"]  # no temporary file left
+
+    config = SourceConfig(signature=SignatureConfig(scheme="github"))
+    assert store.secrets("github", config) == [secret]
+    assert make_store(root).secrets("github", config) == [secret]  # another process reads the same
+    [demo] = store.secrets("demo", SourceConfig())
+    assert demo.startswith("whsec_")
+    assert demo != secret
+
+
+def test_rotate_keeps_the_old_secret_until_it_expires(tmp_path: Path) -> None:
+    config = SourceConfig()
+    store = make_store(tmp_path)
+    [s0] = store.secrets("demo", config, now=T0)
+
+    s1 = store.rotate("demo", config, now=T0 + 10)
+    assert s1 != s0
+    assert store.secrets("demo", config, now=T0 + 11) == [s1, s0]
+    assert make_store(tmp_path).secrets("demo", config, now=T0 + 11) == [s1, s0]
+    assert store.secrets("demo", config, now=T0 + 10 + GRACE - 1) == [s1, s0]
+    assert store.secrets("demo", config, now=T0 + 10 + GRACE + 1) == [s1]
+
+    s2 = store.rotate("demo", config, now=T0 + 20)
+    assert store.secrets("demo", config, now=T0 + 21) == [s2, s1, s0]
+    s3 = store.rotate("demo", config, now=T0 + 10 + GRACE + 5)  # s0 has expired by now: dropped from the file
+    assert store.secrets("demo", config, now=T0 + 10 + GRACE + 6) == [s3, s2, s1]
+    assert [p["secret"] for p in json.loads(store.path("demo").read_text())["previous"]] == [s2, s1]
+
+
+def test_with_no_grace_a_rotated_out_secret_is_refused_at_once(tmp_path: Path) -> None:
+    config = SourceConfig()
+    store = make_store(tmp_path, grace=0)
+    store.secrets("demo", config, now=T0)
+    new = store.rotate("demo", config, now=T0 + 10)
+    assert store.secrets("demo", config, now=T0 + 10.001) == [new]
+
+
+def test_rotating_a_referenced_secret_raises_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_abc")
+    config = SourceConfig(signature=SignatureConfig(scheme="stripe"), secret="env:STRIPE_WEBHOOK_SECRET")
+    store = make_store(tmp_path / "secrets")
+    with pytest.raises(SecretUnavailable, match="env:STRIPE_WEBHOOK_SECRET: rotate it there") as caught:
+        store.rotate("stripe", config)
+    assert "whsec_abc" not in str(caught.value)
+    assert not (tmp_path / "secrets").exists()
+    assert store.secrets("stripe", config) == ["whsec_abc"]
