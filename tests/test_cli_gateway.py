@@ -17,10 +17,10 @@ from typer.testing import CliRunner, Result
 from flowhook.cli import app
 from flowhook.events import derive_event_id
 from flowhook.gateway import MemorySink
-from flowhook.gateway.app import secret_store
 from flowhook.gateway.intake import Delivery
 from flowhook.gateway.quarantine import Quarantine, quarantined
 from flowhook.gateway.schemes import sign
+from flowhook.gateway.secrets import secret_store
 from flowhook.settings import get_settings
 from flowhook.sources.webhook import SignatureConfig
 from flowhook.spool import Spool, State
@@ -101,7 +101,8 @@ def test_secret_rotate_of_an_env_referenced_source_says_where_to_rotate(data_dir
 
 def test_secret_show_of_an_unknown_source_names_the_configured_ones(data_dir: Path) -> None:
     text = failed(invoke("secret", "show", "nosuch"))
-    assert "no source is named 'nosuch'; configured: cloudevents, demo, github, stripe" in text
+    configured = "cloudevents, demo, emit, files, github, schedule, sqs, stripe"
+    assert f"no source is named 'nosuch'; configured: {configured}" in text
     assert not (data_dir / "secrets").exists()
 
 

@@ -112,8 +112,7 @@ def secret_show(source: Annotated[str, typer.Argument(help="Source name.")]) -> 
 @secret_app.command("rotate")
 def secret_rotate(source: Annotated[str, typer.Argument(help="Source name.")]) -> None:
     """Make a new secret for SOURCE and print it once; the old one is accepted for the grace period."""
-    from flowhook.gateway.app import secret_store
-    from flowhook.gateway.secrets import SecretUnavailable
+    from flowhook.gateway.secrets import SecretUnavailable, secret_store
 
     settings = get_settings()
     config = _source_config(source)
@@ -209,8 +208,7 @@ def _source_config(source: str) -> SourceConfig:
 
 def _source_secret(source: str) -> tuple[SourceConfig, str]:
     """A source's configuration and the secret senders sign with now."""
-    from flowhook.gateway.app import secret_store
-    from flowhook.gateway.secrets import SecretUnavailable
+    from flowhook.gateway.secrets import SecretUnavailable, secret_store
 
     config = _source_config(source)
     try:

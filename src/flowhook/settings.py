@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowhook.sources.webhook import SourceConfig, load_sources
 
+LOCAL_SOURCES = ("emit", "sqs", "files", "schedule")
+"""Sources flowhook's own producers deliver through (Standard Webhooks, managed secrets)."""
+
 
 class BatchPolicy(BaseModel):
     """When an open batch is sealed and handed to Prefect.
@@ -95,12 +98,17 @@ class Settings(BaseSettings):
         return self.data_dir / "secrets"
 
     def source_configs(self) -> dict[str, SourceConfig]:
-        """The webhook sources: from settings, else `sources_file`, else one Standard Webhooks source `demo`."""
+        """The webhook sources: from settings, else `sources_file`, else one Standard Webhooks source `demo`;
+        plus flowhook's own local producers (`emit`, `sqs`, `files`, `schedule`) unless configured."""
         if self.sources is not None:
-            return self.sources
-        if self.sources_file.exists():
-            return load_sources(self.sources_file)
-        return {"demo": SourceConfig()}
+            sources = dict(self.sources)
+        elif self.sources_file.exists():
+            sources = load_sources(self.sources_file)
+        else:
+            sources = {"demo": SourceConfig()}
+        for name in LOCAL_SOURCES:
+            sources.setdefault(name, SourceConfig())
+        return sources
 
     def batch_policy(self, event_type: str) -> BatchPolicy:
         """The batching policy for one event type."""

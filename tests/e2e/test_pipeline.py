@@ -25,8 +25,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flowhook.demo import send_load
 from flowhook.events import Event, derive_event_id
-from flowhook.gateway.app import secret_store
 from flowhook.gateway.schemes import generate_secret, sign
+from flowhook.gateway.secrets import secret_store
 from flowhook.reporting import REPORT_ARTIFACT_KEY
 from flowhook.settings import Settings
 from flowhook.spool import Spool, State, new_batch_id

@@ -18,10 +18,10 @@ import pytest
 
 from flowhook.events import Event, derive_event_id, load_catalog
 from flowhook.gateway import MemorySink
-from flowhook.gateway.app import secret_store
 from flowhook.gateway.intake import Intake
 from flowhook.gateway.quarantine import Quarantine, replay
 from flowhook.gateway.schemes import generate_secret, sign
+from flowhook.gateway.secrets import secret_store
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import Spool, State

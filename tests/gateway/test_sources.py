@@ -15,9 +15,9 @@ import pytest
 
 from flowhook.events import Event, derive_event_id
 from flowhook.gateway import MemorySink
-from flowhook.gateway.app import secret_store
 from flowhook.gateway.schemes import generate_secret, sign
-from flowhook.settings import BatchPolicy, Settings
+from flowhook.gateway.secrets import secret_store
+from flowhook.settings import LOCAL_SOURCES, BatchPolicy, Settings
 from flowhook.sources.webhook import SignatureConfig
 from flowhook.spool import Spool, State
 from tests.servers import serve
@@ -38,7 +38,7 @@ def shipped(
     settings = Settings(
         data_dir=tmp_path, sources_file=repo_root / "sources.yaml", batch=BatchPolicy(max_seconds=60, hold_seconds=0)
     )
-    assert set(settings.source_configs()) == {"demo", "github", "stripe", "cloudevents"}
+    assert set(settings.source_configs()) == {"demo", "github", "stripe", "cloudevents", *LOCAL_SOURCES}
     with serve(settings, MemorySink()) as client:
         yield client, settings
 

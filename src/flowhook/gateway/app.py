@@ -21,8 +21,8 @@ from flowhook.gateway.forwarder import BatchSink, Forwarder, PrefectEventSink
 from flowhook.gateway.intake import Delivery, Intake
 from flowhook.gateway.limits import TokenBucket, retry_after, spool_bytes
 from flowhook.gateway.quarantine import Quarantine, quarantined
-from flowhook.gateway.schemes import SignatureError, generate_secret, verify
-from flowhook.gateway.secrets import SecretStore, SecretUnavailable
+from flowhook.gateway.schemes import SignatureError, verify
+from flowhook.gateway.secrets import SecretUnavailable, secret_store
 from flowhook.settings import Settings, get_settings
 from flowhook.spool import Inbox, InboxUnavailable, Spool, State
 
@@ -44,18 +44,6 @@ class AcceptedPublic(BaseModel):
 
     accepted: int = Field(description="Events accepted.")
     ids: list[str] = Field(description="Their ids; the same for a redelivery.")
-
-
-def secret_store(settings: Settings) -> SecretStore:
-    """The secrets of every source under these settings (also used by the CLI to sign and rotate)."""
-    default = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    return SecretStore(
-        settings.secrets_dir,
-        grace_seconds=settings.secret_rotation_grace_hours * 3600,
-        default=default,
-        generate=lambda config: generate_secret(config.signature),
-        prefect_api_url=settings.prefect_api_url,
-    )
 
 
 class Gateway:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flowhook.gateway.schemes import generate_secret
+from flowhook.settings import Settings
 from flowhook.sources.webhook import SourceConfig
 
 REFERENCE_TTL = 30.0
@@ -148,3 +150,20 @@ class SecretStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+
+
+def secret_store(settings: Settings) -> SecretStore:
+    """The secrets of every source under these settings (the gateway's, the CLI's, the sources')."""
+    default = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    return SecretStore(
+        settings.secrets_dir,
+        grace_seconds=settings.secret_rotation_grace_hours * 3600,
+        default=default,
+        generate=lambda config: generate_secret(config.signature),
+        prefect_api_url=settings.prefect_api_url,
+    )
+
+
+def signing_secret(settings: Settings, source: str) -> str:
+    """The secret a sender to `source` signs with now (the newest)."""
+    return secret_store(settings).secrets(source, settings.source_configs()[source])[0]
