@@ -99,6 +99,57 @@ def send(
         raise typer.Exit(1)
 
 
+@app.command()
+def emit(
+    event_type: Annotated[str, typer.Argument(help="Event type, e.g. user_request.")],
+    data: Annotated[str, typer.Option(help="The event's data as a JSON object.")],
+    event_id: Annotated[str | None, typer.Option("--id", help="Your id for the event: a resend is a no-op.")] = None,
+) -> None:
+    """Send one event through the local gateway (validated, made durable, batched like any other)."""
+    from flowhook.sources.emit import EmitError
+    from flowhook.sources.emit import emit as emit_event
+
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"--data is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise _fail("--data must be a JSON object")
+    try:
+        typer.echo(emit_event(event_type, payload, id=event_id))
+    except EmitError as exc:
+        for error in exc.errors:
+            console.print(f"  {'.'.join(map(str, error.get('loc', [])))}: {error.get('msg')}", highlight=False)
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def watch(
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: never).")] = None,
+) -> None:
+    """Watch the incoming folder: new or changed files become data_update events."""
+    from flowhook.sources.emit import local_sink
+    from flowhook.sources.files import SOURCE, FileWatcher
+    from flowhook.sources.files import watch as watch_files
+
+    settings = get_settings()
+    folder = settings.incoming_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    console.print(f"watching {folder} every {settings.watch_interval_seconds:g}s; Ctrl-C stops")
+    watcher = FileWatcher(folder, settings.data_dir / "state" / "files.json")
+    try:
+        reported = watch_files(
+            watcher,
+            local_sink(settings, SOURCE),
+            dataset=folder.name,
+            interval=settings.watch_interval_seconds,
+            duration=duration,
+        )
+    except KeyboardInterrupt:
+        return
+    console.print(f"{reported} files reported")
+
+
 secret_app = typer.Typer(help="Webhook secrets of the sources flowhook manages.", no_args_is_help=True)
 app.add_typer(secret_app, name="secret")
 

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     claim_timeout_seconds: float = Field(
         default=600.0, description="A claimed batch not done after this long is released and launched again."
     )
+    watch_dir: Path | None = Field(
+        default=None, description="Folder whose new or changed files become data_update events; <data>/incoming."
+    )
+    watch_interval_seconds: float = Field(default=2.0, gt=0, description="How often the watched folder is scanned.")
     lock_timeout_seconds: float = Field(default=120.0, description="How long to wait for the DuckDB file lock.")
 
     @property
@@ -86,6 +90,11 @@ class Settings(BaseSettings):
     def spool_dir(self) -> Path:
         """Where accepted events wait, as batch files, until a worker flow stores them."""
         return self.data_dir / "spool"
+
+    @property
+    def incoming_dir(self) -> Path:
+        """The folder the files source watches."""
+        return self.watch_dir or self.data_dir / "incoming"
 
     @property
     def quarantine_dir(self) -> Path:

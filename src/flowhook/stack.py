@@ -36,7 +36,7 @@ class StackConfig:
     data_dir: Path
     prefect_port: int = 4200
     gateway_port: int = 8000
-    worker_limit: int = 4
+    worker_limit: int = 6
     worker_query_seconds: float = 1.0
     extra_env: dict[str, str] = field(default_factory=dict)
 

@@ -169,6 +169,31 @@ def test_github_and_a_prefect_secret_block_source_reach_duckdb(local_stack: Loca
         assert secret not in logs
 
 
+def test_schedule_and_files_sources_reach_duckdb(local_stack: LocalStack, prefect_api: str) -> None:
+    incoming = local_stack.config.data_dir / "incoming"
+    incoming.mkdir(exist_ok=True)
+    report = incoming / "orders.csv"
+    report.write_text("id,total\n1,10\n2,20\n")
+    old = time.time() - 10
+    os.utime(report, (old, old))
+
+    tick = run_deployment("emit-tick/every-5-minutes", timeout=180)
+    assert tick.state is not None and tick.state.is_completed(), tick.state
+    watched = run_deployment("watch-files/incoming-folder", parameters={"duration_seconds": 3}, timeout=180)
+    assert watched.state is not None and watched.state.is_completed(), watched.state
+
+    db = _store(local_stack)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        rows = dict(db.query("SELECT source, count(*) FROM events WHERE source IN ('schedule', 'files') GROUP BY 1"))
+        if rows == {"schedule": 1, "files": 1}:
+            break
+        time.sleep(1.0)
+    assert rows == {"schedule": 1, "files": 1}
+    [(uri, size)] = db.query("SELECT data->>'uri', (data->>'size_bytes')::INT FROM events WHERE source = 'files'")
+    assert uri == report.resolve().as_uri() and size == report.stat().st_size
+
+
 def test_a_burst_while_prefect_is_down_is_stored_once_it_returns(local_stack: LocalStack, prefect_api: str) -> None:
     local_stack.stop_part("server")
     gateway = local_stack.config.gateway_url

@@ -95,6 +95,7 @@ def test_a_github_push_becomes_one_data_update_keyed_on_the_delivery(shipped: tu
         "rows": 3,
         "operation": "update",
         "checksum": push["after"],
+        "size_bytes": None,
     }
     assert event.occurred == datetime.fromisoformat("2024-05-01T11:58:12+02:00")
 
@@ -233,7 +234,7 @@ def test_cloudevents_in_structured_and_binary_mode_are_keyed_on_id_and_source(
     assert set(events) == {structured, binary, other_id}
     for event in events.values():
         assert (event.type, event.source) == ("data_update", "cloudevents")
-        assert event.data == {**UPDATE, "operation": "insert", "checksum": None}
+        assert event.data == {**UPDATE, "operation": "insert", "checksum": None, "size_bytes": None}
     assert events[structured].occurred == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 

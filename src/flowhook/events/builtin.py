@@ -45,6 +45,7 @@ class DataUpdate(EventData):
     rows: int = Field(default=0, ge=0, description="Rows added or changed.")
     operation: Literal["insert", "update", "delete"] = Field(default="insert", description="What changed.")
     checksum: str | None = Field(default=None, description="Content checksum, when the sender has one.")
+    size_bytes: int | None = Field(default=None, ge=0, description="Size of the new data, when known.")
 
 
 @event_type("data_update", DataUpdate)

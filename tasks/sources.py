@@ -1,0 +1,39 @@
+"""Tasks of the source flows: each runs one flowhook source for a while."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from flowhook.settings import get_settings
+from flowhook.sources import files
+from flowhook.sources.emit import emit, local_sink
+
+
+@task(cache_policy=NONE, retries=3, retry_delay_seconds=[2, 5, 15])
+def emit_scheduled_tick(schedule: str, tick: datetime) -> str:
+    # Keyed on the schedule and its nominal time: a retried or duplicated run is the same event.
+    return emit(
+        "scheduled_tick",
+        {"schedule": schedule, "tick": tick.isoformat()},
+        id=f"{schedule}@{tick.isoformat()}",
+        timestamp=tick,
+        source="schedule",
+    )
+
+
+@task(cache_policy=NONE)
+def watch_incoming(duration_seconds: float) -> int:
+    settings = get_settings()
+    folder = settings.incoming_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    watcher = files.FileWatcher(folder, settings.data_dir / "state" / "files.json")
+    return files.watch(
+        watcher,
+        local_sink(settings, files.SOURCE),
+        dataset=folder.name,
+        interval=settings.watch_interval_seconds,
+        duration=duration_seconds,
+    )

@@ -1,0 +1,52 @@
+"""`flowhook.emit` through a live gateway: validated, durable, keyed, and clear when refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import flowhook
+from flowhook.events import derive_event_id
+from flowhook.settings import Settings
+from flowhook.sources.emit import EmitError, emit_many, item
+from flowhook.spool import Spool, State
+from tests.servers import serve
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Settings]:
+    base = Settings(data_dir=tmp_path, sources_file=tmp_path / "none.yaml")
+    with serve(base) as client:
+        yield base.model_copy(update={"gateway_port": client.base_url.port})
+
+
+def spooled_ids(settings: Settings) -> set[str]:
+    spool = Spool(settings.spool_dir)
+    return {
+        event.id
+        for state in (State.OPEN, State.READY, State.SENT)
+        for path in (spool.root / state).glob("*.jsonl")
+        for event in spool.read(path)
+    }
+
+
+def test_emit_returns_the_id_of_a_durable_event(settings: Settings) -> None:
+    event_id = flowhook.emit("user_request", {"user_id": "u1", "action": "search"}, id="job-42", settings=settings)
+    assert event_id == derive_event_id("emit", "job-42")
+    assert event_id in spooled_ids(settings)
+    # The same id again is the same event.
+    again = flowhook.emit("user_request", {"user_id": "u1", "action": "search"}, id="job-42", settings=settings)
+    assert again == event_id
+
+
+def test_emit_many_is_all_or_nothing_and_says_which_field(settings: Settings) -> None:
+    good = item("scheduled_tick", {"schedule": "s", "tick": "2026-01-01T00:00:00Z"})
+    bad = item("user_request", {"action": "search"})  # no user_id
+    with pytest.raises(EmitError) as refused:
+        emit_many([good, bad], settings=settings)
+    assert "422" in str(refused.value)
+    assert any(error["loc"] == ["data", "user_id"] and error["index"] == 1 for error in refused.value.errors)
+    assert spooled_ids(settings) == set()
+    assert len(emit_many([good, good | {"id": "other"}], settings=settings)) == 2
