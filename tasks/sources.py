@@ -37,3 +37,10 @@ def watch_incoming(duration_seconds: float) -> int:
         interval=settings.watch_interval_seconds,
         duration=duration_seconds,
     )
+
+
+@task(cache_policy=NONE)
+def poll_queue(duration_seconds: float) -> bool:
+    from flowhook.sources.sqs.run import poll_configured_queue
+
+    return poll_configured_queue(get_settings(), duration=duration_seconds)

@@ -26,6 +26,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         data_dir=data_dir,
         prefect_port=free_port(),
         gateway_port=free_port(),
+        local_sqs=True,
         extra_env={
             "FLOWHOOK_SWEEP_AFTER_SECONDS": "5",
             "FLOWHOOK_SOURCES_FILE": str(ROOT / "tests" / "fixtures" / "e2e-sources.yaml"),

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, cast
@@ -148,6 +149,46 @@ def watch(
     except KeyboardInterrupt:
         return
     console.print(f"{reported} files reported")
+
+
+sqs_app = typer.Typer(help="The SQS source.", no_args_is_help=True)
+app.add_typer(sqs_app, name="sqs")
+
+
+@sqs_app.command("poll")
+def sqs_poll(
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: never).")] = None,
+) -> None:
+    """Poll the configured queue (FLOWHOOK_SQS__QUEUE_URL …) into the local gateway; Ctrl-C stops."""
+    from flowhook.sources.sqs.run import poll_configured_queue
+
+    settings = get_settings()
+    if settings.sqs is None:
+        raise _fail("no queue configured: set FLOWHOOK_SQS__QUEUE_URL (and FLOWHOOK_SQS__ENDPOINT_URL for moto)")
+    console.print(f"polling {settings.sqs.queue_url}; Ctrl-C stops")
+    try:
+        poll_configured_queue(settings, duration=duration)
+    except KeyboardInterrupt:
+        return
+
+
+dlq_app = typer.Typer(help="The SQS source's dead-letter queue.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    limit: Annotated[int | None, typer.Option(help="Move at most this many messages.", min=1)] = None,
+) -> None:
+    """Move messages from the dead-letter queue (FLOWHOOK_SQS_DLQ_URL) back to the queue."""
+    from flowhook.sources.sqs.config import sqs_client
+    from flowhook.sources.sqs.redrive import redrive
+
+    settings = get_settings()
+    if settings.sqs is None or settings.sqs_dlq_url is None:
+        raise _fail("set FLOWHOOK_SQS__QUEUE_URL and FLOWHOOK_SQS_DLQ_URL first")
+    moved = redrive(sqs_client(settings.sqs), settings.sqs_dlq_url, settings.sqs.queue_url, limit=limit)
+    console.print(f"moved {moved} messages from {settings.sqs_dlq_url} back to {settings.sqs.queue_url}")
 
 
 secret_app = typer.Typer(help="Webhook secrets of the sources flowhook manages.", no_args_is_help=True)
@@ -391,6 +432,8 @@ def _stack(prefect_port: int) -> LocalStack:
         data_dir=settings.data_dir.resolve(),
         prefect_port=prefect_port,
         gateway_port=settings.gateway_port,
+        local_sqs=settings.sqs is None,
+        start_sources=True,
     )
     # This process talks to the same server (run_deployment, artifacts).
     os.environ["PREFECT_API_URL"] = config.api_url
@@ -414,9 +457,10 @@ def _hold(stack: LocalStack) -> None:
 
 
 def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
+    """Webhooks, SQS messages, files and a tick through the stack; wait until every one is stored."""
     from prefect.deployments import run_deployment
 
-    from flowhook.demo import plan_deliveries, send_deliveries
+    from flowhook.demo import drop_files, plan_deliveries, send_deliveries, send_sqs_messages
     from flowhook.metrics import latency_stats, to_rich_table
     from flowhook.reporting import window_report
     from flowhook.store import DuckDBStore
@@ -425,8 +469,9 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     config, secret = _source_secret("demo")
     deliveries = plan_deliveries(events)
     started = time.monotonic()
+    since = datetime.now(UTC)
     with _progress() as progress:
-        task = progress.add_task("sending signed deliveries", total=len(deliveries))
+        task = progress.add_task("sending signed webhook deliveries", total=len(deliveries))
         url = f"{stack.config.gateway_url}/hooks/demo"
         result = asyncio.run(
             send_deliveries(url, secret, deliveries, signature=config.signature, on_sent=lambda: progress.advance(task))
@@ -434,29 +479,41 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     send_seconds = time.monotonic() - started
     acks = latency_stats(result.ack_seconds)
     console.log(
-        f"sent {result.deliveries} deliveries ({result.resent} resent as a sender retry) in {send_seconds:.1f}s: "
+        f"webhooks: {result.deliveries} deliveries ({result.resent} resent as a sender retry) in {send_seconds:.1f}s: "
         f"{len(result.acked_ids)} events acknowledged, {result.rejected} rejected"
         + (f"; ack p50 {acks.p50 * 1000:.1f} ms, p99 {acks.p99 * 1000:.1f} ms" if acks else "")
     )
     for error in result.errors[:5]:
         console.log(f"[red]{error}")
+    expected = {"webhooks": sorted(result.acked_ids)}
+    if stack.sqs_client is not None:
+        expected["sqs"] = send_sqs_messages(stack.sqs_client, stack.sqs_env["FLOWHOOK_SQS__QUEUE_URL"], events // 10)
+        console.log(f"sqs: {len(expected['sqs'])} messages on {stack.sqs_env['FLOWHOOK_SQS__QUEUE_URL']}")
+    expected["files"] = drop_files(settings.incoming_dir, 5)
+    console.log(f"files: {len(expected['files'])} CSV files dropped into {settings.incoming_dir}")
+    run_deployment("emit-tick/every-5-minutes", timeout=0)
+    console.log("schedule: one emit-tick run started (one scheduled_tick)")
+
     db = DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
-    ids = sorted(result.acked_ids)
-    stored = 0
+    ids = [event_id for group in expected.values() for event_id in group]
+    stored = ticks = 0
     with _progress() as progress:
-        task = progress.add_task("waiting for worker flows to store them", total=len(ids))
+        task = progress.add_task("waiting for worker flows to store them", total=len(ids) + 1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             stack.check_alive()
             stored = _count_stored(db, ids)
-            progress.update(task, completed=stored)
-            if stored >= len(ids):
+            ticks = _count_ticks(db, since)
+            progress.update(task, completed=stored + min(ticks, 1))
+            if stored >= len(ids) and ticks:
                 break
             time.sleep(1.0)
     elapsed = time.monotonic() - started
     duplicates = db.duplicate_ids()
-    console.log(f"stored {stored} of {len(ids)} acknowledged events in {elapsed:.1f}s; duplicates: {duplicates}")
-    if stored < len(ids):
+    for name, group in expected.items():
+        console.log(f"{name}: sent {len(group)}, stored {_count_stored(db, group)}")
+    console.log(f"schedule: {ticks} tick(s) stored; duplicates: {duplicates}; {elapsed:.1f}s in all")
+    if stored < len(ids) or not ticks:
         from flowhook.spool import Spool
 
         console.log(f"[red]not everything was stored in time; spool: {Spool(settings.spool_dir).counts()}")
@@ -469,10 +526,18 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     console.log(f"report flow run {run.name}: {state}")
     console.print(to_rich_table(window_report(db, minutes=minutes)))
     console.print(
-        f"[bold]sent = {len(ids)}, stored = {stored}, duplicates = {duplicates}[/]  "
-        f"({len(ids) / elapsed:.0f} events/s end to end)"
+        f"[bold]sent = {len(ids) + ticks}, stored = {stored + ticks}, duplicates = {duplicates}[/]  "
+        f"(webhooks {len(expected['webhooks'])}, sqs {len(expected.get('sqs', []))}, "
+        f"files {len(expected['files'])}, ticks {ticks}; {len(ids) / elapsed:.0f} events/s end to end)"
     )
     return stored == len(ids) and duplicates == 0 and state == "Completed"
+
+
+def _count_ticks(db: DuckDBStore, since: datetime) -> int:
+    rows = db.query(
+        "SELECT count(*) FROM events WHERE source = 'schedule' AND received >= ?", [since.replace(tzinfo=None)]
+    )
+    return int(rows[0][0])
 
 
 def _count_stored(db: DuckDBStore, ids: list[str]) -> int:

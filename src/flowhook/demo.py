@@ -4,16 +4,21 @@ sender would (concurrently, retrying on 5xx with the same delivery id, sometimes
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import random
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
+from flowhook.events import derive_event_id
 from flowhook.gateway.schemes import sign
 from flowhook.sources.webhook import SignatureConfig
 
@@ -146,3 +151,33 @@ async def _deliver(
             error = f"HTTP {response.status_code}"
         await asyncio.sleep(0.2 * 2**attempt)
     result.errors.append(f"gave up on {msg_id}: {error}")
+
+
+def send_sqs_messages(client: Any, queue_url: str, count: int, *, seed: int | None = None) -> list[str]:
+    """Put `count` flowhook-format events on an SQS queue; returns the event ids they will be stored as."""
+    rng = random.Random(seed)
+    ids = []
+    for start in range(0, count, 10):
+        entries = [
+            {"Id": str(n), "MessageBody": orjson.dumps(demo_event(rng, datetime.now(UTC))).decode()}
+            for n in range(min(10, count - start))
+        ]
+        sent = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        ids += [derive_event_id("sqs", entry["MessageId"]) for entry in sent.get("Successful", [])]
+    return ids
+
+
+def drop_files(folder: Path, count: int) -> list[str]:
+    """Write `count` small CSV files into the watched folder, settled; returns their event ids."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    for n in range(count):
+        path = folder / f"orders-{stamp}-{n}.csv"
+        body = f"order_id,total\n{uuid.uuid4().hex},{n * 10 + 5}\n".encode()
+        path.write_bytes(body)
+        settled = time.time() - 5
+        os.utime(path, (settled, settled))
+        uri = path.resolve().as_uri()
+        ids.append(derive_event_id("files", f"{uri}#sha256:{hashlib.sha256(body).hexdigest()}"))
+    return ids

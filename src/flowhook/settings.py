@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowhook.sources.sqs.config import SqsConfig
 from flowhook.sources.webhook import SourceConfig, load_sources
 
 LOCAL_SOURCES = ("emit", "sqs", "files", "schedule")
@@ -75,6 +76,11 @@ class Settings(BaseSettings):
     claim_timeout_seconds: float = Field(
         default=600.0, description="A claimed batch not done after this long is released and launched again."
     )
+    sqs: SqsConfig | None = Field(
+        default=None,
+        description="The SQS queue to poll (FLOWHOOK_SQS__QUEUE_URL, …); the local stack makes one on moto when unset.",
+    )
+    sqs_dlq_url: str | None = Field(default=None, description="Dead-letter queue of `sqs`, for `flowhook dlq redrive`.")
     watch_dir: Path | None = Field(
         default=None, description="Folder whose new or changed files become data_update events; <data>/incoming."
     )

@@ -38,6 +38,8 @@ class StackConfig:
     gateway_port: int = 8000
     worker_limit: int = 6
     worker_query_seconds: float = 1.0
+    local_sqs: bool = False
+    start_sources: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -77,6 +79,7 @@ class LocalStack:
         self.config = config
         self._progress = progress
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._sqs_env: dict[str, str] = {}
         self.logs = config.data_dir / "logs"
 
     def env(self) -> dict[str, str]:
@@ -99,6 +102,7 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        env.update(self._sqs_env)
         env.update(cfg.extra_env)
         return env
 
@@ -112,6 +116,8 @@ class LocalStack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self._progress(f"starting Prefect server on {cfg.ui_url} (SQLite under {cfg.data_dir / 'prefect'})")
         self.start_server()
+        if cfg.local_sqs:
+            self._start_moto()
         self._progress(f"creating work pool {WORK_POOL!r} and deploying prefect.yaml")
         self._run("pool", [*_prefect(), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"])
         self._run("deploy", [*_prefect(), "--no-prompt", "deploy", "--all"])
@@ -134,6 +140,53 @@ class LocalStack:
         )
         self._spawn("gateway", [sys.executable, "-m", "flowhook", "gateway"])
         self._wait_healthy("gateway", f"{cfg.gateway_url}/health", timeout=60)
+        if cfg.start_sources:
+            self._progress("starting the sources: poll-sqs/queue and watch-files/incoming-folder")
+            for deployment in ("poll-sqs/queue", "watch-files/incoming-folder"):
+                self._run("sources", [*_prefect(), "deployment", "run", deployment])
+
+    def _start_moto(self) -> None:
+        """A local SQS (moto's standalone server) with a queue and its dead-letter queue."""
+        port = free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        self._progress(f"starting a local SQS (moto) on {endpoint}")
+        self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
+        self._wait_healthy("moto", f"{endpoint}/moto-api/", timeout=60)
+        credentials = {
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        queue_url, dlq_url = create_local_queues(endpoint, credentials)
+        self._sqs_env = {
+            **credentials,
+            "FLOWHOOK_SQS__QUEUE_URL": queue_url,
+            "FLOWHOOK_SQS__ENDPOINT_URL": endpoint,
+            "FLOWHOOK_SQS__BATCH_SIZE": "500",
+            "FLOWHOOK_SQS__BATCHING_WINDOW_SECONDS": "1",
+            "FLOWHOOK_SQS__WAIT_TIME_SECONDS": "5",
+            "FLOWHOOK_SQS_DLQ_URL": dlq_url,
+        }
+
+    @property
+    def sqs_env(self) -> dict[str, str]:
+        """The local SQS queue's settings (empty unless `local_sqs`)."""
+        return dict(self._sqs_env)
+
+    @property
+    def sqs_client(self) -> Any:
+        """A boto3 SQS client for the local queue, or None without one."""
+        if not self._sqs_env:
+            return None
+        import boto3
+
+        return boto3.client(
+            "sqs",
+            endpoint_url=self._sqs_env["FLOWHOOK_SQS__ENDPOINT_URL"],
+            region_name=self._sqs_env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self._sqs_env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self._sqs_env["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def start_server(self) -> None:
         """Start the Prefect server (again, after `stop_part("server")`: same port, same database)."""
@@ -213,6 +266,28 @@ class LocalStack:
                 pass
             time.sleep(0.25)
         raise StackError(f"the {name} did not become healthy within {timeout:.0f}s; see {self.logs / name}.log")
+
+
+def create_local_queues(
+    endpoint: str, credentials: dict[str, str], *, name: str = "flowhook-events"
+) -> tuple[str, str]:
+    """Create the queue and its dead-letter queue (3 receives, then the DLQ); returns their URLs."""
+    import json
+
+    import boto3
+
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name=credentials["AWS_DEFAULT_REGION"],
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+    )
+    dlq_url: str = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
+    queue_url: str = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    return queue_url, dlq_url
 
 
 def _terminate(pid: int, wait: Callable[[float], bool], *, group: bool = True) -> None:

@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import (
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flowhook.demo import send_load
+from flowhook.demo import send_load, send_sqs_messages
 from flowhook.events import Event, derive_event_id
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.gateway.secrets import secret_store
@@ -192,6 +192,25 @@ def test_schedule_and_files_sources_reach_duckdb(local_stack: LocalStack, prefec
     assert rows == {"schedule": 1, "files": 1}
     [(uri, size)] = db.query("SELECT data->>'uri', (data->>'size_bytes')::INT FROM events WHERE source = 'files'")
     assert uri == report.resolve().as_uri() and size == report.stat().st_size
+
+
+def test_sqs_messages_reach_duckdb_and_an_invalid_one_stays_in_the_queue(
+    local_stack: LocalStack, prefect_api: str
+) -> None:
+    client = local_stack.sqs_client
+    queue_url = local_stack.sqs_env["FLOWHOOK_SQS__QUEUE_URL"]
+    ids = send_sqs_messages(client, queue_url, 30, seed=5)
+    client.send_message(QueueUrl=queue_url, MessageBody=orjson.dumps({"type": "user_request", "data": {}}).decode())
+
+    run = run_deployment("poll-sqs/queue", parameters={"duration_seconds": 8}, timeout=180)
+    assert run.state is not None and run.state.is_completed(), run.state
+    assert _wait_stored(local_stack, ids, timeout=180) == len(ids)
+    assert dict(_store(local_stack).query("SELECT source, count(*) FROM events WHERE source = 'sqs' GROUP BY 1")) == {
+        "sqs": 30
+    }
+    attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    waiting = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    assert waiting == 1  # the invalid message was not deleted: it comes back, then goes to the DLQ
 
 
 def test_a_burst_while_prefect_is_down_is_stored_once_it_returns(local_stack: LocalStack, prefect_api: str) -> None:
