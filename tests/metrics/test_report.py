@@ -304,6 +304,7 @@ def test_markdown_contains_the_numbers_and_definitions() -> None:
         "98.14",
         "0.01019",
         "0.2 / 0.2 / 0.2",
+        "0.25",
         "0",
     ]
     assert cells["all"][:7] == ["2000", "2000", "10.19", "196.3", "196.3", "196.3", "0.005095"]
@@ -315,7 +316,7 @@ def test_markdown_contains_the_numbers_and_definitions() -> None:
 
 def test_markdown_of_empty_window() -> None:
     text = to_markdown(_report([]))
-    assert "| all | 0 | 0 | 0 | 0 | 0 | 0 | — | — | 0 |" in text
+    assert "| all | 0 | 0 | 0 | 0 | 0 | 0 | — | — | — | 0 |" in text
 
 
 def test_table_rows_are_flat_rounded_and_json_able() -> None:
@@ -325,6 +326,7 @@ def test_table_rows_are_flat_rounded_and_json_able() -> None:
     assert rows[0]["λ (ev/s)"] == 98.14
     assert rows[0]["τ = 1/θ (s)"] == 0.01019
     assert (rows[0]["p50 (s)"], rows[0]["p99 (s)"]) == (0.2, 0.2)
+    assert rows[0]["p99 occurred→stored (s)"] == 0.25
     assert rows[2]["N"] == 2000
     assert all(not isinstance(v, dict | list) for row in rows for v in row.values())
 
@@ -344,7 +346,7 @@ def test_json_dict_has_everything_with_iso_datetimes() -> None:
 
 def test_rich_table_shows_the_rows() -> None:
     table = to_rich_table(_report(_steady_load()))
-    assert len(table.columns) == 10
+    assert len(table.columns) == 11
     assert table.row_count == 3
     console = Console(record=True, width=250)
     console.print(table)
