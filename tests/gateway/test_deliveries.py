@@ -56,7 +56,14 @@ def test_a_list_is_one_event_per_item_in_order() -> None:
     assert [e.type for e in events] == ["user_request", "data_update"]
     assert [e.id for e in events] == [derive_event_id("shop", "msg_1", 0), derive_event_id("shop", "msg_1", 1)]
     assert events[0].data["user_id"] == "a"
-    assert events[1].data == {"dataset": "d", "uri": "s3://b/k", "rows": 0, "operation": "insert", "checksum": None}
+    assert events[1].data == {
+        "dataset": "d",
+        "uri": "s3://b/k",
+        "rows": 0,
+        "operation": "insert",
+        "checksum": None,
+        "size_bytes": None,
+    }
 
 
 @pytest.mark.parametrize(
