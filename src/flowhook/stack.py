@@ -22,6 +22,8 @@ from typing import IO, Any
 import httpx
 
 WORK_POOL = "flowhook"
+SOURCE_DEPLOYMENTS = ("poll-sqs/queue", "watch-files/incoming-folder")
+"""Long-running source deployments the stack starts (tagged `source` in prefect.yaml)."""
 
 
 class StackError(RuntimeError):
@@ -142,8 +144,24 @@ class LocalStack:
         self._wait_healthy("gateway", f"{cfg.gateway_url}/health", timeout=60)
         if cfg.start_sources:
             self._progress("starting the sources: poll-sqs/queue and watch-files/incoming-folder")
-            for deployment in ("poll-sqs/queue", "watch-files/incoming-folder"):
+            for deployment in SOURCE_DEPLOYMENTS:
                 self._run("sources", [*_prefect(), "deployment", "run", deployment])
+            # Their flow-run processes cost seconds of CPU to start: let that pass before any load.
+            self._wait_running(tag="source", count=len(SOURCE_DEPLOYMENTS), timeout=90)
+
+    def _wait_running(self, *, tag: str, count: int, timeout: float) -> None:
+        body = {"flow_runs": {"tags": {"all_": [tag]}, "state": {"type": {"any_": ["RUNNING"]}}}}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                running = httpx.post(f"{self.config.api_url}/flow_runs/count", json=body, timeout=5.0).json()
+            except (httpx.HTTPError, ValueError):
+                running = 0
+            if isinstance(running, int) and running >= count:
+                return
+            time.sleep(0.5)
+        self._progress(f"the source flow runs are not all running after {timeout:.0f}s; going on")
 
     def _start_moto(self) -> None:
         """A local SQS (moto's standalone server) with a queue and its dead-letter queue."""
