@@ -608,3 +608,25 @@ def test_sqs_client_uses_the_named_credentials_block(moto_url: str, monkeypatch:
 
     explicit = sqs_client(SqsConfig(queue_url="unused", credentials_block="moto-creds", region="us-west-2"))
     assert explicit.meta.region_name == "us-west-2", "a region the config names wins over the block's"
+
+
+def test_cli_dlq_redrive_moves_messages_back(sqs: Any, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flowhook.cli import app
+    from flowhook.settings import get_settings
+
+    queue_url, dlq_url = make_queue(sqs)
+    for action in ("a", "b", "c"):
+        send(sqs, dlq_url, event(action))
+    monkeypatch.setenv("FLOWHOOK_SQS__QUEUE_URL", queue_url)
+    monkeypatch.setenv("FLOWHOOK_SQS__ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("FLOWHOOK_SQS_DLQ_URL", dlq_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["dlq", "redrive", "--limit", "2"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "moved 2 messages" in result.output
+    assert counts(sqs, queue_url)[0] == 2 and counts(sqs, dlq_url)[0] == 1
