@@ -7,9 +7,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
+import orjson
 import uvicorn
+from fastapi import FastAPI, Request
 
 from flowhook.gateway import MemorySink, create_app
 from flowhook.gateway.forwarder import BatchSink
@@ -39,3 +42,25 @@ def serve(settings: Settings, sink: BatchSink | None = None) -> Iterator[httpx.C
         thread.join(15)
         sock.close()
     assert not thread.is_alive(), "the server did not stop"
+
+
+@contextmanager
+def events_api(port: int) -> Iterator[list[dict[str, Any]]]:
+    """A stand-in for Prefect's `POST /api/events` on `port`, recording the events it is sent."""
+    received: list[dict[str, Any]] = []
+    app = FastAPI()
+
+    @app.post("/api/events", status_code=204)
+    async def events(request: Request) -> None:
+        received.extend(orjson.loads(await request.body()))
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield received
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -4,56 +4,21 @@ connections (nothing listening) until it is started mid-test."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import orjson
-import uvicorn
-from fastapi import FastAPI, Request
 
 from flowhook.gateway import BATCH_READY, PrefectEventSink
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.settings import BatchPolicy, Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import Spool, State
-from tests.servers import serve
+from flowhook.stack import free_port
+from tests.servers import events_api, serve
 
 STANDARD = SignatureConfig()
 SECRET = generate_secret(STANDARD)
-
-
-@contextmanager
-def events_api(port: int) -> Iterator[list[dict[str, Any]]]:
-    """A stand-in for Prefect's `POST /api/events` that records what it is sent."""
-    received: list[dict[str, Any]] = []
-    app = FastAPI()
-
-    @app.post("/api/events", status_code=204)
-    async def events(request: Request) -> None:
-        received.extend(orjson.loads(await request.body()))
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield received
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_a_burst_during_an_outage_is_forwarded_when_prefect_returns(tmp_path: Path) -> None:
