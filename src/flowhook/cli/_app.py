@@ -1,0 +1,71 @@
+"""The CLI's shared parts: the Typer app, the console, and helpers every command group uses."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flowhook.settings import get_settings
+
+if TYPE_CHECKING:
+    from flowhook.sources.webhook import SourceConfig
+
+app = typer.Typer(help="flowhook: signed webhooks → Prefect worker flows → DuckDB.", no_args_is_help=True)
+console = Console()
+
+
+def fail(message: str) -> typer.Exit:
+    """Print an error sentence (never a traceback); raise the result to exit 1."""
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+def interrupt_on_sigterm() -> None:
+    """Ctrl-C and SIGTERM both stop the stack cleanly (SIGINT may arrive ignored from a parent)."""
+
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def repo_root() -> Path:
+    root = Path.cwd()
+    if not (root / "prefect.yaml").exists():
+        raise fail("run this from the flowhook repository root (the folder with prefect.yaml)")
+    return root
+
+
+def source_config(source: str) -> SourceConfig:
+    sources = get_settings().source_configs()
+    if source not in sources:
+        raise fail(f"no source is named {source!r}; configured: {', '.join(sorted(sources))}")
+    return sources[source]
+
+
+def source_secret(source: str) -> tuple[SourceConfig, str]:
+    """A source's configuration and the secret senders sign with now."""
+    from flowhook.gateway.secrets import SecretUnavailable, secret_store
+
+    config = source_config(source)
+    try:
+        return config, secret_store(get_settings()).secrets(source, config)[0]
+    except SecretUnavailable as exc:
+        raise fail(str(exc)) from None
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
