@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 UV := $(PYTHON) -m uv
 
-.PHONY: setup demo up test lint
+.PHONY: setup demo up test lint bench
 
 setup:
 	@$(PYTHON) -m uv --version 2>/dev/null | grep -q "$(UV_VERSION)" || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
@@ -23,6 +23,12 @@ lint: setup
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 
-## Lint, type-check, then every test (unit and end-to-end against a real Prefect server).
+## Lint, type-check, every test (unit and end-to-end against a real Prefect server), then the
+## benchmark's quick mode (checks nothing is lost or doubled, not speed).
 test: lint
 	$(UV) run pytest
+	$(UV) run python bench/gateway_ingest.py --quick
+
+## The gateway ingest benchmark (see bench/gateway_ingest.py).
+bench: setup
+	$(UV) run python bench/gateway_ingest.py

@@ -1,0 +1,254 @@
+"""Gateway ingest benchmark: signed deliveries at a fixed open-loop (Poisson) rate against the real
+gateway process, measured from a separate load process.
+
+It answers: how many signed deliveries (and events) per second does the gateway acknowledge —
+verified, validated and fsync'd — and with what ack latency? Prefect is not involved: the gateway
+forwards to a closed port, so batches wait in the spool (what the gateway does when Prefect is down).
+Latency is measured from each request's *scheduled* send time, so a stalled gateway cannot hide its
+queueing (no coordinated omission). After the run, every acknowledged id must be in the spool once.
+
+    uv run python bench/gateway_ingest.py                 # the levels of the README table
+    uv run python bench/gateway_ingest.py --rate 2000 --seconds 10 --events-per-delivery 1
+    uv run python bench/gateway_ingest.py --quick         # a few seconds, for CI: lost = 0, dup = 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from flowhook.demo import demo_event  # noqa: E402
+from flowhook.gateway.schemes import sign  # noqa: E402
+from flowhook.metrics import percentile  # noqa: E402
+from flowhook.sources.webhook import SignatureConfig  # noqa: E402
+from flowhook.spool import Spool, State  # noqa: E402
+from flowhook.stack import free_port  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Level:
+    rate: float  # deliveries per second offered
+    seconds: float
+    events_per_delivery: int
+
+
+def _requests(level: Level, secret: str, port: int, seed: int) -> list[bytes]:
+    """Every request of the run, encoded before the clock starts (the generator only writes bytes)."""
+    rng = random.Random(seed)
+    count = max(1, int(level.rate * level.seconds))
+    scheme = SignatureConfig()
+    out = []
+    for _ in range(count):
+        now = datetime.now(UTC)
+        items = [demo_event(rng, now) for _ in range(level.events_per_delivery)]
+        body = orjson.dumps(items if level.events_per_delivery > 1 else items[0])
+        headers = sign(scheme, body, secret, msg_id=f"msg_{uuid.uuid4().hex}")
+        head = (
+            f"POST /hooks/demo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        )
+        out.append(head.encode() + body)
+    return out
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
+
+
+async def _drive(requests: list[bytes], rate: float, port: int, connections: int, seed: int) -> dict[str, Any]:
+    """Open loop: request i is due at its Poisson arrival time; it waits for a free connection if none."""
+    rng = random.Random(seed + 1)
+    due, t = [], 0.0
+    for _ in requests:
+        t += rng.expovariate(rate)
+        due.append(t)
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    ids: list[str] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
+
+    async def one(request: bytes, at: float) -> None:
+        await asyncio.sleep(max(0.0, start + at - loop.time()))
+        reader, writer = await pool.get()
+        try:
+            writer.write(request)
+            status, body = await _read_response(reader)
+        finally:
+            pool.put_nowait((reader, writer))
+        latencies.append(loop.time() - (start + at))
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == 202:
+            ids.extend(orjson.loads(body)["ids"])
+
+    await asyncio.gather(*(one(request, at) for request, at in zip(requests, due, strict=True)))
+    elapsed = loop.time() - start
+    while not pool.empty():
+        pool.get_nowait()[1].close()
+    return {"latencies": latencies, "statuses": statuses, "ids": ids, "elapsed": elapsed}
+
+
+def _load_process(level: Level, secret: str, port: int, connections: int, out: Any) -> None:
+    requests = _requests(level, secret, port, seed=7)
+    out.put(asyncio.run(_drive(requests, level.rate, port, connections, seed=7)))
+
+
+def _proc_stats(pid: int) -> tuple[float, int]:
+    """(CPU seconds, peak RSS bytes) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    peak = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) * 1024
+    return cpu, peak
+
+
+def run_level(level: Level, *, connections: int) -> dict[str, Any]:
+    """One level against a fresh gateway process; the figures and the lost/duplicate check."""
+    with tempfile.TemporaryDirectory(prefix="flowhook-bench-") as tmp:
+        data = Path(tmp)
+        port = free_port()
+        env = {
+            **os.environ,
+            "FLOWHOOK_DATA_DIR": str(data),
+            "FLOWHOOK_GATEWAY_PORT": str(port),
+            "FLOWHOOK_PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",  # nothing listens: batches wait
+            "FLOWHOOK_SOURCES_FILE": str(data / "none.yaml"),
+            "FLOWHOOK_BATCH__HOLD_SECONDS": "0",
+        }
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "flowhook", "gateway"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or gateway.poll() is not None:
+                    raise RuntimeError("the gateway did not start")
+                time.sleep(0.1)
+            secret = json.loads((data / "secrets" / "demo.json").read_text())["current"]
+            cpu_before, _ = _proc_stats(gateway.pid)
+            ctx = multiprocessing.get_context("spawn")
+            out = ctx.Queue()
+            loader = ctx.Process(target=_load_process, args=(level, secret, port, connections, out))
+            loader.start()
+            result = out.get(timeout=level.seconds * 20 + 120)
+            loader.join(30)
+            cpu_after, peak_rss = _proc_stats(gateway.pid)
+        finally:
+            gateway.terminate()
+            gateway.wait(30)
+        spool = Spool(data / "spool")
+        spooled = [
+            event.id
+            for state in (State.OPEN, State.READY, State.SENT)
+            for path in (spool.root / state.value).glob("*.jsonl")
+            for event in spool.read(path)
+        ]
+    latencies = sorted(result["latencies"])
+    acked = result["ids"]
+    accepted = result["statuses"].get(202, 0)
+    return {
+        "offered_deliveries_per_s": level.rate,
+        "events_per_delivery": level.events_per_delivery,
+        "deliveries": len(latencies),
+        "acked_deliveries_per_s": accepted / result["elapsed"],
+        "acked_events_per_s": len(acked) / result["elapsed"],
+        "ack_p50_ms": percentile(latencies, 0.5) * 1000,
+        "ack_p95_ms": percentile(latencies, 0.95) * 1000,
+        "ack_p99_ms": percentile(latencies, 0.99) * 1000,
+        "statuses": result["statuses"],
+        "gateway_cpu_s": cpu_after - cpu_before,
+        "gateway_peak_rss_mb": peak_rss / 2**20,
+        "lost": len(set(acked) - set(spooled)),
+        "duplicated": len(spooled) - len(set(spooled)),
+    }
+
+
+HEADER = (
+    f"{'offered/s':>9} {'ev/deliv':>8} {'acked/s':>9} {'events/s':>9} {'p50 ms':>8} {'p95 ms':>8} "
+    f"{'p99 ms':>8} {'cpu s':>6} {'rss MB':>7} {'lost':>5} {'dup':>4}  statuses"
+)
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        print(
+            f"{r['offered_deliveries_per_s']:>9.0f} {r['events_per_delivery']:>8} {r['acked_deliveries_per_s']:>9.0f} "
+            f"{r['acked_events_per_s']:>9.0f} {r['ack_p50_ms']:>8.1f} {r['ack_p95_ms']:>8.1f} {r['ack_p99_ms']:>8.1f} "
+            f"{r['gateway_cpu_s']:>6.1f} {r['gateway_peak_rss_mb']:>7.0f} {r['lost']:>5} {r['duplicated']:>4}  "
+            f"{r['statuses']}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, help="deliveries per second offered (one level)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of a level")
+    parser.add_argument("--events-per-delivery", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections of the load process")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run: checks lost = 0 and dup = 0")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    args = parser.parse_args()
+    if args.quick:
+        levels = [Level(200, 3, 1), Level(20, 3, 50)]
+    elif args.rate:
+        levels = [Level(args.rate, args.seconds, args.events_per_delivery)]
+    else:
+        levels = [Level(r, args.seconds, 1) for r in (100, 500, 1000, 2000)] + [Level(100, args.seconds, 100)]
+    rows = []
+    print(HEADER)
+    for level in levels:
+        rows.append(run_level(level, connections=args.connections))
+        _print(rows[-1:])
+    if len(rows) > 1:
+        print(f"\nmedian ack p99 over levels: {statistics.median(r['ack_p99_ms'] for r in rows):.1f} ms")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    bad = [r for r in rows if r["lost"] or r["duplicated"] or r["statuses"].get(202, 0) != r["deliveries"]]
+    if bad:
+        print(f"FAILED: {len(bad)} level(s) lost, duplicated or refused deliveries")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
