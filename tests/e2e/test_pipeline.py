@@ -186,10 +186,11 @@ def test_schedule_and_files_sources_reach_duckdb(local_stack: LocalStack, prefec
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         rows = dict(db.query("SELECT source, count(*) FROM events WHERE source IN ('schedule', 'files') GROUP BY 1"))
-        if rows == {"schedule": 1, "files": 1}:
+        if rows.get("schedule", 0) >= 1 and rows.get("files") == 1:
             break
         time.sleep(1.0)
-    assert rows == {"schedule": 1, "files": 1}
+    # The cron schedule may add its own tick while this runs: at least ours is there.
+    assert rows.get("schedule", 0) >= 1 and rows.get("files") == 1, rows
     [(uri, size)] = db.query("SELECT data->>'uri', (data->>'size_bytes')::INT FROM events WHERE source = 'files'")
     assert uri == report.resolve().as_uri() and size == report.stat().st_size
 
@@ -235,16 +236,26 @@ def test_reporting_flow_publishes_artifact_matching_duckdb(local_stack: LocalSta
 
     db = _store(local_stack)
     report_rows = db.query(
-        "SELECT event_type, n, m, span_seconds, arrival_rate, processing_rate FROM reports"
+        "SELECT event_type, n, m, span_seconds, arrival_rate, processing_rate, window_start, window_end FROM reports"
         " WHERE generated_at = (SELECT max(generated_at) FROM reports)"
     )
     by_type = {row[0]: row[1:] for row in report_rows}
     assert EVENT_TYPES | {"all"} == set(by_type)
-    counted = dict(db.query("SELECT type, count(*) FROM events GROUP BY type"))
-    for event_type, (n, m, span, lam, mu) in by_type.items():
-        expected = sum(counted.values()) if event_type == "all" else counted[event_type]
-        assert n == m == expected  # everything sent arrived and was stored inside the window
+    # Count by hand over the report's own window: schedules keep adding ticks while the suite runs.
+    start, end = report_rows[0][6], report_rows[0][7]
+    arrived = dict(
+        db.query("SELECT type, count(*) FROM events WHERE received >= ? AND received < ? GROUP BY 1", [start, end])
+    )
+    stored = dict(
+        db.query("SELECT type, count(*) FROM events WHERE stored >= ? AND stored < ? GROUP BY 1", [start, end])
+    )
+    for event_type, (n, m, span, lam, mu, _, _) in by_type.items():
+        if event_type == "all":
+            assert (n, m) == (sum(arrived.values()), sum(stored.values()))
+        else:
+            assert (n, m) == (arrived[event_type], stored.get(event_type, 0))
         assert lam == pytest.approx(n / span) and mu == pytest.approx(m / span)
+    assert sum(arrived.values()) > 700  # the webhooks, SQS messages, files and ticks of this module
 
     async def latest_artifact() -> str:
         async with get_client() as client:
