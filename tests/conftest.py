@@ -28,6 +28,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         gateway_port=free_port(),
         local_sqs=True,
         extra_env={
+            # The tests start every run they need; a scheduled poller or tick would race them.
+            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
             "FLOWHOOK_SWEEP_AFTER_SECONDS": "5",
             "FLOWHOOK_SOURCES_FILE": str(ROOT / "tests" / "fixtures" / "e2e-sources.yaml"),
         },
