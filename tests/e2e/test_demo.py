@@ -36,7 +36,8 @@ def test_demo_stores_everything_it_sent_and_stops_cleanly(repo_root: Path, tmp_p
     assert totals is not None, done.stdout[-3000:]
     sent, stored, duplicates = map(int, totals.groups())
     assert sent == stored and duplicates == 0
-    assert sent == 300 + 30 + 5 + 1  # webhooks, SQS messages, files, one tick
+    # Webhooks, SQS messages, files, and the tick the demo starts (plus one if the 5-minute cron fired).
+    assert 300 + 30 + 5 + 1 <= sent <= 300 + 30 + 5 + 2
     assert "Traceback" not in done.stdout + done.stderr
     for part in ("gateway", "worker", "moto", "server"):
         assert f"stopping {part}" in done.stdout
