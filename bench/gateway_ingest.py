@@ -203,6 +203,15 @@ def run_level(level: Level, *, connections: int) -> dict[str, Any]:
     }
 
 
+MEDIAN_KEYS = (
+    "acked_deliveries_per_s",
+    "acked_events_per_s",
+    "ack_p50_ms",
+    "ack_p95_ms",
+    "ack_p99_ms",
+    "gateway_cpu_s",
+    "gateway_peak_rss_mb",
+)
 HEADER = (
     f"{'offered/s':>9} {'ev/deliv':>8} {'acked/s':>9} {'events/s':>9} {'p50 ms':>8} {'p95 ms':>8} "
     f"{'p99 ms':>8} {'cpu s':>6} {'rss MB':>7} {'lost':>5} {'dup':>4}  statuses"
@@ -226,6 +235,7 @@ def main() -> int:
     parser.add_argument("--events-per-delivery", type=int, default=1)
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections of the load process")
     parser.add_argument("--quick", action="store_true", help="a short smoke run: checks lost = 0 and dup = 0")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per level; the median row is printed too")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     args = parser.parse_args()
     if args.quick:
@@ -237,10 +247,13 @@ def main() -> int:
     rows = []
     print(HEADER)
     for level in levels:
-        rows.append(run_level(level, connections=args.connections))
-        _print(rows[-1:])
-    if len(rows) > 1:
-        print(f"\nmedian ack p99 over levels: {statistics.median(r['ack_p99_ms'] for r in rows):.1f} ms")
+        runs = [run_level(level, connections=args.connections) for _ in range(args.repeat)]
+        rows += runs
+        _print(runs)
+        if args.repeat > 1:
+            median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
+            totals = {"lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs)}
+            _print([{**runs[0], **median, **totals, "statuses": f"median of {len(runs)} runs (lost/dup: sums)"}])
     if args.json:
         print(json.dumps(rows, indent=2))
     bad = [r for r in rows if r["lost"] or r["duplicated"] or r["statuses"].get(202, 0) != r["deliveries"]]
