@@ -144,18 +144,24 @@ def test_quarantine_list_json_shows_each_item_without_its_body(data_dir: Path) -
     assert json.loads(only_other.output) == []
 
 
-def test_quarantine_replay_all_spools_what_a_fixed_source_now_maps(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    item_id = put_template_failure(data_dir)
-    fixed = tmp_path / "sources.yaml"
-    fixed.write_text(
+def fixed_sources(folder: Path) -> Path:
+    """A sources file whose `signup` template now reads the field the quarantined delivery has."""
+    path = folder / "sources.yaml"
+    path.write_text(
         "sources:\n"
         "  signup:\n"
         "    format: template\n"
         "    template: |\n"
         '      {"type": "user_request", "data": {"user_id": {{ body.user.id | tojson }}, "action": "signup"}}\n'
     )
+    return path
+
+
+def test_quarantine_replay_all_spools_what_a_fixed_source_now_maps(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item_id = put_template_failure(data_dir)
+    fixed = fixed_sources(tmp_path)
     monkeypatch.setenv("FLOWHOOK_SOURCES_FILE", str(fixed))
     monkeypatch.setenv("FLOWHOOK_PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")  # Prefect is down
     get_settings.cache_clear()
@@ -186,14 +192,7 @@ def test_quarantine_replay_all_announces_the_batches_when_prefect_is_up(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_events: tuple[str, list[Any]]
 ) -> None:
     put_template_failure(data_dir)
-    fixed = tmp_path / "sources.yaml"
-    fixed.write_text(
-        "sources:\n"
-        "  signup:\n"
-        "    format: template\n"
-        "    template: |\n"
-        '      {"type": "user_request", "data": {"user_id": {{ body.user.id | tojson }}, "action": "signup"}}\n'
-    )
+    fixed = fixed_sources(tmp_path)
     api_url, received = prefect_events
     monkeypatch.setenv("FLOWHOOK_SOURCES_FILE", str(fixed))
     monkeypatch.setenv("FLOWHOOK_PREFECT_API_URL", api_url)
