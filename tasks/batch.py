@@ -13,8 +13,7 @@ from flowhook.events import Event, load_catalog
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, Spool
 from flowhook.store import DuckDBStore, StoredEvent
-
-IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
+from tasks import IO_RETRIES
 
 
 @task(cache_policy=NONE, **IO_RETRIES)

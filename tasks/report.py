@@ -10,8 +10,7 @@ from flowhook.metrics import Report, to_markdown, to_store_rows, to_table_rows
 from flowhook.reporting import REPORT_ARTIFACT_KEY, REPORT_TABLE_KEY, window_report
 from flowhook.settings import get_settings
 from flowhook.store import DuckDBStore
-
-IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
+from tasks import IO_RETRIES
 
 
 def _store() -> DuckDBStore:

@@ -10,9 +10,10 @@ from prefect.cache_policies import NONE
 from flowhook.settings import get_settings
 from flowhook.sources import files
 from flowhook.sources.emit import emit, local_sink
+from tasks import IO_RETRIES
 
 
-@task(cache_policy=NONE, retries=3, retry_delay_seconds=[2, 5, 15])
+@task(cache_policy=NONE, **IO_RETRIES)
 def emit_scheduled_tick(schedule: str, tick: datetime) -> str:
     # Keyed on the schedule and its nominal time: a retried or duplicated run is the same event.
     return emit(

@@ -9,6 +9,7 @@ from prefect.deployments import run_deployment
 from flowhook import sweeper
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, Spool
+from tasks import IO_RETRIES
 
 WORKER_FLOW = "process-batch"
 
@@ -22,7 +23,7 @@ def _launch(ref: BatchRef) -> None:
     )
 
 
-@task(cache_policy=NONE, retries=3, retry_delay_seconds=[2, 5, 15])
+@task(cache_policy=NONE, **IO_RETRIES)
 def launch_stale_batches() -> sweeper.SweepResult:
     settings = get_settings()
     return sweeper.sweep(
