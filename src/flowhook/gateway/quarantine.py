@@ -4,7 +4,6 @@ each) so nothing authentic is silently dropped; `flowhook quarantine list/replay
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 import time
 from collections import defaultdict
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
+from flowhook.durable import write_file
 from flowhook.events import Event
 from flowhook.gateway.deliveries import DeliveryError
 from flowhook.gateway.intake import Delivery, Intake
@@ -81,18 +81,7 @@ class Quarantine:
 
     def put(self, item: QuarantinedDelivery) -> None:
         """Keep a rejected delivery durably (fsync'd, atomically named) before the sender is answered."""
-        path = self.root / f"{item.id}.json"
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            fh.write(orjson.dumps(item.model_dump(mode="json")))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_file(self.root / f"{item.id}.json", orjson.dumps(item.model_dump(mode="json")))
 
     def items(self, *, source: str | None = None) -> list[QuarantinedDelivery]:
         """Everything quarantined, oldest first."""

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flowhook.durable import write_file
 from flowhook.gateway.schemes import generate_secret
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SourceConfig
@@ -142,14 +143,7 @@ class SecretStore:
 
     def _write(self, source: str, state: dict[str, Any]) -> None:
         self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.path(source)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_file(self.path(source), json.dumps(state).encode(), mode=0o600)
 
 
 def secret_store(settings: Settings) -> SecretStore:

@@ -21,6 +21,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel, Field
 
+from flowhook.durable import fsync_dir, write_file
 from flowhook.events import Event
 
 logger = logging.getLogger(__name__)
@@ -63,14 +64,6 @@ def encode_event(event: Event) -> bytes:
     return orjson.dumps(event.model_dump(mode="json")) + b"\n"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     """The state folders under one root, and the moves between them."""
 
@@ -91,7 +84,7 @@ class Spool:
             return False
         if touch:
             os.utime(target_path)
-        _fsync_dir(target_path.parent)
+        fsync_dir(target_path.parent)
         return True
 
     def state_of(self, batch_id: str) -> State | None:
@@ -106,12 +99,7 @@ class Spool:
         if len(types) != 1:
             raise ValueError(f"a batch holds events of one type, not {sorted(types)}")
         batch_id = new_batch_id(types.pop())
-        tmp = self.path(State.OPEN, batch_id)
-        with tmp.open("wb") as fh:
-            fh.write(b"".join(encode_event(event) for event in events))
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.move(batch_id, State.OPEN, State.READY)
+        write_file(self.path(State.READY, batch_id), b"".join(encode_event(event) for event in events))
         return BatchRef(
             batch_id=batch_id, event_type=event_type_of(batch_id), count=len(events), sealed=datetime.now(UTC)
         )
