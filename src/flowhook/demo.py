@@ -20,6 +20,7 @@ import orjson
 
 from flowhook.events import derive_event_id
 from flowhook.gateway.schemes import sign
+from flowhook.sources.sqs.config import SQS_BATCH
 from flowhook.sources.webhook import SignatureConfig
 
 _ACTIONS = ["search", "view", "add_to_cart", "checkout", "login", "cancel", "payment"]
@@ -157,10 +158,10 @@ def send_sqs_messages(client: Any, queue_url: str, count: int, *, seed: int | No
     """Put `count` flowhook-format events on an SQS queue; returns the event ids they will be stored as."""
     rng = random.Random(seed)
     ids = []
-    for start in range(0, count, 10):
+    for start in range(0, count, SQS_BATCH):
         entries = [
             {"Id": str(n), "MessageBody": orjson.dumps(demo_event(rng, datetime.now(UTC))).decode()}
-            for n in range(min(10, count - start))
+            for n in range(min(SQS_BATCH, count - start))
         ]
         sent = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
         ids += [derive_event_id("sqs", entry["MessageId"]) for entry in sent.get("Successful", [])]

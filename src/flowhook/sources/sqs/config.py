@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MessageFormat = Literal["flowhook", "s3"]
 
+SQS_BATCH = 10
+"""The most messages SQS receives, deletes, sends or changes in one call."""
+
 
 class SqsConfig(BaseModel):
     """One SQS queue to poll, and how batches are gathered from it."""

@@ -22,12 +22,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from flowhook.events import Catalog
 from flowhook.sources.sink import DeliveryFailed, EventSink
-from flowhook.sources.sqs.config import SqsConfig
+from flowhook.sources.sqs.config import SQS_BATCH, SqsConfig
 from flowhook.sources.sqs.messages import InvalidMessage, message_items
 
 logger = logging.getLogger(__name__)
 
-_SQS_BATCH = 10  # the most SQS receives, deletes or changes in one call
 _AWS_ERRORS = (BotoCoreError, ClientError)
 
 
@@ -181,7 +180,7 @@ class SqsPoller:
             if held:  # wake in time for the window's end and for the next extension
                 deadline = min(window_end, min(entry.visible_since for entry in held.values()) + half)
                 wait = min(wait, max(0, math.floor(deadline - now)))
-            messages = self._receive(min(_SQS_BATCH, config.batch_size - len(held)), wait)
+            messages = self._receive(min(SQS_BATCH, config.batch_size - len(held)), wait)
             received_at = self._clock()
             for message in messages:
                 held[str(message["MessageId"])] = _Held(message, received_at)  # a repeat keeps its place
@@ -209,8 +208,8 @@ class SqsPoller:
         """Reset the visibility of messages held for half of it, so they do not reappear mid-batch."""
         timeout = self._config.visibility_timeout_seconds
         due = [entry for entry in held if now - entry.visible_since >= timeout / 2]
-        for start in range(0, len(due), _SQS_BATCH):
-            chunk = due[start : start + _SQS_BATCH]
+        for start in range(0, len(due), SQS_BATCH):
+            chunk = due[start : start + SQS_BATCH]
             entries = [
                 {"Id": str(i), "ReceiptHandle": entry.receipt, "VisibilityTimeout": timeout}
                 for i, entry in enumerate(chunk)
@@ -230,8 +229,8 @@ class SqsPoller:
                     entry.visible_since = now
 
     def _delete(self, ready: Sequence[_Held], result: PollResult) -> None:
-        for start in range(0, len(ready), _SQS_BATCH):
-            chunk = ready[start : start + _SQS_BATCH]
+        for start in range(0, len(ready), SQS_BATCH):
+            chunk = ready[start : start + SQS_BATCH]
             entries = [{"Id": str(i), "ReceiptHandle": entry.receipt} for i, entry in enumerate(chunk)]
             try:
                 response = self._client.delete_message_batch(QueueUrl=self._config.queue_url, Entries=entries)

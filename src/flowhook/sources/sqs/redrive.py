@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from flowhook.sources.sqs.config import SQS_BATCH
 
-_SQS_BATCH = 10
+logger = logging.getLogger(__name__)
 
 
 def redrive(client: Any, dlq_url: str, queue_url: str, *, limit: int | None = None) -> int:
@@ -25,7 +25,7 @@ def redrive(client: Any, dlq_url: str, queue_url: str, *, limit: int | None = No
     while limit is None or moved < limit:
         response = client.receive_message(
             QueueUrl=dlq_url,
-            MaxNumberOfMessages=_SQS_BATCH if limit is None else min(_SQS_BATCH, limit - moved),
+            MaxNumberOfMessages=SQS_BATCH if limit is None else min(SQS_BATCH, limit - moved),
             WaitTimeSeconds=1,  # a long poll asks every SQS server, so an empty answer means empty
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
