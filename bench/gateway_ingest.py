@@ -15,111 +15,25 @@ queueing (no coordinated omission). After the run, every acknowledged id must be
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing
 import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from flowhook.demo import demo_event  # noqa: E402
-from flowhook.gateway.schemes import sign  # noqa: E402
+from bench.loadgen import Level, run_load  # noqa: E402
 from flowhook.metrics import percentile  # noqa: E402
-from flowhook.sources.webhook import SignatureConfig  # noqa: E402
 from flowhook.spool import Spool, State  # noqa: E402
 from flowhook.stack import free_port  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Level:
-    rate: float  # deliveries per second offered
-    seconds: float
-    events_per_delivery: int
-
-
-def _requests(level: Level, secret: str, port: int, seed: int) -> list[bytes]:
-    """Every request of the run, encoded before the clock starts (the generator only writes bytes)."""
-    rng = random.Random(seed)
-    count = max(1, int(level.rate * level.seconds))
-    scheme = SignatureConfig()
-    out = []
-    for _ in range(count):
-        now = datetime.now(UTC)
-        items = [demo_event(rng, now) for _ in range(level.events_per_delivery)]
-        body = orjson.dumps(items if level.events_per_delivery > 1 else items[0])
-        headers = sign(scheme, body, secret, msg_id=f"msg_{uuid.uuid4().hex}")
-        head = (
-            f"POST /hooks/demo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        )
-        out.append(head.encode() + body)
-    return out
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return status, await reader.readexactly(length)
-
-
-async def _drive(requests: list[bytes], rate: float, port: int, connections: int, seed: int) -> dict[str, Any]:
-    """Open loop: request i is due at its Poisson arrival time; it waits for a free connection if none."""
-    rng = random.Random(seed + 1)
-    due, t = [], 0.0
-    for _ in requests:
-        t += rng.expovariate(rate)
-        due.append(t)
-    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    ids: list[str] = []
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.2
-
-    async def one(request: bytes, at: float) -> None:
-        await asyncio.sleep(max(0.0, start + at - loop.time()))
-        reader, writer = await pool.get()
-        try:
-            writer.write(request)
-            status, body = await _read_response(reader)
-        finally:
-            pool.put_nowait((reader, writer))
-        latencies.append(loop.time() - (start + at))
-        statuses[status] = statuses.get(status, 0) + 1
-        if status == 202:
-            ids.extend(orjson.loads(body)["ids"])
-
-    await asyncio.gather(*(one(request, at) for request, at in zip(requests, due, strict=True)))
-    elapsed = loop.time() - start
-    while not pool.empty():
-        pool.get_nowait()[1].close()
-    return {"latencies": latencies, "statuses": statuses, "ids": ids, "elapsed": elapsed}
-
-
-def _load_process(level: Level, secret: str, port: int, connections: int, out: Any) -> None:
-    requests = _requests(level, secret, port, seed=7)
-    out.put(asyncio.run(_drive(requests, level.rate, port, connections, seed=7)))
 
 
 def _proc_stats(pid: int) -> tuple[float, int]:
@@ -166,12 +80,7 @@ def run_level(level: Level, *, connections: int) -> dict[str, Any]:
                 time.sleep(0.1)
             secret = json.loads((data / "secrets" / "demo.json").read_text())["current"]
             cpu_before, _ = _proc_stats(gateway.pid)
-            ctx = multiprocessing.get_context("spawn")
-            out = ctx.Queue()
-            loader = ctx.Process(target=_load_process, args=(level, secret, port, connections, out))
-            loader.start()
-            result = out.get(timeout=level.seconds * 20 + 120)
-            loader.join(30)
+            result = run_load(level, secret, port, connections=connections)
             cpu_after, peak_rss = _proc_stats(gateway.pid)
         finally:
             gateway.terminate()

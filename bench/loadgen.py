@@ -1,0 +1,123 @@
+"""The load process of the benchmarks: signed deliveries at a fixed open-loop (Poisson) rate.
+
+Every request is built and signed before the clock starts, so the generator only writes bytes;
+latency is measured from each request's *scheduled* send time, so a stalled server cannot hide
+its queueing (no coordinated omission). It runs in a process of its own (`run_load`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from flowhook.demo import demo_event
+from flowhook.gateway.schemes import sign
+from flowhook.sources.webhook import SignatureConfig
+
+
+@dataclass(frozen=True)
+class Level:
+    """One load: `rate` deliveries per second for `seconds`, each carrying `events_per_delivery` events."""
+
+    rate: float
+    seconds: float
+    events_per_delivery: int
+
+    @property
+    def events_per_second(self) -> float:
+        return self.rate * self.events_per_delivery
+
+    @property
+    def deliveries(self) -> int:
+        return max(1, round(self.rate * self.seconds))
+
+
+def build_requests(level: Level, secret: str, port: int, *, seed: int, id_prefix: str = "msg") -> list[bytes]:
+    """Every request of the run as raw HTTP/1.1 bytes to `/hooks/demo`, Standard Webhooks signed."""
+    rng = random.Random(seed)
+    scheme = SignatureConfig()
+    out = []
+    for _ in range(level.deliveries):
+        now = datetime.now(UTC)
+        items = [demo_event(rng, now) for _ in range(level.events_per_delivery)]
+        body = orjson.dumps(items if level.events_per_delivery > 1 else items[0])
+        headers = sign(scheme, body, secret, msg_id=f"{id_prefix}_{uuid.uuid4().hex}")
+        head = (
+            f"POST /hooks/demo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        )
+        out.append(head.encode() + body)
+    return out
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
+
+
+async def drive(requests: list[bytes], rate: float, port: int, connections: int, *, seed: int) -> dict[str, Any]:
+    """Open loop: request i is due at its Poisson arrival time; it waits for a free connection if none."""
+    rng = random.Random(seed + 1)
+    due, t = [], 0.0
+    for _ in requests:
+        t += rng.expovariate(rate)
+        due.append(t)
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    ids: list[str] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
+    wall_start = time.time() + 0.2
+
+    async def one(request: bytes, at: float) -> None:
+        await asyncio.sleep(max(0.0, start + at - loop.time()))
+        reader, writer = await pool.get()
+        try:
+            writer.write(request)
+            status, body = await _read_response(reader)
+        finally:
+            pool.put_nowait((reader, writer))
+        latencies.append(loop.time() - (start + at))
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == 202:
+            ids.extend(orjson.loads(body)["ids"])
+
+    await asyncio.gather(*(one(request, at) for request, at in zip(requests, due, strict=True)))
+    elapsed = loop.time() - start
+    while not pool.empty():
+        pool.get_nowait()[1].close()
+    return {"latencies": latencies, "statuses": statuses, "ids": ids, "elapsed": elapsed, "started": wall_start}
+
+
+def _load_process(level: Level, secret: str, port: int, connections: int, id_prefix: str, out: Any) -> None:
+    requests = build_requests(level, secret, port, seed=7, id_prefix=id_prefix)
+    out.put(asyncio.run(drive(requests, level.rate, port, connections, seed=7)))
+
+
+def run_load(level: Level, secret: str, port: int, *, connections: int = 64, id_prefix: str = "msg") -> dict[str, Any]:
+    """Drive one level from a separate (spawned) process; returns latencies, statuses, acked ids, elapsed."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    loader = ctx.Process(target=_load_process, args=(level, secret, port, connections, id_prefix, out))
+    loader.start()
+    try:
+        result: dict[str, Any] = out.get(timeout=level.seconds * 20 + 120)
+    finally:
+        loader.join(30)
+    return result
