@@ -1,18 +1,22 @@
-"""The worker flow: one run per batch of one event type, launched by that type's trigger."""
+"""The worker flow: one run per batch its type's trigger names, then awake for the next ones."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flowhook.spool import BatchRef
-from tasks.batch import claim_batch, complete_batch, handle_events, store_events
+from flowhook import processing
+from flowhook.settings import get_settings
+from flowhook.spool import BatchRef, Spool
+from tasks.batch import claim_batches, complete_batches, handle_events, next_batches, store_events
+from tasks.sweep import launch_batch
 
 
 def batch_run_name() -> str:
-    """`user_request · 250 events`, so the UI's run list says what each run carried."""
+    """`user_request · 250 events`, so the UI's run list says what each run was woken for."""
     batch = flow_run.get_parameters().get("batch") or {}
     if isinstance(batch, BatchRef):
         batch = batch.model_dump()
@@ -21,14 +25,25 @@ def batch_run_name() -> str:
 
 @flow(name="process-batch", flow_run_name=batch_run_name, log_prints=True)
 def process_batch(batch: BatchRef) -> dict[str, Any]:
-    """Claim the batch, run each event's handler, store the results, retire the batch."""
-    events = claim_batch(batch)
-    if events is None:
-        print(f"batch {batch.batch_id} was already claimed or stored: nothing to do")
-        return {"batch_id": batch.batch_id, "events": 0, "inserted": 0}
-    handled = handle_events(batch, events)
-    inserted = store_events(handled)
-    complete_batch(batch)
-    failed = sum(1 for event in handled if event.status == "failed")
-    print(f"batch {batch.batch_id}: {len(events)} events, {inserted} new rows, {failed} failed")
-    return {"batch_id": batch.batch_id, "events": len(events), "inserted": inserted, "failed": failed}
+    """Claim, handle and store the batch; then, while awake, every batch of its type that arrives."""
+    settings, totals = get_settings(), {"batches": 0, "events": 0, "inserted": 0, "failed": 0}
+    until = time.time() + settings.drain.max_seconds
+    spool = Spool(settings.spool_dir)
+    # The lease first: a batch sealed from now on is ours to take, the gateway wakes no other run.
+    with processing.lease(spool, batch.event_type, str(flow_run.get_id())):
+        claimed = claim_batches([batch])
+        if not claimed.items:
+            print(f"batch {batch.batch_id} was already claimed by another run")
+        while claimed.items:
+            handled = handle_events(claimed)
+            totals["inserted"] += store_events(handled)
+            complete_batches(claimed)
+            totals["batches"] += len(claimed.items)
+            totals["events"] += len(handled.items)
+            totals["failed"] += sum(1 for event in handled.items if event.status == "failed")
+            claimed = claim_batches(next_batches(batch.event_type, until))
+    leftover = processing.left_behind(spool, batch.event_type)
+    if leftover is not None:
+        launch_batch(leftover)  # sealed while the gateway still saw our lease: wake a fresh run for it
+    print(f"{batch.event_type}: {totals['batches']} batches, {totals['events']} events, {totals['inserted']} new rows")
+    return totals

@@ -1,4 +1,4 @@
-"""Tasks of the worker flow: claim, handle, store and complete one batch."""
+"""Tasks of the worker flow: claim, handle, store and complete batches; wait for the next ones."""
 
 from __future__ import annotations
 
@@ -9,36 +9,52 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from flowhook import processing
-from flowhook.events import Event, load_catalog
+from flowhook.events import load_catalog
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, Spool
 from flowhook.store import DuckDBStore, StoredEvent
-from tasks import IO_RETRIES
+from tasks import IO_RETRIES, Bulk
+
+
+def _spool() -> Spool:
+    return Spool(get_settings().spool_dir)
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
-def claim_batch(batch: BatchRef) -> list[Event] | None:
-    return processing.claim(Spool(get_settings().spool_dir), batch)
+def claim_batches(batches: list[BatchRef]) -> Bulk[processing.Claimed]:
+    return Bulk(processing.claim_all(_spool(), batches))
 
 
 @task(cache_policy=NONE)
-def handle_events(batch: BatchRef, events: list[Event]) -> list[StoredEvent]:
+def handle_events(claimed: Bulk[processing.Claimed]) -> Bulk[list[StoredEvent]]:
     settings = get_settings()
-    return processing.handle(
-        events,
-        catalog=load_catalog(settings.event_modules),
-        batch=batch,
-        started=datetime.now(UTC),
-        flow_run_id=flow_run.get_id(),
+    return Bulk(
+        processing.handle_all(
+            claimed.items,
+            catalog=load_catalog(settings.event_modules),
+            started=datetime.now(UTC),
+            flow_run_id=flow_run.get_id(),
+        )
     )
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
-def store_events(events: list[StoredEvent]) -> int:
+def store_events(events: Bulk[list[StoredEvent]]) -> int:
     settings = get_settings()
-    return processing.store(DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds), events)
+    return processing.store(DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds), events.items)
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
-def complete_batch(batch: BatchRef) -> None:
-    processing.complete(Spool(get_settings().spool_dir), batch)
+def complete_batches(claimed: Bulk[processing.Claimed]) -> None:
+    spool = _spool()
+    for batch, _ in claimed.items:
+        processing.complete(spool, batch)
+
+
+@task(cache_policy=NONE, **IO_RETRIES)
+def next_batches(event_type: str, until: float) -> list[BatchRef]:
+    """Batches of the type that arrived meanwhile; [] when the run should end."""
+    drain = get_settings().drain
+    return processing.next_batches(
+        _spool(), event_type, idle_seconds=drain.idle_seconds, until=until, max_events=drain.max_events
+    )

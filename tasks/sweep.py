@@ -14,12 +14,13 @@ from tasks import IO_RETRIES
 WORKER_FLOW = "process-batch"
 
 
-def _launch(ref: BatchRef) -> None:
+def _launch(ref: BatchRef, reason: str = "swept") -> None:
+    """Start the worker deployment of the batch's type for it (as its trigger would have)."""
     run_deployment(
         f"{WORKER_FLOW}/{ref.event_type}",
         parameters={"batch": ref.model_dump(mode="json")},
         timeout=0,
-        tags=["flowhook", "swept", ref.event_type],
+        tags=["flowhook", reason, ref.event_type],
     )
 
 
@@ -32,6 +33,11 @@ def launch_stale_batches() -> sweeper.SweepResult:
         claimed_after=settings.claim_timeout_seconds,
         launch=_launch,
     )
+
+
+@task(cache_policy=NONE, **IO_RETRIES)
+def launch_batch(ref: BatchRef) -> None:
+    _launch(ref, reason="handed-over")
 
 
 @task(cache_policy=NONE)

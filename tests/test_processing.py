@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -159,3 +161,118 @@ def test_an_already_claimed_batch_returns_none(tmp_path: Path) -> None:
     batch = spool_batch(spool, [make_event(1)], state=State.CLAIMED)
     assert processing.claim(spool, batch) is None
     assert spool.state_of(batch.batch_id) is State.CLAIMED
+
+
+def test_claim_all_leaves_out_batches_another_run_has(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    mine = spool_batch(spool, [make_event(1), make_event(2)])
+    theirs = spool_batch(spool, [make_event(3)], state=State.CLAIMED)
+    claimed = processing.claim_all(spool, [mine, theirs])
+    assert [(batch.batch_id, [e.id for e in events]) for batch, events in claimed] == [(mine.batch_id, ["e1", "e2"])]
+
+
+def test_handle_all_keeps_each_events_batch(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    first = spool_batch(spool, [make_event(1)])
+    second = spool_batch(spool, [make_event(2), make_event(13)])
+    claimed = processing.claim_all(spool, [first, second])
+    handled = processing.handle_all(claimed, catalog=load_catalog(), started=T0, flow_run_id="run-1")
+    assert [(e.id, e.batch_id, e.status) for e in handled] == [
+        ("e1", first.batch_id, "ok"),
+        ("e2", second.batch_id, "ok"),
+        ("e13", second.batch_id, "failed"),
+    ]
+
+
+class FakeClock:
+    """Time that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+def test_next_batches_returns_the_waiting_batches_oldest_first_at_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    older = spool_batch(spool, [make_event(1)], state=State.READY)
+    newer = spool_batch(spool, [make_event(2)], state=State.SENT)
+    os.utime(spool.path(State.READY, older.batch_id), (time.time() - 10, time.time() - 10))
+    other = new_batch_id("other_type")  # not this type
+    spool.path(State.READY, other).write_bytes(encode_event(make_event(3, "other_type")))
+    clock = FakeClock()
+    found = processing.next_batches(
+        spool, PROBE, idle_seconds=10, until=clock() + 60, max_events=100, clock=clock, sleep=clock.sleep
+    )
+    assert [ref.batch_id for ref in found] == [older.batch_id, newer.batch_id]
+    assert [ref.count for ref in found] == [1, 1]
+    assert all(ref.emitted is not None and ref.emitted >= ref.sealed for ref in found)  # handed on when found
+    assert clock.slept == 0
+
+
+def test_next_batches_takes_about_max_events_but_always_one(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    big = spool_batch(spool, [make_event(n) for n in range(5)], state=State.READY)
+    os.utime(spool.path(State.READY, big.batch_id), (time.time() - 10, time.time() - 10))
+    spool_batch(spool, [make_event(9)], state=State.READY)
+    clock = FakeClock()
+    found = processing.next_batches(
+        spool, PROBE, idle_seconds=1, until=clock() + 60, max_events=3, clock=clock, sleep=clock.sleep
+    )
+    assert [ref.batch_id for ref in found] == [big.batch_id]
+
+
+def test_next_batches_gives_up_after_idle_seconds(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    clock = FakeClock()
+    found = processing.next_batches(
+        spool, PROBE, idle_seconds=2, until=clock() + 60, max_events=10, clock=clock, sleep=clock.sleep
+    )
+    assert found == []
+    assert 2 <= clock.slept <= 2.2
+
+
+def test_next_batches_returns_nothing_once_the_run_is_out_of_time(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool_batch(spool, [make_event(1)], state=State.READY)
+    clock = FakeClock()
+    found = processing.next_batches(
+        spool, PROBE, idle_seconds=10, until=clock() - 1, max_events=10, clock=clock, sleep=clock.sleep
+    )
+    assert found == []
+    assert processing.left_behind(spool, PROBE) is not None  # for a fresh run to take
+
+
+def test_a_lease_is_fresh_while_held_and_gone_after(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    assert not spool.has_lease(PROBE, fresh_within=5)
+    with processing.lease(spool, PROBE, "run-1", every=0.05):
+        assert spool.has_lease(PROBE, fresh_within=5)
+        assert not spool.has_lease("other_type", fresh_within=5)
+        lease_file = spool.leases / f"{PROBE}@run-1"
+        os.utime(lease_file, (time.time() - 60, time.time() - 60))
+        time.sleep(0.3)  # the heartbeat touches it again
+        assert spool.has_lease(PROBE, fresh_within=5)
+    assert not spool.has_lease(PROBE, fresh_within=5)
+    assert list(spool.leases.iterdir()) == []
+
+
+def test_a_dead_runs_lease_goes_stale(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.touch_lease(PROBE, "dead-run")
+    old = time.time() - 30
+    os.utime(spool.leases / f"{PROBE}@dead-run", (old, old))
+    assert not spool.has_lease(PROBE, fresh_within=5)
+    assert spool.has_lease(PROBE, fresh_within=60)
+
+
+def test_left_behind_is_none_when_nothing_waits(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool_batch(spool, [make_event(1)], state=State.CLAIMED)
+    assert processing.left_behind(spool, PROBE) is None

@@ -1,24 +1,50 @@
-"""What a worker flow does to one batch, step by step, with no Prefect in sight.
+"""What a worker flow does to its batches, step by step, with no Prefect in sight.
 
 claim (atomic rename) → handle each event (a failing event is recorded, never sinks its batch)
-→ store in bulk, keyed by event id → complete (the batch file moves to `done/`).
+→ store in bulk, keyed by event id → complete (the batch file moves to `done/`) → wait a while
+for the next batches of the type (`next_batches`), holding a lease so the gateway knows this run
+is awake and need not wake another: a flow run costs seconds of CPU to start, a batch found by an
+awake run costs nothing.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from flowhook.events import Catalog, Event
 from flowhook.spool import BatchRef, Spool
 from flowhook.store import DuckDBStore, StoredEvent
 
+Claimed = list[tuple[BatchRef, list[Event]]]
+"""Batches a run holds, each with its events."""
+
 
 def claim(spool: Spool, batch: BatchRef) -> list[Event] | None:
     """The batch's events, now owned by the caller; None if another run has (or had) them."""
     path = spool.claim(batch.batch_id)
     return None if path is None else spool.read(path)
+
+
+def claim_all(spool: Spool, batches: Sequence[BatchRef]) -> Claimed:
+    """Claim each batch; those another run has (or had) are left out."""
+    claimed = []
+    for batch in batches:
+        events = claim(spool, batch)
+        if events is not None:
+            claimed.append((batch, events))
+    return claimed
+
+
+def handle_all(claimed: Claimed, *, catalog: Catalog, started: datetime, flow_run_id: str | None) -> list[StoredEvent]:
+    """`handle` over every claimed batch, as one list to store in one write."""
+    handled: list[StoredEvent] = []
+    for batch, events in claimed:
+        handled += handle(events, catalog=catalog, batch=batch, started=started, flow_run_id=flow_run_id)
+    return handled
 
 
 def handle(
@@ -61,10 +87,56 @@ def handle(
 
 def store(db: DuckDBStore, events: Sequence[StoredEvent], *, now: datetime | None = None) -> int:
     """Write the batch with its `stored` time; returns how many were new (a re-run stores 0)."""
-    stored_at = now or datetime.now(UTC)
-    return db.write_events([dataclasses.replace(e, stored=stored_at) for e in events])
+    return db.write_events(events, stored=now or datetime.now(UTC))
 
 
 def complete(spool: Spool, batch: BatchRef) -> None:
     """The batch is stored: retire its file."""
     spool.complete(batch.batch_id)
+
+
+def next_batches(
+    spool: Spool,
+    event_type: str,
+    *,
+    idle_seconds: float,
+    until: float,
+    max_events: int,
+    poll: float = 0.1,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[BatchRef]:
+    """The waiting batches of the type, oldest first, as soon as there are any; [] once none came
+    for `idle_seconds` or the clock passed `until` (a wall-clock time): the run may then end."""
+    give_up = min(clock() + idle_seconds, until)
+    while True:
+        batches = spool.pending(event_type, max_events=max_events)
+        if batches or clock() >= give_up:
+            return batches if clock() < until else []
+        sleep(poll)
+
+
+@contextmanager
+def lease(spool: Spool, event_type: str, owner: str, *, every: float = 1.0) -> Iterator[None]:
+    """Hold a lease on `event_type` (touched every `every` seconds from a thread) while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            spool.touch_lease(event_type, owner)
+
+    spool.touch_lease(event_type, owner)
+    thread = threading.Thread(target=beat, name=f"lease-{event_type}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        spool.drop_lease(event_type, owner)
+
+
+def left_behind(spool: Spool, event_type: str) -> BatchRef | None:
+    """After the lease is dropped: the oldest batch sealed while the gateway still saw it (to launch)."""
+    pending = spool.pending(event_type, max_events=1)
+    return pending[0] if pending else None

@@ -33,6 +33,26 @@ class BatchPolicy(BaseModel):
     )
 
 
+class DrainPolicy(BaseModel):
+    """How long a worker flow run stays awake, after its own batch, taking new batches of its type.
+
+    A flow run costs seconds of CPU to start; an awake run takes a new batch within `poll` and
+    processes every batch waiting at once (up to `max_events`), so under load a few runs carry
+    everything. While a run is awake the gateway does not wake another (it holds a lease).
+    """
+
+    idle_seconds: float = Field(
+        default=10.0, ge=0, description="End once no new batch came for this long (0: never wait)."
+    )
+    max_seconds: float = Field(
+        default=120.0, ge=0, description="Take no new batch after this long; a fresh run takes over what is left."
+    )
+    max_events: int = Field(default=100_000, ge=1, description="Most events processed and stored in one step.")
+    lease_seconds: float = Field(
+        default=5.0, gt=1, description="A lease not touched for this long is a dead run's: the gateway wakes another."
+    )
+
+
 class Settings(BaseSettings):
     """Configuration of the gateway, the worker flows, the store and the local stack."""
 
@@ -64,6 +84,7 @@ class Settings(BaseSettings):
         description="Prefect API the gateway forwards batch events to.",
     )
     batch: BatchPolicy = Field(default_factory=BatchPolicy, description="Default batching policy.")
+    drain: DrainPolicy = Field(default_factory=DrainPolicy, description="How long a worker run stays awake.")
     batch_overrides: dict[str, BatchPolicy] = Field(
         default_factory=dict, description="Batching policy per event type, overriding `batch`."
     )

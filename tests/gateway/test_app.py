@@ -337,3 +337,19 @@ def test_stopping_the_gateway_waits_for_a_send_in_flight(tmp_path: Path) -> None
     with serve(settings, sink) as client:
         assert post(client, [item(), item()]).status_code == 202
     assert [ref.count for ref in sink.sent] == [2]
+
+
+def test_a_batch_sealed_while_a_run_of_its_type_is_awake_is_left_for_that_run(gateway: Callable[..., Any]) -> None:
+    client, sink, settings = gateway(batch=BatchPolicy(max_events=1000, max_seconds=0.1, hold_seconds=0))
+    spool = Spool(settings.spool_dir)
+    spool.touch_lease("user_request", "run-1")
+    assert post(client, item("u1"), msg_id="msg_awake").status_code == 202
+    wait_for(lambda: client.get("/health").json()["handed_to_awake_runs"] == 1)
+    assert sink.sent == []
+    [batch] = spool.pending("user_request", max_events=10)
+    assert spool.state_of(batch.batch_id) is State.READY
+
+    spool.drop_lease("user_request", "run-1")  # the run ended: the next batch wakes one
+    assert post(client, item("u2"), msg_id="msg_asleep").status_code == 202
+    wait_for(lambda: len(sink.sent) == 1)
+    assert sink.sent[0].count == 1

@@ -42,7 +42,7 @@ def age_of(path: Path) -> float:
 
 def test_a_spool_makes_its_state_folders(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "a" / "spool")
-    assert sorted(p.name for p in spool.root.iterdir()) == sorted(s.value for s in State)
+    assert sorted(p.name for p in spool.root.iterdir()) == sorted([*(s.value for s in State), "leases"])
     Spool(spool.root)  # again: no error
 
 

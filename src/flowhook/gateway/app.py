@@ -24,7 +24,7 @@ from flowhook.gateway.quarantine import Quarantine, quarantined
 from flowhook.gateway.schemes import SignatureError, verify
 from flowhook.gateway.secrets import SecretUnavailable, secret_store
 from flowhook.settings import Settings, get_settings
-from flowhook.spool import Inbox, InboxUnavailable, Spool, State
+from flowhook.spool import BatchRef, Inbox, InboxUnavailable, Spool, State
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ class Gateway:
         self.spool = Spool(settings.spool_dir)
         self.sink = sink or PrefectEventSink(settings.prefect_api_url)
         self.forwarder = Forwarder(self.spool, self.sink)
-        self.inbox = Inbox(self.spool, policy=settings.batch_policy, on_sealed=self.forwarder.submit)
+        self.inbox = Inbox(self.spool, policy=settings.batch_policy, on_sealed=self._sealed)
+        self.handed_to_awake_runs = 0
         self.accepted = 0
         self.quarantined = 0
         self.spool_bytes = 0
@@ -92,6 +93,13 @@ class Gateway:
                 task.cancel()
             if isinstance(self.sink, PrefectEventSink):
                 await self.sink.aclose()
+
+    def _sealed(self, ref: BatchRef) -> None:
+        """Wake a worker run for the batch, unless one is awake for its type (it takes the batch itself)."""
+        if self.spool.has_lease(ref.event_type, fresh_within=self.settings.drain.lease_seconds):
+            self.handed_to_awake_runs += 1
+            return
+        self.forwarder.submit(ref)
 
     async def _drain(self) -> None:
         while not self.forwarder.idle:
@@ -181,6 +189,7 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
             "forward_backlog": gw.forwarder.backlog,
             "forwarded": gw.forwarder.sent,
             "forward_failures": gw.forwarder.failures,
+            "handed_to_awake_runs": gw.handed_to_awake_runs,
             "spool_bytes": gw.spool_bytes,
         }
 

@@ -5,6 +5,9 @@ renames, so at any instant exactly one folder holds it and exactly one claimer c
 
     open/ → ready/ → sent/ → claimed/ → done/
     (gateway appends)  (sealed)  (Prefect told)  (a flow run has it)  (stored in DuckDB)
+
+`leases/` holds one file per awake worker flow run (`<type>@<run>`, touched every second): while
+a type has a fresh lease, that run takes new batches itself and the gateway need not wake another.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ class BatchRef(BaseModel):
     event_type: str = Field(description="The type of every event in the batch.")
     count: int = Field(ge=0, description="Events in the batch.")
     sealed: datetime = Field(description="When the gateway sealed the batch (UTC).")
-    emitted: datetime | None = Field(default=None, description="When Prefect was told about it (UTC).")
+    emitted: datetime | None = Field(
+        default=None, description="When it was handed on: Prefect told, or an awake run found it (UTC)."
+    )
 
 
 class BatchNotFound(LookupError):
@@ -71,6 +76,51 @@ class Spool:
         self.root = root
         for state in State:
             (root / state.value).mkdir(parents=True, exist_ok=True)
+        self.leases = root / "leases"
+        self.leases.mkdir(exist_ok=True)
+
+    def touch_lease(self, event_type: str, owner: str) -> None:
+        """Say that `owner` is awake and taking batches of `event_type` (call at least every second)."""
+        path = self.leases / f"{event_type}@{owner}"
+        path.touch()
+        os.utime(path)
+
+    def drop_lease(self, event_type: str, owner: str) -> None:
+        (self.leases / f"{event_type}@{owner}").unlink(missing_ok=True)
+
+    def has_lease(self, event_type: str, *, fresh_within: float) -> bool:
+        """Whether a run touched a lease on `event_type` in the last `fresh_within` seconds."""
+        now = time.time()
+        for entry in os.scandir(self.leases):
+            if entry.name.startswith(f"{event_type}@"):
+                try:
+                    if now - entry.stat().st_mtime <= fresh_within:
+                        return True
+                except FileNotFoundError:
+                    continue
+        return False
+
+    def pending(self, event_type: str, *, max_events: int) -> list[BatchRef]:
+        """Sealed, unclaimed batches of one type, oldest first, up to about `max_events` events (at least one)."""
+        found = [
+            (age, state, batch_id)
+            for state in (State.READY, State.SENT)
+            for batch_id, age in self.entries(state)
+            if event_type_of(batch_id) == event_type
+        ]
+        refs: list[BatchRef] = []
+        total = 0
+        now = datetime.now(UTC)  # found now: handed on now (as a trigger would have emitted it)
+        for _, state, batch_id in sorted(found, key=lambda item: -item[0]):
+            try:
+                ref = self.ref(state, batch_id)
+            except FileNotFoundError:
+                continue  # claimed meanwhile
+            if refs and total + ref.count > max_events:
+                break
+            refs.append(ref.model_copy(update={"emitted": now}))
+            total += ref.count
+        return refs
 
     def path(self, state: State, batch_id: str) -> Path:
         return self.root / state.value / f"{batch_id}.jsonl"

@@ -129,12 +129,18 @@ def _time_column(values: list[datetime | None]) -> pa.Array:
         return pa.array(values, type=_TS_UTC).cast(_TS)
 
 
-def to_arrow(events: Sequence[StoredEvent]) -> pa.Table:
-    """The events as an Arrow table in `EVENT_SCHEMA`: the fast path into DuckDB."""
+def to_arrow(events: Sequence[StoredEvent], *, stored: datetime | None = None) -> pa.Table:
+    """The events as an Arrow table in `EVENT_SCHEMA`: the fast path into DuckDB.
+
+    `stored`, when given, is every row's `stored` time (instead of each event's own).
+    """
     if not events:
         return EVENT_SCHEMA.empty_table()
     columns: dict[str, pa.Array] = {}
     for field in EVENT_SCHEMA:
+        if field.name == "stored" and stored is not None:
+            columns[field.name] = _time_column([stored] * len(events))
+            continue
         values = list(map(attrgetter(field.name), events))
         if field.name in _TIME_COLUMNS:
             columns[field.name] = _time_column(values)
@@ -177,15 +183,16 @@ class _ArrowStream:
     generic one: `reraise` puts the original back.
     """
 
-    def __init__(self, events: Sequence[StoredEvent], chunk: int = _CHUNK) -> None:
+    def __init__(self, events: Sequence[StoredEvent], *, stored: datetime | None, chunk: int = _CHUNK) -> None:
         self.events = events
+        self.stored = stored
         self.chunk = chunk
         self.error: BaseException | None = None
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         try:
             for start in range(0, len(self.events), self.chunk):
-                yield from to_arrow(self.events[start : start + self.chunk]).to_batches()
+                yield from to_arrow(self.events[start : start + self.chunk], stored=self.stored).to_batches()
         except BaseException as exc:
             self.error = exc
             raise
@@ -270,19 +277,22 @@ class DuckDBStore:
             finally:
                 con.close()  # before the lock is released, so the next opener finds the file free
 
-    def write_events(self, events: Sequence[StoredEvent]) -> int:
-        """Store events idempotently by id (first copy wins); returns how many were new."""
+    def write_events(self, events: Sequence[StoredEvent], *, stored: datetime | None = None) -> int:
+        """Store events idempotently by id (first copy wins); returns how many were new.
+
+        `stored` stamps every row's `stored` time (the write's own), instead of each event's.
+        """
         if not events:
             return 0
         unique, ids = _first_by_id(events)
         names = ", ".join(EVENT_SCHEMA.names)
         with self.connect() as con:
             # Exact without a key because every writer holds the lock: nobody inserts between check and write.
-            stored = _stored_ids(con, ids)
-            new = [event for event in unique if event.id not in stored] if stored else unique
+            known = _stored_ids(con, ids)
+            new = [event for event in unique if event.id not in known] if known else unique
             if not new:
                 return 0
-            stream = _ArrowStream(new)
+            stream = _ArrowStream(new, stored=stored)
             con.register("incoming_events", stream.reader())
             try:
                 row = con.execute(f"INSERT INTO events ({names}) SELECT {names} FROM incoming_events").fetchone()
