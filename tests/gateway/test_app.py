@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 from flowhook.events import Event, derive_event_id
 from flowhook.gateway import MemorySink
 from flowhook.gateway.schemes import generate_secret, sign
-from flowhook.settings import BatchPolicy, Settings
+from flowhook.settings import BatchPolicy, DrainPolicy, Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import BatchRef, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
@@ -247,7 +247,8 @@ def test_events_are_sealed_in_batches_of_at_most_max_events_and_forwarded(
 ) -> None:
     policy = BatchPolicy(max_events=5, max_seconds=0.2, hold_seconds=0)  # nothing claims here
     overrides = {"batch": policy} if setting == "batch" else {"batch_overrides": {"user_request": policy}}
-    client, sink, settings = gateway(**overrides)
+    # Runs that do not stay awake: every batch needs a wake-up of its own.
+    client, sink, settings = gateway(drain=DrainPolicy(idle_seconds=0), **overrides)
     ids = []
     for n in range(12):
         response = post(client, item(f"u{n}"), msg_id=f"msg_{n}")
@@ -339,17 +340,35 @@ def test_stopping_the_gateway_waits_for_a_send_in_flight(tmp_path: Path) -> None
     assert [ref.count for ref in sink.sent] == [2]
 
 
+def test_a_batch_sealed_while_a_wake_up_of_its_type_is_pending_wakes_no_second_run(
+    gateway: Callable[..., Any],
+) -> None:
+    client, sink, settings = gateway(batch=BatchPolicy(max_events=1, max_seconds=0.1, hold_seconds=0))
+    for n in range(3):
+        assert post(client, item(f"u{n}"), msg_id=f"msg_{n}").status_code == 202
+    spool = Spool(settings.spool_dir)
+    wait_for(lambda: len(spool.waiting("user_request")) == 3)
+    wait_for(lambda: client.get("/health").json()["wakeups_saved"] == 2)
+    assert len(sink.sent) == 1  # the run it wakes takes all three
+
+    for batch_id in spool.waiting("user_request"):  # that run claims them
+        spool.claim(batch_id)
+    assert post(client, item("u9"), msg_id="msg_9").status_code == 202
+    wait_for(lambda: len(sink.sent) == 2)  # nothing pending, no lease: a new wake-up
+
+
 def test_a_batch_sealed_while_a_run_of_its_type_is_awake_is_left_for_that_run(gateway: Callable[..., Any]) -> None:
     client, sink, settings = gateway(batch=BatchPolicy(max_events=1000, max_seconds=0.1, hold_seconds=0))
     spool = Spool(settings.spool_dir)
     spool.touch_lease("user_request", "run-1")
     assert post(client, item("u1"), msg_id="msg_awake").status_code == 202
-    wait_for(lambda: client.get("/health").json()["handed_to_awake_runs"] == 1)
+    wait_for(lambda: client.get("/health").json()["wakeups_saved"] == 1)
     assert sink.sent == []
     [batch] = spool.pending("user_request", max_events=10)
     assert spool.state_of(batch.batch_id) is State.READY
 
-    spool.drop_lease("user_request", "run-1")  # the run ended: the next batch wakes one
+    spool.claim(batch.batch_id)  # the awake run takes it, then ends: the next batch wakes one
+    spool.drop_lease("user_request", "run-1")
     assert post(client, item("u2"), msg_id="msg_asleep").status_code == 202
     wait_for(lambda: len(sink.sent) == 1)
     assert sink.sent[0].count == 1

@@ -11,7 +11,7 @@ import orjson
 
 from flowhook.gateway import BATCH_READY, PrefectEventSink
 from flowhook.gateway.schemes import generate_secret, sign
-from flowhook.settings import BatchPolicy, Settings
+from flowhook.settings import BatchPolicy, DrainPolicy, Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import Spool, State
 from flowhook.stack import free_port
@@ -28,6 +28,7 @@ def test_a_burst_during_an_outage_is_forwarded_when_prefect_returns(tmp_path: Pa
         webhook_secret=SECRET,
         sources={"shop": SourceConfig()},
         batch=BatchPolicy(max_events=50, max_seconds=0.1, hold_seconds=0),
+        drain=DrainPolicy(idle_seconds=0),  # no run here takes the next batches: each needs its own event
     )
     sink = PrefectEventSink(f"http://127.0.0.1:{port}/api")
     ids: set[str] = set()

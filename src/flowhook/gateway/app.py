@@ -64,7 +64,7 @@ class Gateway:
         self.sink = sink or PrefectEventSink(settings.prefect_api_url)
         self.forwarder = Forwarder(self.spool, self.sink)
         self.inbox = Inbox(self.spool, policy=settings.batch_policy, on_sealed=self._sealed)
-        self.handed_to_awake_runs = 0
+        self.wakeups_saved = 0
         self.accepted = 0
         self.quarantined = 0
         self.spool_bytes = 0
@@ -95,9 +95,17 @@ class Gateway:
                 await self.sink.aclose()
 
     def _sealed(self, ref: BatchRef) -> None:
-        """Wake a worker run for the batch, unless one is awake for its type (it takes the batch itself)."""
-        if self.spool.has_lease(ref.event_type, fresh_within=self.settings.drain.lease_seconds):
-            self.handed_to_awake_runs += 1
+        """Wake a worker run for the batch, unless one is awake for its type or already being woken.
+
+        Either way that run takes this batch too (runs stay awake for their type's next batches), and
+        a flow run costs seconds of CPU to start; a wake-up lost on the way is the sweeper's to repeat.
+        """
+        drain = self.settings.drain
+        if drain.idle_seconds > 0 and (
+            self.spool.has_lease(ref.event_type, fresh_within=drain.lease_seconds)
+            or any(batch_id != ref.batch_id for batch_id in self.spool.waiting(ref.event_type))
+        ):
+            self.wakeups_saved += 1
             return
         self.forwarder.submit(ref)
 
@@ -189,7 +197,7 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
             "forward_backlog": gw.forwarder.backlog,
             "forwarded": gw.forwarder.sent,
             "forward_failures": gw.forwarder.failures,
-            "handed_to_awake_runs": gw.handed_to_awake_runs,
+            "wakeups_saved": gw.wakeups_saved,
             "spool_bytes": gw.spool_bytes,
         }
 

@@ -100,6 +100,15 @@ class Spool:
                     continue
         return False
 
+    def waiting(self, event_type: str) -> list[str]:
+        """Ids of the sealed, unclaimed batches of one type (in ready/ or sent/)."""
+        return [
+            batch_id
+            for state in (State.READY, State.SENT)
+            for batch_id, _ in self.entries(state)
+            if event_type_of(batch_id) == event_type
+        ]
+
     def pending(self, event_type: str, *, max_events: int) -> list[BatchRef]:
         """Sealed, unclaimed batches of one type, oldest first, up to about `max_events` events (at least one)."""
         found = [
