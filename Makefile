@@ -24,11 +24,12 @@ lint: setup
 	$(UV) run mypy
 
 ## Lint, type-check, every test (unit and end-to-end against a real Prefect server), then the
-## benchmark's quick mode (checks nothing is lost or doubled, not speed).
+## end-to-end benchmark's quick mode (checks nothing is lost or doubled, not speed).
 test: lint
 	$(UV) run pytest
-	$(UV) run python bench/gateway_ingest.py --quick
+	$(UV) run python bench/pipeline.py --quick
 
-## The gateway ingest benchmark (see bench/gateway_ingest.py).
+## The end-to-end benchmark (bench/pipeline.py, ~15 min), then the gateway alone (bench/gateway_ingest.py).
 bench: setup
+	$(UV) run python bench/pipeline.py
 	$(UV) run python bench/gateway_ingest.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import queue
 import random
 import time
 import uuid
@@ -75,24 +76,37 @@ async def drive(requests: list[bytes], rate: float, port: int, connections: int,
     for _ in requests:
         t += rng.expovariate(rate)
         due.append(t)
-    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    # Connections open on demand, up to `connections`, and the most recently used is reused first: at a
+    # low rate a few stay busy instead of many idling into the server's keep-alive timeout.
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    slots = asyncio.Semaphore(connections)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     ids: list[str] = []
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
     wall_start = time.time() + 0.2
+    reconnects = 0
 
     async def one(request: bytes, at: float) -> None:
+        nonlocal reconnects
         await asyncio.sleep(max(0.0, start + at - loop.time()))
-        reader, writer = await pool.get()
-        try:
-            writer.write(request)
-            status, body = await _read_response(reader)
-        finally:
-            pool.put_nowait((reader, writer))
+        async with slots:
+            reader, writer = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+            for attempt in (1, 2):
+                try:
+                    writer.write(request)
+                    status, body = await _read_response(reader)
+                    break
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    # The server closed the connection before reading the request (an idle keep-alive
+                    # timing out): nothing was processed, so send it again on a new connection.
+                    writer.close()
+                    if attempt == 2:
+                        raise
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    reconnects += 1
+            idle.append((reader, writer))
         latencies.append(loop.time() - (start + at))
         statuses[status] = statuses.get(status, 0) + 1
         if status == 202:
@@ -100,9 +114,16 @@ async def drive(requests: list[bytes], rate: float, port: int, connections: int,
 
     await asyncio.gather(*(one(request, at) for request, at in zip(requests, due, strict=True)))
     elapsed = loop.time() - start
-    while not pool.empty():
-        pool.get_nowait()[1].close()
-    return {"latencies": latencies, "statuses": statuses, "ids": ids, "elapsed": elapsed, "started": wall_start}
+    for _, writer in idle:
+        writer.close()
+    return {
+        "latencies": latencies,
+        "statuses": statuses,
+        "ids": ids,
+        "elapsed": elapsed,
+        "started": wall_start,
+        "reconnects": reconnects,
+    }
 
 
 def _load_process(level: Level, secret: str, port: int, connections: int, id_prefix: str, out: Any) -> None:
@@ -116,8 +137,20 @@ def run_load(level: Level, secret: str, port: int, *, connections: int = 64, id_
     out = ctx.Queue()
     loader = ctx.Process(target=_load_process, args=(level, secret, port, connections, id_prefix, out))
     loader.start()
+    deadline = time.monotonic() + level.seconds * 20 + 120
     try:
-        result: dict[str, Any] = out.get(timeout=level.seconds * 20 + 120)
+        while True:
+            try:
+                result: dict[str, Any] = out.get(timeout=1.0)
+                return result
+            except queue.Empty:
+                if not loader.is_alive():
+                    raise RuntimeError(
+                        f"the load process died (exit code {loader.exitcode}); see its traceback"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the load process did not finish in time") from None
     finally:
+        if loader.is_alive():
+            loader.terminate()
         loader.join(30)
-    return result

@@ -19,6 +19,7 @@ every deployment, a worker, the gateway) in a temporary folder, deploys the naiv
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -63,8 +64,8 @@ class Plan:
 
 
 FULL = Plan(
-    floor_samples=7,
-    quiet_samples=7,
+    floor_samples=5,
+    quiet_samples=5,
     naive_events=20,
     levels=[
         Level(10, 30, 1),
@@ -77,8 +78,9 @@ FULL = Plan(
     drain_timeout=240,
 )
 QUICK = Plan(
-    floor_samples=0, quiet_samples=0, naive_events=1, levels=[Level(50, 4, 10)], store_rows=20_000, drain_timeout=60
+    floor_samples=0, quiet_samples=0, naive_events=0, levels=[Level(50, 4, 10)], store_rows=0, drain_timeout=60
 )
+"""The smoke run CI does (in tests/e2e, on the tests' stack): every acknowledged event stored once."""
 
 
 def _now() -> datetime:
@@ -478,39 +480,52 @@ def print_markdown(levels: list[dict[str, Any]]) -> None:
         )
 
 
+def measure(stack: LocalStack, plan: Plan, *, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every phase of `plan` against a running stack (the naive path is deployed to it if needed)."""
+    results: dict[str, Any] = {"started": _now().isoformat(), "plan": repr(plan)}
+    if plan.floor_samples or plan.naive_events:
+        stack.deploy(ROOT / "bench" / "prefect.yaml")
+    bench = Bench(stack, progress=say)
+    with Sampler({k: v for k, v in stack.pids().items() if k in ("server", "worker", "gateway")}) as sampler:
+        if plan.floor_samples:
+            say("[bench] floor: Prefect's own emit → flow complete (an empty flow, one at a time)")
+            results["floor"] = phase_floor(bench, plan.floor_samples)
+        if plan.quiet_samples:
+            say("[bench] quiet, cold: one webhook at a time, no worker run awake")
+            results["quiet"] = phase_quiet(bench, plan.quiet_samples, warm=False)
+            say("[bench] quiet, warm: one webhook at a time, 1 s after the previous was stored")
+            results["warm"] = phase_quiet(bench, plan.quiet_samples, warm=True)
+        if plan.naive_events:
+            say("[bench] naive: one event → one automation → one flow run")
+            results["naive"] = phase_naive(bench, plan.naive_events, plan.drain_timeout)
+        say("[bench] load levels (open loop, Poisson, from a separate process)")
+        results["levels"] = [
+            phase_level(bench, level, i, sampler, plan.drain_timeout) for i, level in enumerate(plan.levels)
+        ]
+    if plan.store_rows:
+        say("[bench] store: raw Arrow insert against write_events, same rows")
+        results["store"] = phase_store(plan.store_rows)
+    return results
+
+
 def run(plan: Plan, *, worker_limit: int, keep: Path | None) -> dict[str, Any]:
+    """Start the local stack in a temporary folder (or `keep`), measure, stop it."""
     tmp = tempfile.TemporaryDirectory(prefix="flowhook-bench-")
-    data = keep or Path(tmp.name)
     config = StackConfig(
         root=ROOT,
-        data_dir=data,
+        data_dir=keep or Path(tmp.name),
         prefect_port=free_port(),
         gateway_port=free_port(),
         worker_limit=worker_limit,
         extra_env={"PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"},
     )
-    results: dict[str, Any] = {"started": _now().isoformat(), "plan": repr(plan)}
     t0 = time.monotonic()
-    with LocalStack(config, progress=lambda m: print(f"[stack] {m}", flush=True)) as stack:
-        stack.deploy(ROOT / "bench" / "prefect.yaml")
-        print(f"[bench] stack up in {time.monotonic() - t0:.0f} s", flush=True)
-        bench = Bench(stack, progress=lambda m: print(m, flush=True))
-        with Sampler({k: v for k, v in stack.pids().items() if k in ("server", "worker", "gateway")}) as sampler:
-            if plan.floor_samples:
-                print("[bench] floor: Prefect's own emit → flow complete (an empty flow, one at a time)", flush=True)
-                results["floor"] = phase_floor(bench, plan.floor_samples)
-            if plan.quiet_samples:
-                print("[bench] quiet, cold: one webhook at a time, no worker run awake", flush=True)
-                results["quiet"] = phase_quiet(bench, plan.quiet_samples, warm=False)
-                print("[bench] quiet, warm: one webhook at a time, 1 s after the previous was stored", flush=True)
-                results["warm"] = phase_quiet(bench, plan.quiet_samples, warm=True)
-            print("[bench] naive: one event → one automation → one flow run", flush=True)
-            results["naive"] = phase_naive(bench, plan.naive_events, plan.drain_timeout)
-            print("[bench] load levels (open loop, Poisson, from a separate process)", flush=True)
-            results["levels"] = [
-                phase_level(bench, level, i, sampler, plan.drain_timeout) for i, level in enumerate(plan.levels)
-            ]
-    results["store"] = phase_store(plan.store_rows)
+    say = functools.partial(print, flush=True)
+    with LocalStack(config, progress=lambda m: say(f"[stack] {m}")) as stack:
+        started = time.monotonic() - t0
+        say(f"[bench] stack up in {started:.0f} s")
+        results = measure(stack, plan, say=say)
+    results["stack_start_seconds"] = started
     results["seconds"] = time.monotonic() - t0
     tmp.cleanup()
     return results
@@ -519,14 +534,17 @@ def run(plan: Plan, *, worker_limit: int, keep: Path | None) -> dict[str, Any]:
 def summarise(results: dict[str, Any]) -> list[str]:
     """The targets of the benchmark, each with its figure and whether it was met."""
     levels = results["levels"]
-    naive = results["naive"]["events_per_second"]
     best = max(levels, key=lambda r: r["stored_events_per_s"])
     lines = [
-        f"naive path: {naive:.3f} events/s ({results['naive']['flow_runs']} flow runs for "
-        f"{results['naive']['events']} events)",
         f"best level: {best['stored_events_per_s']:,.0f} events/s stored "
-        f"(during load {best['stored_during_load_per_s']:,.0f}/s) = {best['stored_events_per_s'] / naive:,.0f}× naive",
+        f"(during load {best['stored_during_load_per_s']:,.0f}/s)"
     ]
+    if "naive" in results:
+        naive = results["naive"]["events_per_second"]
+        lines.append(
+            f"naive path: {naive:.3f} events/s ({results['naive']['flow_runs']} flow runs for "
+            f"{results['naive']['events']} events); best level = {best['stored_events_per_s'] / naive:,.0f}× naive"
+        )
     if "quiet" in results and "floor" in results:
         floor = results["floor"]["emit_to_complete"]["p50"]
         quiet = results["quiet"]["received_to_stored"]["p50"]
@@ -566,7 +584,9 @@ def main() -> int:
     print()
     for line in summarise(results):
         print(line)
-    print(f"benchmark took {results['seconds']:.0f} s")
+    print(
+        f"benchmark took {results['seconds']:.0f} s, of which {results['stack_start_seconds']:.0f} s starting the stack"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     bad = [r for r in results["levels"] if r["lost"] or r["duplicated"] or r["acked"] == 0]

@@ -122,7 +122,7 @@ class LocalStack:
             self._start_moto()
         self._progress(f"creating work pool {WORK_POOL!r} and deploying prefect.yaml")
         self._run("pool", [*_prefect(), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"])
-        self._run("deploy", [*_prefect(), "--no-prompt", "deploy", "--all"])
+        self.deploy()
         self._progress("starting worker and gateway")
         self._spawn(
             "worker",
@@ -148,6 +148,15 @@ class LocalStack:
                 self._run("sources", [*_prefect(), "deployment", "run", deployment])
             # Their flow-run processes cost seconds of CPU to start: let that pass before any load.
             self._wait_running(tag="source", count=len(SOURCE_DEPLOYMENTS), timeout=90)
+
+    def deploy(self, prefect_file: Path | None = None) -> None:
+        """`prefect deploy --all` of `prefect.yaml` (or another file of deployments) to this stack."""
+        extra = [] if prefect_file is None else ["--prefect-file", str(prefect_file)]
+        self._run("deploy", [*_prefect(), "--no-prompt", "deploy", "--all", *extra])
+
+    def pids(self) -> dict[str, int]:
+        """The PID of each long-running part, by name (`server`, `worker`, `gateway`, ...)."""
+        return {name: proc.pid for name, proc in self._procs if proc.poll() is None}
 
     def _wait_running(self, *, tag: str, count: int, timeout: float) -> None:
         body = {"flow_runs": {"tags": {"all_": [tag]}, "state": {"type": {"any_": ["RUNNING"]}}}}

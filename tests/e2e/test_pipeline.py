@@ -278,3 +278,17 @@ def test_reporting_flow_publishes_artifact_matching_duckdb(local_stack: LocalSta
 
     markdown = asyncio.run(latest_artifact())
     assert "λ" in markdown and "user_request" in markdown and "p99" in markdown
+
+
+def test_the_benchmarks_quick_mode_stores_every_acknowledged_event_once(
+    local_stack: LocalStack, prefect_api: str
+) -> None:
+    """bench/pipeline.py's smoke run on this stack: an open-loop burst from a separate process."""
+    from bench.pipeline import QUICK, measure
+
+    results = measure(local_stack, QUICK, say=lambda message: None)
+    [level] = results["levels"]
+    assert level["statuses"] == {202: QUICK.levels[0].deliveries}
+    assert level["acked"] == QUICK.levels[0].deliveries * QUICK.levels[0].events_per_delivery
+    assert (level["stored"], level["lost"], level["duplicated"]) == (level["acked"], 0, 0)
+    assert level["flow_runs"] >= 1
