@@ -556,7 +556,7 @@ def summarise(results: dict[str, Any]) -> list[str]:
         if r["events_per_delivery"] == 1 and r["deliveries_per_s"] >= 1000:
             lines.append(
                 f"{r['deliveries_per_s']:,.0f} single-event deliveries/s offered: acked "
-                f"{r['acked'] / r['seconds']:,.0f}/s, ack p99 {r['ack']['p99'] * 1000:.1f} ms"
+                f"{r['acked_events_per_s']:,.0f}/s, ack p99 {r['ack']['p99'] * 1000:,.0f} ms"
             )
     store = results.get("store")
     if store:
