@@ -23,11 +23,10 @@ lint: setup
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 
-## Lint, type-check, every test (unit and end-to-end against a real Prefect server), then the
-## end-to-end benchmark's quick mode (checks nothing is lost or doubled, not speed).
+## Lint, type-check, every test: unit and end-to-end against a real Prefect server, the end-to-end
+## benchmark's quick mode among them (tests/e2e: nothing lost or doubled; speed is `make bench`'s).
 test: lint
 	$(UV) run pytest
-	$(UV) run python bench/pipeline.py --quick
 
 ## The end-to-end benchmark (bench/pipeline.py, ~15 min), then the gateway alone (bench/gateway_ingest.py).
 bench: setup

@@ -120,8 +120,8 @@ class Gateway:
             await asyncio.sleep(1.0)
 
 
-def get_gateway(request: Request) -> Gateway:
-    """The app's gateway, as a route dependency."""
+async def get_gateway(request: Request) -> Gateway:
+    """The app's gateway, as a route dependency (async: FastAPI runs a plain def in a thread pool)."""
     gateway: Gateway = request.app.state.gateway
     return gateway
 
