@@ -36,7 +36,7 @@ class BatchPolicy(BaseModel):
 class DrainPolicy(BaseModel):
     """How long a worker flow run stays awake, after its own batch, taking new batches of its type.
 
-    A flow run costs seconds of CPU to start; an awake run takes a new batch within `poll` and
+    A flow run costs seconds of CPU to start; an awake run takes a new batch within 0.1 s and
     processes every batch waiting at once (up to `max_events`), so under load a few runs carry
     everything. While a run is awake the gateway does not wake another (it holds a lease).
     """

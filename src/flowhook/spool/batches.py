@@ -81,9 +81,7 @@ class Spool:
 
     def touch_lease(self, event_type: str, owner: str) -> None:
         """Say that `owner` is awake and taking batches of `event_type` (call at least every second)."""
-        path = self.leases / f"{event_type}@{owner}"
-        path.touch()
-        os.utime(path)
+        (self.leases / f"{event_type}@{owner}").touch()  # an existing file gets a new mtime
 
     def drop_lease(self, event_type: str, owner: str) -> None:
         (self.leases / f"{event_type}@{owner}").unlink(missing_ok=True)
@@ -100,27 +98,23 @@ class Spool:
                     continue
         return False
 
+    def _unclaimed(self, event_type: str) -> Iterator[tuple[State, str, float]]:
+        """(state, batch id, age) of every sealed, unclaimed batch of one type (in ready/ or sent/)."""
+        for state in (State.READY, State.SENT):
+            for batch_id, age in self.entries(state):
+                if event_type_of(batch_id) == event_type:
+                    yield state, batch_id, age
+
     def waiting(self, event_type: str) -> list[str]:
-        """Ids of the sealed, unclaimed batches of one type (in ready/ or sent/)."""
-        return [
-            batch_id
-            for state in (State.READY, State.SENT)
-            for batch_id, _ in self.entries(state)
-            if event_type_of(batch_id) == event_type
-        ]
+        """Ids of the sealed, unclaimed batches of one type."""
+        return [batch_id for _, batch_id, _ in self._unclaimed(event_type)]
 
     def pending(self, event_type: str, *, max_events: int) -> list[BatchRef]:
         """Sealed, unclaimed batches of one type, oldest first, up to about `max_events` events (at least one)."""
-        found = [
-            (age, state, batch_id)
-            for state in (State.READY, State.SENT)
-            for batch_id, age in self.entries(state)
-            if event_type_of(batch_id) == event_type
-        ]
         refs: list[BatchRef] = []
         total = 0
         now = datetime.now(UTC)  # found now: handed on now (as a trigger would have emitted it)
-        for _, state, batch_id in sorted(found, key=lambda item: -item[0]):
+        for state, batch_id, _ in sorted(self._unclaimed(event_type), key=lambda item: -item[2]):
             try:
                 ref = self.ref(state, batch_id)
             except FileNotFoundError:

@@ -59,7 +59,6 @@ class Inbox:
         self._flusher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._sealing: set[asyncio.Task[None]] = set()
-        self._unclaimed: dict[str, list[str]] = defaultdict(list)
 
     async def start(self) -> list[BatchRef]:
         """Recover what a previous run left (open files are sealed as they are) and start sealing by age.
@@ -178,7 +177,6 @@ class Inbox:
             count=segment.count,
             sealed=datetime.now(UTC),
         )
-        self._unclaimed[segment.event_type].append(segment.batch_id)
         self._on_sealed(ref)
 
     async def _seal_by_age(self) -> None:
@@ -188,18 +186,11 @@ class Inbox:
             for segment in list(self._open.values()):
                 policy = self._policy(segment.event_type)
                 age = now - segment.opened
-                if age >= policy.max_seconds and (age >= policy.hold_seconds or not self._waiting(segment.event_type)):
-                    self._start_seal(segment)
-
-    def _waiting(self, event_type: str) -> bool:
-        """Whether a batch of this type sealed earlier is still unclaimed (in ready/ or sent/)."""
-        pending = self._unclaimed[event_type]
-        pending[:] = [
-            batch_id
-            for batch_id in pending
-            if self._spool.path(State.READY, batch_id).exists() or self._spool.path(State.SENT, batch_id).exists()
-        ]
-        return bool(pending)
+                if age < policy.max_seconds:
+                    continue
+                if age < policy.hold_seconds and self._spool.waiting(segment.event_type):
+                    continue  # an earlier batch of the type still waits for a run: keep growing
+                self._start_seal(segment)
 
 
 def _fsync_all(fds: list[int]) -> None:
