@@ -31,20 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.loadgen import Level, run_load  # noqa: E402
+from bench.procstats import cpu_seconds, peak_rss  # noqa: E402
 from flowhook.metrics import percentile  # noqa: E402
 from flowhook.spool import Spool, State  # noqa: E402
 from flowhook.stack import free_port  # noqa: E402
-
-
-def _proc_stats(pid: int) -> tuple[float, int]:
-    """(CPU seconds, peak RSS bytes) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    peak = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            peak = int(line.split()[1]) * 1024
-    return cpu, peak
 
 
 def run_level(level: Level, *, connections: int) -> dict[str, Any]:
@@ -79,9 +69,9 @@ def run_level(level: Level, *, connections: int) -> dict[str, Any]:
                     raise RuntimeError("the gateway did not start")
                 time.sleep(0.1)
             secret = json.loads((data / "secrets" / "demo.json").read_text())["current"]
-            cpu_before, _ = _proc_stats(gateway.pid)
+            cpu_before = cpu_seconds(gateway.pid)
             result = run_load(level, secret, port, connections=connections)
-            cpu_after, peak_rss = _proc_stats(gateway.pid)
+            cpu_after, peak = cpu_seconds(gateway.pid), peak_rss(gateway.pid)
         finally:
             gateway.terminate()
             gateway.wait(30)
@@ -106,7 +96,7 @@ def run_level(level: Level, *, connections: int) -> dict[str, Any]:
         "ack_p99_ms": percentile(latencies, 0.99) * 1000,
         "statuses": result["statuses"],
         "gateway_cpu_s": cpu_after - cpu_before,
-        "gateway_peak_rss_mb": peak_rss / 2**20,
+        "gateway_peak_rss_mb": peak / 2**20,
         "lost": len(set(acked) - set(spooled)),
         "duplicated": len(spooled) - len(set(spooled)),
     }

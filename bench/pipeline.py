@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import random
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
@@ -42,6 +44,7 @@ from bench.procstats import Sampler  # noqa: E402
 from flowhook.demo import demo_event  # noqa: E402
 from flowhook.events import Event, derive_event_id  # noqa: E402
 from flowhook.gateway.schemes import sign  # noqa: E402
+from flowhook.gateway.secrets import secret_store  # noqa: E402
 from flowhook.metrics import latency_stats  # noqa: E402
 from flowhook.settings import Settings  # noqa: E402
 from flowhook.sources.webhook import SignatureConfig  # noqa: E402
@@ -99,8 +102,6 @@ class Bench:
         self.db = DuckDBStore(data / "flowhook.duckdb", lock_timeout=120)
         self.spool = Spool(data / "spool")
         settings = Settings(data_dir=data)
-        from flowhook.gateway.secrets import secret_store
-
         self.secret = secret_store(settings).secrets("demo", settings.source_configs()["demo"])[0]
 
     # -- Prefect API helpers ------------------------------------------------------------------
@@ -125,26 +126,23 @@ class Bench:
         self.http.post(f"{self.api}/events", json=events).raise_for_status()
 
     # -- store helpers --------------------------------------------------------------------------
+    def _query_ids(self, sql: str, ids: list[str]) -> list[tuple[Any, ...]]:
+        """`sql` over the store with the given ids as a table `wanted(id)`."""
+        with self.db.connect() as con:
+            con.register("wanted", pa.table({"id": pa.array(ids, pa.string())}))
+            return con.execute(sql).fetchall()
+
     def rows(self, ids: list[str]) -> list[tuple[Any, ...]]:
         """(id, received, emitted, started, stored, flow_run_id, n) of the given ids that are stored."""
-        import pyarrow as pa
-
-        wanted = pa.table({"id": pa.array(ids, pa.string())})
-        with self.db.connect() as con:
-            con.register("wanted", wanted)
-            return con.execute(
-                "SELECT id, any_value(received), any_value(emitted), any_value(started), any_value(stored), "
-                "any_value(flow_run_id), count(*) FROM events JOIN wanted USING (id) GROUP BY id"
-            ).fetchall()
+        return self._query_ids(
+            "SELECT id, any_value(received), any_value(emitted), any_value(started), any_value(stored), "
+            "any_value(flow_run_id), count(*) FROM events JOIN wanted USING (id) GROUP BY id",
+            ids,
+        )
 
     def count_stored(self, ids: list[str]) -> int:
-        import pyarrow as pa
-
-        wanted = pa.table({"id": pa.array(ids, pa.string())})
-        with self.db.connect() as con:
-            con.register("wanted", wanted)
-            row = con.execute("SELECT count(DISTINCT id) FROM events JOIN wanted USING (id)").fetchone()
-        return int(row[0]) if row else 0
+        [(count,)] = self._query_ids("SELECT count(DISTINCT id) FROM events JOIN wanted USING (id)", ids)
+        return int(count)
 
     def wait_stored(self, ids: list[str], *, timeout: float, poll: float = 1.0) -> float:
         """Wait until every id is in DuckDB; returns the seconds waited (raises on timeout)."""
@@ -170,7 +168,7 @@ class Bench:
             time.sleep(0.5)
 
     def duplicated_in_spool(self, ids: set[str]) -> int:
-        """Events of `ids` that went into more than one batch (what INSERT OR IGNORE would hide)."""
+        """Events of `ids` that went into more than one batch (the store skips stored ids: it would not show)."""
         seen: dict[str, int] = {}
         for state in (State.CLAIMED, State.DONE):
             for path in (self.spool.root / state.value).glob("*.jsonl"):
@@ -181,8 +179,17 @@ class Bench:
         return sum(1 for n in seen.values() if n > 1)
 
     # -- single deliveries -----------------------------------------------------------------------
+    def send_and_wait_stored(self, timeout: float = 120) -> str:
+        """Send one event and return its id once its batch is done (stored)."""
+        done_before = sum(1 for _ in self.spool.entries(State.DONE))
+        event_id = self.send_one()
+        deadline = time.monotonic() + timeout
+        while sum(1 for _ in self.spool.entries(State.DONE)) <= done_before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return event_id
+
     def send_one(self) -> str:
-        body = orjson.dumps(demo_event(_rng(), _now()) | {"type": "user_request", "data": _USER})
+        body = orjson.dumps({"type": "user_request", "data": _USER, "timestamp": _now().isoformat()})
         msg_id = f"quiet_{uuid.uuid4().hex}"
         headers = sign(SignatureConfig(), body, self.secret, msg_id=msg_id)
         response = self.http.post(
@@ -195,12 +202,6 @@ class Bench:
 
 
 _USER = {"user_id": "u1", "action": "search", "path": "/search"}
-
-
-def _rng() -> Any:
-    import random
-
-    return random.Random()
 
 
 def _seconds(a: Any, b: Any) -> float:
@@ -268,28 +269,19 @@ def phase_quiet(bench: Bench, samples: int, *, warm: bool) -> dict[str, Any]:
     ids = []
     if warm:
         bench.wait_idle()
-        bench.send_one()  # wakes a run; the samples then find it awake
-        time.sleep(samples and 1.0)
+        bench.send_and_wait_stored()  # wakes a run; the samples then find it awake
+        time.sleep(1.0)
     for i in range(samples):
         if not warm:
             bench.wait_idle()
-        done_before = sum(1 for _ in bench.spool.entries(State.DONE))
-        ids.append(bench.send_one())
-        deadline = time.monotonic() + 120
-        while sum(1 for _ in bench.spool.entries(State.DONE)) <= done_before and time.monotonic() < deadline:
-            time.sleep(0.02)
+        ids.append(bench.send_and_wait_stored())
         bench.progress(f"  {'warm' if warm else 'cold'} {i + 1}/{samples} stored")
         time.sleep(1.0)
     rows = bench.rows(ids)
     run_ids = list({r[5] for r in rows})
+    bench.wait_idle()  # the runs have ended: their end times are known
     found = bench.http.post(f"{bench.api}/flow_runs/filter", json={"flow_runs": {"id": {"any_": run_ids}}}).json()
-    bench.wait_idle()
-    runs = {
-        r["id"]: r
-        for r in bench.http.post(
-            f"{bench.api}/flow_runs/filter", json={"flow_runs": {"id": {"any_": [r["id"] for r in found]}}}
-        ).json()
-    }
+    runs = {r["id"]: r for r in found}
     to_complete = []
     for r in rows:
         end = _run_end(runs.get(r[5], {}))
@@ -309,7 +301,7 @@ def phase_naive(bench: Bench, count: int, timeout: float) -> dict[str, Any]:
     since = _now()
     received = _now()
     events = []
-    rng = _rng()
+    rng = random.Random()
     for i in range(count):
         item = demo_event(rng, received)
         event_id = derive_event_id("naive", f"naive_{uuid.uuid4().hex}", i)

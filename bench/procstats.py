@@ -24,6 +24,12 @@ def _stat(pid: int) -> tuple[int, float, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK, int(fields[19]) / _TICK
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 if it is gone."""
+    stat = _stat(pid)
+    return 0.0 if stat is None else stat[1]
+
+
 def peak_rss(pid: int) -> int:
     """Peak resident set size (VmHWM) of a process in bytes; 0 if it is gone."""
     try:
