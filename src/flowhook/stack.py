@@ -205,15 +205,7 @@ class LocalStack:
         """A boto3 SQS client for the local queue, or None without one."""
         if not self._sqs_env:
             return None
-        import boto3
-
-        return boto3.client(
-            "sqs",
-            endpoint_url=self._sqs_env["FLOWHOOK_SQS__ENDPOINT_URL"],
-            region_name=self._sqs_env["AWS_DEFAULT_REGION"],
-            aws_access_key_id=self._sqs_env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self._sqs_env["AWS_SECRET_ACCESS_KEY"],
-        )
+        return local_sqs_client(self._sqs_env["FLOWHOOK_SQS__ENDPOINT_URL"], self._sqs_env)
 
     def start_server(self) -> None:
         """Start the Prefect server (again, after `stop_part("server")`: same port, same database)."""
@@ -295,21 +287,26 @@ class LocalStack:
         raise StackError(f"the {name} did not become healthy within {timeout:.0f}s; see {self.logs / name}.log")
 
 
-def create_local_queues(
-    endpoint: str, credentials: dict[str, str], *, name: str = "flowhook-events"
-) -> tuple[str, str]:
-    """Create the queue and its dead-letter queue (3 receives, then the DLQ); returns their URLs."""
-    import json
-
+def local_sqs_client(endpoint: str, credentials: dict[str, str]) -> Any:
+    """A boto3 SQS client for a local endpoint, with the `AWS_*` values of `credentials`."""
     import boto3
 
-    sqs = boto3.client(
+    return boto3.client(
         "sqs",
         endpoint_url=endpoint,
         region_name=credentials["AWS_DEFAULT_REGION"],
         aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def create_local_queues(
+    endpoint: str, credentials: dict[str, str], *, name: str = "flowhook-events"
+) -> tuple[str, str]:
+    """Create the queue and its dead-letter queue (3 receives, then the DLQ); returns their URLs."""
+    import json
+
+    sqs = local_sqs_client(endpoint, credentials)
     dlq_url: str = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
