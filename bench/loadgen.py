@@ -122,6 +122,7 @@ async def drive(requests: list[bytes], rate: float, port: int, connections: int,
         "ids": ids,
         "elapsed": elapsed,
         "started": wall_start,
+        "due": due,
         "reconnects": reconnects,
     }
 
@@ -132,7 +133,8 @@ def _load_process(level: Level, secret: str, port: int, connections: int, id_pre
 
 
 def run_load(level: Level, secret: str, port: int, *, connections: int = 64, id_prefix: str = "msg") -> dict[str, Any]:
-    """Drive one level from a separate (spawned) process; returns latencies, statuses, acked ids, elapsed."""
+    """Drive one level from a separate (spawned) process; returns latencies, statuses, acked ids, elapsed,
+    the wall-clock start and each request's due time (seconds after it)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     loader = ctx.Process(target=_load_process, args=(level, secret, port, connections, id_prefix, out))

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from flowhook.metrics import Report, to_markdown, to_store_rows, to_table_rows
-from flowhook.reporting import REPORT_ARTIFACT_KEY, REPORT_TABLE_KEY, window_report
+from flowhook.metrics import Report, Window, to_markdown, to_store_rows, to_table_rows
+from flowhook.reporting import (
+    REPORT_ARTIFACT_KEY,
+    REPORT_CHART_KEY,
+    REPORT_TABLE_KEY,
+    chart_url,
+    window_report,
+)
 from flowhook.settings import get_settings
+from flowhook.spool import Spool
 from flowhook.store import DuckDBStore
-from tasks import IO_RETRIES
+from tasks import IO_RETRIES, Bulk
 
 
 def _store() -> DuckDBStore:
@@ -19,24 +28,38 @@ def _store() -> DuckDBStore:
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
-def compute_report(minutes: float) -> Report:
-    return window_report(_store(), minutes=minutes)
+def compute_report(minutes: float, bucket_seconds: float, target_p99_seconds: float) -> Bulk[Report]:
+    window = Window.last(minutes, bucket_seconds=bucket_seconds)
+    spool = Spool(get_settings().spool_dir)
+    return Bulk(window_report(_store(), spool, window, target_p99_seconds=target_p99_seconds))
+
+
+@task(cache_policy=NONE)
+def draw_chart(report: Bulk[Report]) -> Path:
+    from flowhook.metrics.chart import render_chart
+
+    return render_chart(report.items, get_settings().reports_dir / f"{report.items.report_id}.png")
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
-def save_report(report: Report) -> None:
-    _store().write_report_rows(to_store_rows(report))
+def save_report(report: Bulk[Report], chart: Path | None) -> None:
+    _store().write_report(to_store_rows(report.items, chart_path=None if chart is None else str(chart)))
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
-def publish_artifacts(report: Report) -> None:
+def publish_artifacts(report: Bulk[Report], chart: Path | None) -> None:
+    url = None if chart is None else chart_url(get_settings(), chart.name)
     create_markdown_artifact(
-        markdown=to_markdown(report),
+        markdown=to_markdown(report.items, chart_url=url),
         key=REPORT_ARTIFACT_KEY,
-        description="flowhook pipeline report: λ, μ, θ, τ and measured latency per event type",
+        description="flowhook report: λ, μ, θ, τ, latency per stage, backlog, Little's law and capacity forecast",
     )
     create_table_artifact(
-        table=to_table_rows(report),
+        table=to_table_rows(report.items),
         key=REPORT_TABLE_KEY,
-        description="flowhook pipeline report, one row per event type",
+        description="flowhook report, one row per event type",
     )
+    if url is not None:
+        create_image_artifact(
+            image_url=url, key=REPORT_CHART_KEY, description="Arrivals vs processing and latency per bucket"
+        )

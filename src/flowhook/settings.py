@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     )
     watch_interval_seconds: float = Field(default=2.0, gt=0, description="How often the watched folder is scanned.")
     lock_timeout_seconds: float = Field(default=120.0, description="How long to wait for the DuckDB file lock.")
+    report_target_p99_seconds: float = Field(
+        default=30.0, gt=0, description="The p99 latency target the report's capacity forecast sizes workers for."
+    )
+    report_bucket_seconds: float = Field(default=60.0, gt=0, description="The report's time buckets, in seconds.")
 
     @property
     def database(self) -> Path:
@@ -122,6 +126,11 @@ class Settings(BaseSettings):
     def incoming_dir(self) -> Path:
         """The folder the files source watches."""
         return self.watch_dir or self.data_dir / "incoming"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where the reporting flow saves its chart images."""
+        return self.data_dir / "reports"
 
     @property
     def quarantine_dir(self) -> Path:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -20,6 +22,7 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterName,
 )
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -27,7 +30,8 @@ from flowhook.demo import send_load, send_sqs_messages
 from flowhook.events import Event, derive_event_id
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.gateway.secrets import secret_store
-from flowhook.reporting import REPORT_ARTIFACT_KEY
+from flowhook.metrics import Window
+from flowhook.reporting import REPORT_ARTIFACT_KEY, REPORT_CHART_KEY, REPORT_TABLE_KEY, window_report
 from flowhook.settings import Settings
 from flowhook.spool import Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
@@ -241,43 +245,105 @@ def test_a_burst_while_prefect_is_down_is_stored_once_it_returns(local_stack: Lo
     assert _store(local_stack).duplicate_ids() == 0
 
 
-def test_reporting_flow_publishes_artifact_matching_duckdb(local_stack: LocalStack, prefect_api: str) -> None:
-    run = run_deployment("publish-report/on-demand", parameters={"minutes": 30}, timeout=180)
+def test_the_report_finds_a_known_poisson_load_sent_through_the_gateway(local_stack: LocalStack) -> None:
+    """Poisson deliveries at a set rate through the real gateway, Prefect and workers: the report's λ is
+    the generator's within 2 %, μ its completions, Little's law holds over the whole burst, and its
+    percentiles are the ones recomputed from the raw timestamps."""
+    from bench.loadgen import Level, run_load
+
+    _wait_no_awake_runs(local_stack)
+    level = Level(rate=120.0, seconds=20.0, events_per_delivery=1)
+    load = run_load(level, _secret(local_stack, "demo"), local_stack.config.gateway_port, id_prefix="known")
+    ids = sorted(load["ids"])
+    assert len(ids) == level.deliveries
+    assert _wait_stored(local_stack, ids, timeout=180) == len(ids)
+    db, spool = _store(local_stack), Spool(local_stack.config.data_dir / "spool")
+    started, due = load["started"], load["due"]
+
+    # λ over the inside of the load (1 s off each edge), against what the generator sent in that span.
+    inner = Window(_utc(started + 1.0), _utc(started + due[-1] - 1.0), bucket_seconds=5.0)
+    sent = sum(1 for t in due if 1.0 <= t < due[-1] - 1.0)
+    report = window_report(db, spool, inner, target_p99_seconds=30.0)
+    assert report.rows[-1].arrival_rate == pytest.approx(sent / inner.seconds, rel=0.02)
+    assert report.rows[-1].arrival_rate == pytest.approx(level.rate, rel=0.1)  # a Poisson sample of the set rate
+
+    # The whole burst, from before the first arrival until after the last store: nothing is in the system
+    # at either edge, so M = N, and Little's law must hold.
+    last = db.query("SELECT max(stored) FROM events WHERE id IN (SELECT unnest(?::VARCHAR[]))", [ids])[0][0]
+    whole = Window(_utc(started - 1.0), last.replace(tzinfo=UTC) + timedelta(seconds=1), bucket_seconds=5.0)
+    row = window_report(db, spool, whole, target_p99_seconds=30.0).rows[-1]
+    assert (row.totals.arrivals, row.totals.completions, row.totals.in_flight) == (len(ids), len(ids), 0)
+    assert row.processing_rate == pytest.approx(len(ids) / whole.seconds, rel=0.02)
+    assert row.little is not None and row.little.steady, row.little
+    latencies = [
+        r[0]
+        for r in db.query(
+            "SELECT epoch_us(stored) - epoch_us(received) FROM events WHERE id IN (SELECT unnest(?::VARCHAR[]))", [ids]
+        )
+    ]
+    cuts = statistics.quantiles([us / 1e6 for us in latencies], n=100, method="inclusive")
+    assert row.latency is not None
+    for got, want in ((row.latency.p50, cuts[49]), (row.latency.p95, cuts[94]), (row.latency.p99, cuts[98])):
+        assert got == pytest.approx(want, rel=0.05)
+    assert row.capacity is not None and row.capacity > row.arrival_rate  # it kept up
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def test_reporting_flow_publishes_artifacts_chart_and_tables_matching_duckdb(
+    local_stack: LocalStack, prefect_api: str
+) -> None:
+    run = run_deployment("publish-report/on-demand", parameters={"minutes": 30, "bucket_seconds": 30}, timeout=180)
     assert run.state is not None and run.state.is_completed(), run.state
 
     db = _store(local_stack)
-    report_rows = db.query(
-        "SELECT event_type, n, m, span_seconds, arrival_rate, processing_rate, window_start, window_end FROM reports"
-        " WHERE generated_at = (SELECT max(generated_at) FROM reports)"
+    [(report_id, start, end, chart)] = db.query(
+        "SELECT DISTINCT report_id, window_start, window_end, chart_path FROM latest_reports", reports=True
     )
-    by_type = {row[0]: row[1:] for row in report_rows}
+    rows = db.query("SELECT event_type, n, m, span_seconds, arrival_rate, processing_rate FROM latest_reports")
+    by_type = {row[0]: row[1:] for row in rows}
     assert EVENT_TYPES | {"all"} == set(by_type)
-    # Count by hand over the report's own window: schedules keep adding ticks while the suite runs.
-    start, end = report_rows[0][6], report_rows[0][7]
+    # Count by hand over the report's own window.
     arrived = dict(
         db.query("SELECT type, count(*) FROM events WHERE received >= ? AND received < ? GROUP BY 1", [start, end])
     )
     stored = dict(
         db.query("SELECT type, count(*) FROM events WHERE stored >= ? AND stored < ? GROUP BY 1", [start, end])
     )
-    for event_type, (n, m, span, lam, mu, _, _) in by_type.items():
+    for event_type, (n, m, span, lam, mu) in by_type.items():
         if event_type == "all":
             assert (n, m) == (sum(arrived.values()), sum(stored.values()))
         else:
-            assert (n, m) == (arrived[event_type], stored.get(event_type, 0))
+            assert (n, m) == (arrived.get(event_type, 0), stored.get(event_type, 0))
+        assert span == pytest.approx((end - start).total_seconds())
         assert lam == pytest.approx(n / span) and mu == pytest.approx(m / span)
-    assert sum(arrived.values()) > 700  # the webhooks, SQS messages, files and ticks of this module
+    assert sum(arrived.values()) > 3000  # the webhooks, SQS messages, files and the known load of this module
+    [(buckets,)] = db.query("SELECT count(*) FROM latest_report_buckets WHERE event_type = 'all'")
+    assert buckets == 60
+    [(stages,)] = db.query("SELECT count(DISTINCT stage) FROM latest_report_stages WHERE event_type = 'all'")
+    assert stages == 6
 
-    async def latest_artifact() -> str:
+    # The chart is saved under data/reports/ and served by the gateway for the UI.
+    assert chart is not None and Path(chart).parent == local_stack.config.data_dir / "reports"
+    png = httpx.get(f"{local_stack.config.gateway_url}/reports/{report_id}.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG") and png.content == Path(chart).read_bytes()
+
+    async def latest(key: str) -> Any:
         async with get_client() as client:
             artifacts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[REPORT_ARTIFACT_KEY]))
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC
             )
-            assert artifacts, "no report artifact"
-            return str(artifacts[-1].data)
+            assert artifacts, f"no {key} artifact"
+            return artifacts[0].data
 
-    markdown = asyncio.run(latest_artifact())
-    assert "λ" in markdown and "user_request" in markdown and "p99" in markdown
+    markdown = asyncio.run(latest(REPORT_ARTIFACT_KEY))
+    for needle in ("λ", "seed model", "Little's law", "Capacity forecast", "p50", "user_request", f"{report_id}.png"):
+        assert needle in markdown
+    table = asyncio.run(latest(REPORT_TABLE_KEY))
+    assert "user_request" in str(table)
+    assert asyncio.run(latest(REPORT_CHART_KEY)).endswith(f"/reports/{report_id}.png")
 
 
 def test_the_benchmarks_quick_mode_stores_every_acknowledged_event_once(

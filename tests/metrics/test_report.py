@@ -1,68 +1,66 @@
-"""Pure tests of the window metrics: percentile, build_report's definitions and the renderers."""
+"""Pure tests of the report's figures: percentile, Window, build_report's definitions, Little's law, the forecast."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from rich.console import Console
 
-from flowhook.metrics import (
-    EventTimes,
+from flowhook.metrics.queueing import MODEL
+from flowhook.metrics.report import (
+    MAX_BUCKETS,
+    OVERALL,
+    BucketTotals,
     LatencyStats,
     Report,
-    TypeReport,
+    TypeTotals,
+    Window,
     build_report,
     latency_stats,
+    little_check,
     percentile,
-    to_json_dict,
-    to_markdown,
-    to_rich_table,
-    to_store_rows,
-    to_table_rows,
 )
-from flowhook.metrics.render import _fmt
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-GENERATED = T0 + timedelta(hours=2)
+LN2 = math.log(2)
+LN100 = math.log(100)
 
 
 def _at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def _report(times: list[EventTimes], start: float = 0.0, end: float = 3600.0) -> Report:
-    return build_report(times, window_start=_at(start), window_end=_at(end), generated_at=GENERATED, report_id="r-1")
+def _report(
+    totals: list[TypeTotals],
+    buckets: list[BucketTotals] | None = None,
+    *,
+    seconds: float = 100.0,
+    bucket_seconds: float = 10.0,
+    target: float = 10.0,
+) -> Report:
+    return build_report(
+        totals,
+        buckets or [],
+        window=Window(T0, _at(seconds), bucket_seconds),
+        generated_at=_at(seconds + 5),
+        report_id="r-1",
+        target_p99_seconds=target,
+    )
 
 
-def _row(report: Report, event_type: str) -> TypeReport:
-    (row,) = [r for r in report.rows if r.event_type == event_type]
-    return row
+def _bucket(event_type: str, start: float, seconds: float, arrivals: int, completions: int = 0) -> BucketTotals:
+    return BucketTotals(event_type, _at(start), seconds, arrivals, completions, backlog=0, latency=None)
 
 
-def _steady_load(types: tuple[str, ...] = ("a", "b")) -> list[EventTimes]:
-    """1,000 events per type at exactly 100/s (every 10 ms from T0), each stored 0.2 s after receipt
-    and sent 0.05 s before it."""
-    times: list[EventTimes] = []
-    for event_type in types:
-        for i in range(1000):
-            received = T0 + timedelta(milliseconds=10 * i)
-            times.append(
-                (
-                    event_type,
-                    received - timedelta(milliseconds=50),
-                    received,
-                    received + timedelta(seconds=0.2),
-                )
-            )
-    return times
+def _latency(p50: float) -> LatencyStats:
+    """A latency sample summary whose p50 is what matters (the forecast calibrates on it)."""
+    return LatencyStats(count=400, mean=p50, p50=p50, p95=2 * p50, p99=3 * p50, max=4 * p50)
 
 
-# --- percentile ------------------------------------------------------------------------------------
+# --- percentile and latency_stats ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -102,306 +100,441 @@ def test_percentile_matches_statistics_inclusive(values: list[float]) -> None:
         assert percentile(values, k / 100) == pytest.approx(cut), k
 
 
-@pytest.mark.parametrize(("values", "q"), [([], 0.5), ([1.0], -0.01), ([1.0], 1.01), ([1.0], math.nan)])
+@pytest.mark.parametrize(
+    ("values", "q"),
+    [([], 0.5), ([1.0], -0.01), ([1.0], 1.01), ([1.0], math.nan), ([1.0], math.inf)],
+)
 def test_percentile_rejects_empty_input_and_q_outside_unit_interval(values: list[float], q: float) -> None:
     with pytest.raises(ValueError):
         percentile(values, q)
 
 
-def test_latency_stats() -> None:
+def test_latency_stats_hand_computed() -> None:
+    stats = latency_stats(v for v in [0.4, 0.1, 0.3, 0.2])  # any iterable, in any order
+    assert stats is not None
+    assert stats.count == 4
+    assert stats.mean == pytest.approx(0.25)
+    assert stats.p50 == pytest.approx(0.25)  # position 1.5
+    assert stats.p95 == pytest.approx(0.385)  # position 2.85: 0.3 + 0.85 * 0.1
+    assert stats.p99 == pytest.approx(0.397)  # position 2.97
+    assert stats.max == 0.4
+
+
+def test_latency_stats_of_one_value_and_of_none() -> None:
     assert latency_stats([]) is None
-    assert latency_stats([0.4, 0.1, 0.3, 0.2]) == LatencyStats(
-        count=4, p50=pytest.approx(0.25), p95=pytest.approx(0.385), p99=pytest.approx(0.397), max=0.4
-    )
+    assert latency_stats([0.7]) == LatencyStats(count=1, mean=0.7, p50=0.7, p95=0.7, p99=0.7, max=0.7)
 
 
-# --- build_report ----------------------------------------------------------------------------------
-
-
-def test_steady_load_rates_match_hand_computed_values() -> None:
-    report = _report(_steady_load())
-    # Last receipt at 9.99 s, stored at 10.19 s: T = 10.19 s; λ = μ = 1000 / 10.19 per type.
-    assert report.span_start == T0
-    assert report.span_end == _at(10.19)
-    assert [r.event_type for r in report.rows] == ["a", "b", "all"]
-    for event_type in ("a", "b"):
-        row = _row(report, event_type)
-        assert (row.n, row.m, row.in_flight) == (1000, 1000, 0)
-        assert row.span_seconds == pytest.approx(10.19)
-        assert row.arrival_rate == pytest.approx(98.1354, abs=1e-4)
-        assert row.processing_rate == pytest.approx(98.1354, abs=1e-4)
-        assert row.throughput == pytest.approx(98.1354, abs=1e-4)
-        assert row.tau_seconds == pytest.approx(0.01019)
-        assert row.latency == LatencyStats(count=1000, p50=0.2, p95=0.2, p99=0.2, max=0.2)
-        assert row.end_to_end == LatencyStats(count=1000, p50=0.25, p95=0.25, p99=0.25, max=0.25)
-    overall = _row(report, "all")
-    assert (overall.n, overall.m) == (2000, 2000)
-    assert overall.arrival_rate == pytest.approx(196.2709, abs=1e-4)
-    assert overall.throughput == pytest.approx(196.2709, abs=1e-4)
-    assert overall.tau_seconds == pytest.approx(0.005095)
-
-
-def test_window_cutting_off_stores_makes_throughput_the_processing_rate() -> None:
-    # Window [0, 10): all 1,000 arrive, but receipts from 9.80 s on are stored at >= 10.00 s.
-    report = _report(_steady_load(("a",)), end=10.0)
-    row = _row(report, "a")
-    assert (row.n, row.m, row.in_flight) == (1000, 980, 20)
-    assert row.span_seconds == pytest.approx(9.99)  # last receipt and last store both at 9.99 s
-    assert row.arrival_rate == pytest.approx(1000 / 9.99)
-    assert row.processing_rate == pytest.approx(980 / 9.99)
-    assert row.throughput == pytest.approx(98.0981, abs=1e-4)
-    assert row.tau_seconds == pytest.approx(9.99 / 980)
-
-
-def test_varied_latencies_percentiles() -> None:
-    # One event a second with latencies 1 ms .. 100 ms, fed in reverse order.
-    times: list[EventTimes] = [
-        ("x", _at(k), _at(k), _at(k) + timedelta(milliseconds=k + 1)) for k in reversed(range(100))
-    ]
-    latency = _row(_report(times), "x").latency
-    assert latency is not None
-    assert latency.count == 100
-    assert latency.p50 == pytest.approx(0.0505)
-    assert latency.p95 == pytest.approx(0.09505)
-    assert latency.p99 == pytest.approx(0.09901)
-    assert latency.max == pytest.approx(0.1)
-
-
-def test_empty_window_is_a_report_with_a_zero_all_row() -> None:
-    report = _report([])
-    assert report.span_start is None
-    assert report.span_end is None
-    assert report.span_seconds == 0.0
-    assert report.rows == [TypeReport("all", 0, 0, 0.0, 0.0, 0.0, 0.0, None, 0, None, None)]
-
-
-def test_one_event() -> None:
-    report = _report([("solo", _at(0.9), _at(1.0), _at(1.5))])
-    assert [r.event_type for r in report.rows] == ["solo", "all"]
-    row = _row(report, "solo")
-    assert row.span_seconds == pytest.approx(0.5)
-    assert (row.arrival_rate, row.processing_rate, row.throughput) == pytest.approx((2.0, 2.0, 2.0))
-    assert row.tau_seconds == pytest.approx(0.5)
-    assert row.latency == LatencyStats(count=1, p50=0.5, p95=0.5, p99=0.5, max=0.5)
-    assert row.end_to_end is not None
-    assert row.end_to_end.p50 == pytest.approx(0.6)
-
-
-def test_events_in_flight_count_as_arrivals_not_completions() -> None:
-    times: list[EventTimes] = [
-        ("a", _at(0), _at(0), _at(1)),
-        ("a", _at(1), _at(1), _at(3)),
-        ("a", _at(2), _at(2), None),
-    ]
-    row = _row(_report(times), "a")
-    assert (row.n, row.m, row.in_flight) == (3, 2, 1)
-    assert row.latency is not None
-    assert row.latency.count == 2
-    assert row.span_seconds == pytest.approx(3.0)
-
-
-def test_only_in_flight_events_have_zero_span_and_rates() -> None:
-    row = _row(_report([("a", _at(5), _at(5), None)]), "a")
-    assert (row.n, row.m, row.in_flight) == (1, 0, 1)
-    assert (row.span_seconds, row.arrival_rate, row.throughput, row.tau_seconds) == (0.0, 0.0, 0.0, None)
-    assert row.latency is None
-
-
-def test_events_outside_the_window_are_excluded() -> None:
-    times: list[EventTimes] = [
-        ("early", _at(1), _at(1), _at(2)),  # received and stored before the window
-        ("late", _at(20), _at(20), _at(21)),  # received at the window's (exclusive) end
-        ("later", _at(25), _at(25), None),
-        ("a", _at(10), _at(10), _at(12)),  # received at the (inclusive) start
-        ("a", _at(11), _at(11), _at(14)),
-    ]
-    report = _report(times, start=10.0, end=20.0)
-    assert [r.event_type for r in report.rows] == ["a", "all"]
-    assert (_row(report, "all").n, _row(report, "all").m) == (2, 2)
-    assert report.span_seconds == pytest.approx(4.0)
-
-
-def test_event_received_before_window_and_stored_inside_is_a_completion_only() -> None:
-    times: list[EventTimes] = [
-        ("a", _at(8), _at(8), _at(12)),  # carried over from the previous window
-        ("a", _at(15), _at(15), _at(16)),
-    ]
-    report = _report(times, start=10.0, end=20.0)
-    row = _row(report, "a")
-    assert (row.n, row.m, row.in_flight) == (1, 2, 0)
-    assert report.span_start == _at(10)  # the system was busy from the window's start
-    assert row.span_seconds == pytest.approx(6.0)
-    assert row.latency is not None
-    assert row.latency.max == pytest.approx(4.0)
-
-
-def test_rates_add_up_across_types() -> None:
-    rng = random.Random(11)
-    times: list[EventTimes] = []
-    for _ in range(500):
-        received = _at(rng.uniform(0, 100))
-        stored = None if rng.random() < 0.1 else received + timedelta(seconds=rng.expovariate(2.0))
-        times.append((rng.choice("abc"), received - timedelta(seconds=0.01), received, stored))
-    report = _report(times, start=10.0, end=90.0)
-    *per_type, overall = report.rows
-    assert [r.event_type for r in per_type] == ["a", "b", "c"]
-    assert overall.event_type == "all"
-    assert overall.n == sum(r.n for r in per_type) > 0
-    assert overall.m == sum(r.m for r in per_type) > 0
-    assert overall.in_flight == sum(r.in_flight for r in per_type)
-    assert {r.span_seconds for r in report.rows} == {report.span_seconds}
-    assert overall.arrival_rate == pytest.approx(sum(r.arrival_rate for r in per_type))
-    assert overall.processing_rate == pytest.approx(sum(r.processing_rate for r in per_type))
+# --- Window --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("start", "end"),
     [
-        (datetime(2025, 1, 1), datetime(2025, 1, 2, tzinfo=UTC)),  # naive start
-        (datetime(2025, 1, 2, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)),  # end before start
+        (datetime(2025, 1, 1), datetime(2025, 1, 2, tzinfo=UTC)),
+        (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2)),
     ],
 )
-def test_build_report_rejects_bad_windows(start: datetime, end: datetime) -> None:
-    with pytest.raises(ValueError):
-        build_report([], window_start=start, window_end=end, generated_at=GENERATED, report_id="r")
+def test_window_rejects_naive_datetimes(start: datetime, end: datetime) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Window(start, end)
 
 
-# --- renderers -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("end", [T0, T0 - timedelta(seconds=1)])
+def test_window_rejects_end_at_or_before_start(end: datetime) -> None:
+    with pytest.raises(ValueError, match="before it starts"):
+        Window(T0, end)
+
+
+@pytest.mark.parametrize("bucket_seconds", [0.0, -60.0, math.nan])
+def test_window_rejects_non_positive_buckets(bucket_seconds: float) -> None:
+    with pytest.raises(ValueError, match="bucket seconds must be positive"):
+        Window(T0, _at(60), bucket_seconds)
+
+
+def test_window_rejects_too_many_buckets_and_says_to_use_longer_ones() -> None:
+    assert Window(T0, _at(MAX_BUCKETS), 1.0).bucket_count == MAX_BUCKETS
+    with pytest.raises(ValueError, match="use longer buckets") as info:
+        Window(T0, _at(MAX_BUCKETS + 1), 1.0)
+    assert str(MAX_BUCKETS + 1) in str(info.value)
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    ("seconds", "bucket_seconds", "count"),
     [
-        (None, "—"),
-        (1000, "1000"),
-        (0.0, "0"),
-        (0.2, "0.2"),
-        (1000 / 10.19, "98.14"),
-        (0.005095000000000001, "0.005095"),
-        (12345.6, "12346"),
-        (9.99996, "10"),
+        (3600, 60, 60),  # exact
+        (3601, 60, 61),  # a 1 s last bucket
+        (90, 60, 2),  # a 30 s last bucket
+        (30, 60, 1),  # one bucket longer than the window
+        (10, 3, 4),  # 3 + 3 + 3 + 1
+        (0.3, 0.1, 3),  # 0.3 / 0.1 is 2.9999999999999996 in floating point
+        (2.1, 0.3, 7),  # 2.1 / 0.3 is 7.000000000000001: no spurious eighth bucket
+        (1, 0.1, 10),
     ],
 )
-def test_fmt(value: float | int | None, expected: str) -> None:
-    assert _fmt(value) == expected
+def test_window_bucket_count(seconds: float, bucket_seconds: float, count: int) -> None:
+    window = Window(T0, _at(seconds), bucket_seconds)
+    assert window.seconds == pytest.approx(seconds)
+    assert window.bucket_count == count
 
 
-def test_markdown_contains_the_numbers_and_definitions() -> None:
-    text = to_markdown(_report(_steady_load()))
-    assert text.startswith("# ")
-    assert "r-1" in text
-    assert "T = 10.19 s" in text
-    table = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(table) == 2 + 3  # header, separator, a, b, all
-    assert "τ = 1/θ (s, seed model)" in table[0]
-    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table[2:]}
-    assert cells["a"] == [
-        "1000",
-        "1000",
-        "10.19",
-        "98.14",
-        "98.14",
-        "98.14",
-        "0.01019",
-        "0.2 / 0.2 / 0.2",
-        "0.25",
-        "0",
+def test_window_normalises_to_utc() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    window = Window(T0.astimezone(plus_two), _at(60).astimezone(plus_two))
+    assert window.start.utcoffset() == timedelta(0)
+    assert window.end.utcoffset() == timedelta(0)
+    assert (window.start, window.end) == (T0, _at(60))
+    assert window.seconds == 60.0
+    assert window.bucket_seconds == 60.0
+
+
+def test_window_last() -> None:
+    now = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
+    window = Window.last(15, now=now, bucket_seconds=30)
+    assert window.start == datetime(2025, 3, 1, 12, 15, tzinfo=UTC)
+    assert window.end == now
+    assert window.seconds == 900.0
+    assert window.bucket_count == 30
+
+
+def test_window_last_defaults_to_now() -> None:
+    before = datetime.now(UTC)
+    window = Window.last(1)
+    after = datetime.now(UTC)
+    assert before <= window.end <= after
+    assert window.seconds == 60.0
+
+
+def test_window_last_rejects_a_naive_now() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Window.last(5, now=datetime(2025, 1, 1))
+
+
+# --- build_report --------------------------------------------------------------------------------------
+
+
+def test_rows_are_sorted_by_type_with_all_last() -> None:
+    # "all" sorts between "alpha" and "zeta" alphabetically, but always comes last.
+    report = _report([TypeTotals(OVERALL, arrivals=3), TypeTotals("zeta", arrivals=1), TypeTotals("alpha", arrivals=2)])
+    assert [r.event_type for r in report.rows] == ["alpha", "zeta", "all"]
+    assert report.row("zeta").totals.arrivals == 1
+    assert report.row("all").totals.arrivals == 3
+    with pytest.raises(KeyError):
+        report.row("missing")
+
+
+def test_an_empty_overall_row_stands_in_when_absent() -> None:
+    report = _report([TypeTotals("a", arrivals=5)])
+    assert [r.event_type for r in report.rows] == ["a", "all"]
+    overall = report.rows[-1]
+    assert overall.totals == TypeTotals(OVERALL)
+    assert (overall.arrival_rate, overall.processing_rate, overall.throughput) == (0.0, 0.0, 0.0)
+    assert overall.tau_seconds is None
+    assert overall.capacity is None
+    assert overall.utilisation is None
+    assert overall.latency is None
+    assert overall.little is None
+    assert overall.forecast is None
+
+
+def test_empty_window_is_one_empty_all_row() -> None:
+    report = _report([])
+    assert [r.event_type for r in report.rows] == ["all"]
+    assert report.rows[0].totals == TypeTotals(OVERALL)
+    assert report.rows[0].peak_arrival_rate == 0.0
+    assert report.buckets == []
+    assert report.clock_skew is None
+
+
+def test_rates_per_row_by_hand() -> None:
+    # T = 100 s.
+    report = _report(
+        [
+            TypeTotals("a", arrivals=50, completions=40, failed=2, in_flight=10, busy_seconds=8.0),
+            TypeTotals("b", arrivals=10, completions=30),  # draining a backlog from before the window
+            TypeTotals(OVERALL, arrivals=60, completions=70, failed=2, in_flight=10, busy_seconds=8.0),
+        ]
+    )
+    a, b, overall = report.rows
+    assert {r.seconds for r in report.rows} == {100.0}
+    # a: λ = 50/100, μ = 40/100, θ = min = 0.4, τ = 1/0.4; capacity = 40/8, ρ = 0.5/5.
+    assert a.arrival_rate == pytest.approx(0.5)
+    assert a.processing_rate == pytest.approx(0.4)
+    assert a.throughput == pytest.approx(0.4)
+    assert a.tau_seconds == pytest.approx(2.5)
+    assert a.capacity == pytest.approx(5.0)
+    assert a.utilisation == pytest.approx(0.1)
+    # b: θ is λ this time; no worker time, so neither capacity nor ρ.
+    assert b.arrival_rate == pytest.approx(0.1)
+    assert b.processing_rate == pytest.approx(0.3)
+    assert b.throughput == pytest.approx(0.1)
+    assert b.tau_seconds == pytest.approx(10.0)
+    assert b.capacity is None
+    assert b.utilisation is None
+    # all: 60/100, 70/100; capacity 70/8 = 8.75, ρ = 0.6/8.75.
+    assert overall.arrival_rate == pytest.approx(0.6)
+    assert overall.processing_rate == pytest.approx(0.7)
+    assert overall.throughput == pytest.approx(0.6)
+    assert overall.tau_seconds == pytest.approx(1 / 0.6)
+    assert overall.capacity == pytest.approx(8.75)
+    assert overall.utilisation == pytest.approx(0.6 / 8.75)
+
+
+@pytest.mark.parametrize(("arrivals", "completions"), [(5, 0), (0, 5), (0, 0)])
+def test_tau_is_none_when_throughput_is_zero(arrivals: int, completions: int) -> None:
+    row = _report([TypeTotals("a", arrivals=arrivals, completions=completions)]).row("a")
+    assert row.throughput == 0.0
+    assert row.tau_seconds is None
+
+
+def test_capacity_and_utilisation_are_none_without_busy_time() -> None:
+    row = _report([TypeTotals("a", arrivals=50, completions=50, busy_seconds=0.0)]).row("a")
+    assert row.arrival_rate == pytest.approx(0.5)
+    assert row.capacity is None
+    assert row.utilisation is None
+
+
+def test_latency_is_the_received_to_stored_stage() -> None:
+    latency, batched = _latency(0.5), _latency(0.1)
+    row = _report([TypeTotals("a", stages={"batched": batched, "latency": latency})]).row("a")
+    assert row.latency is latency
+
+
+def test_peak_arrival_rate_is_the_busiest_buckets_rate_per_type() -> None:
+    buckets = [
+        _bucket("a", 0, 10, 3),
+        _bucket("a", 10, 10, 7),  # most arrivals, 0.7/s
+        _bucket("a", 20, 5, 4),  # a short last bucket at 0.8/s: left out, a few events would read as a peak
+        _bucket("b", 0, 10, 1),
+        _bucket("b", 10, 10, 0),
+        _bucket(OVERALL, 0, 10, 4),
+        _bucket(OVERALL, 10, 10, 7),
+        _bucket(OVERALL, 20, 5, 4),
     ]
-    assert cells["all"][:7] == ["2000", "2000", "10.19", "196.3", "196.3", "196.3", "0.005095"]
-    definitions = text.split("Definitions", 1)[1]
-    assert 4 <= len([line for line in definitions.splitlines() if line.startswith("- ")]) <= 6
-    assert "seed" in definitions
-    assert "measured" in definitions
+    report = _report([TypeTotals("a"), TypeTotals("b"), TypeTotals("c"), TypeTotals(OVERALL)], buckets, seconds=25)
+    assert report.row("a").peak_arrival_rate == pytest.approx(0.7)
+    assert report.row("b").peak_arrival_rate == pytest.approx(0.1)
+    assert report.row("c").peak_arrival_rate == 0.0  # no buckets at all
+    assert report.row("all").peak_arrival_rate == pytest.approx(0.7)
 
 
-def test_markdown_of_empty_window() -> None:
-    text = to_markdown(_report([]))
-    assert "| all | 0 | 0 | 0 | 0 | 0 | 0 | — | — | — | 0 |" in text
+def test_a_window_shorter_than_one_bucket_peaks_at_its_own_rate() -> None:
+    report = _report(
+        [TypeTotals("a"), TypeTotals(OVERALL)], [_bucket("a", 0, 5, 4), _bucket(OVERALL, 0, 5, 4)], seconds=5
+    )
+    assert report.row("a").peak_arrival_rate == pytest.approx(0.8)
 
 
-def test_table_rows_are_flat_rounded_and_json_able() -> None:
-    rows = to_table_rows(_report(_steady_load()))
-    json.dumps(rows)
-    assert [r["type"] for r in rows] == ["a", "b", "all"]
-    assert rows[0]["λ (ev/s)"] == 98.14
-    assert rows[0]["τ = 1/θ (s)"] == 0.01019
-    assert (rows[0]["p50 (s)"], rows[0]["p99 (s)"]) == (0.2, 0.2)
-    assert rows[0]["p99 occurred→stored (s)"] == 0.25
-    assert rows[2]["N"] == 2000
-    assert all(not isinstance(v, dict | list) for row in rows for v in row.values())
+def test_buckets_are_sorted_by_type_and_start_with_all_last() -> None:
+    buckets = [
+        _bucket(OVERALL, 10, 10, 1),
+        _bucket(OVERALL, 0, 10, 1),
+        _bucket("zeta", 10, 10, 1),
+        _bucket("alpha", 10, 10, 1),
+        _bucket("zeta", 0, 10, 1),
+        _bucket("alpha", 0, 10, 1),
+    ]
+    report = _report([], buckets, seconds=20)
+    assert [(b.event_type, b.start) for b in report.buckets] == [
+        ("alpha", _at(0)),
+        ("alpha", _at(10)),
+        ("zeta", _at(0)),
+        ("zeta", _at(10)),
+        ("all", _at(0)),
+        ("all", _at(10)),
+    ]
 
 
-def test_json_dict_has_everything_with_iso_datetimes() -> None:
-    data = json.loads(json.dumps(to_json_dict(_report(_steady_load()))))
-    assert data["report_id"] == "r-1"
-    assert datetime.fromisoformat(data["window_start"]) == T0
-    assert datetime.fromisoformat(data["span_end"]) == _at(10.19)
-    assert data["span_seconds"] == pytest.approx(10.19)
-    row = data["rows"][0]
-    assert row["event_type"] == "a"
-    assert row["arrival_rate"] == pytest.approx(1000 / 10.19)  # unrounded
-    assert row["end_to_end"]["p99"] == pytest.approx(0.25)
-    assert row["latency"]["count"] == 1000
+def test_per_type_rates_add_up_to_the_all_row() -> None:
+    rng = random.Random(7)
+    per_type = [
+        TypeTotals(name, arrivals=rng.randrange(1000), completions=rng.randrange(1000)) for name in ("a", "b", "c")
+    ]
+    overall = TypeTotals(
+        OVERALL,
+        arrivals=sum(t.arrivals for t in per_type),
+        completions=sum(t.completions for t in per_type),
+    )
+    report = _report([*per_type, overall], seconds=37.5)
+    *rows, total = report.rows
+    assert total.arrival_rate == pytest.approx(sum(r.arrival_rate for r in rows))
+    assert total.processing_rate == pytest.approx(sum(r.processing_rate for r in rows))
+    assert total.arrival_rate == pytest.approx(overall.arrivals / 37.5)
 
 
-def test_rich_table_shows_the_rows() -> None:
-    table = to_rich_table(_report(_steady_load()))
-    assert len(table.columns) == 11
-    assert table.row_count == 3
-    console = Console(record=True, width=250)
-    console.print(table)
-    text = console.export_text()
-    assert "98.14" in text
-    assert "196.3" in text
-
-
-STORE_KEYS = {
-    "report_id",
-    "generated_at",
-    "event_type",
-    "window_start",
-    "window_end",
-    "span_seconds",
-    "n",
-    "m",
-    "arrival_rate",
-    "processing_rate",
-    "throughput",
-    "tau_seconds",
-    "p50_seconds",
-    "p95_seconds",
-    "p99_seconds",
-    "max_seconds",
-}
-
-
-def test_store_rows_have_exactly_the_columns_and_naive_utc_datetimes() -> None:
+def test_generated_at_must_be_aware_and_is_normalised_to_utc() -> None:
+    window = Window(T0, _at(60))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        build_report([], [], window=window, generated_at=datetime(2025, 1, 1), report_id="r", target_p99_seconds=1)
     plus_two = timezone(timedelta(hours=2))
     report = build_report(
-        _steady_load(),
-        window_start=T0.astimezone(plus_two),
-        window_end=_at(3600).astimezone(plus_two),
-        generated_at=GENERATED.astimezone(plus_two),
-        report_id="r-2",
+        [], [], window=window, generated_at=_at(65).astimezone(plus_two), report_id="r", target_p99_seconds=1
     )
-    assert report.window_start.utcoffset() == timedelta(0)  # normalised to UTC on the way in
-    assert to_json_dict(report)["generated_at"] == "2025-01-01T02:00:00+00:00"
-    rows = to_store_rows(report)
-    assert len(rows) == 3
-    assert all(set(row) == STORE_KEYS for row in rows)
-    first = rows[0]
-    assert first["window_start"] == datetime(2025, 1, 1)
-    assert first["generated_at"] == datetime(2025, 1, 1, 2)
-    assert first["window_start"].tzinfo is None
-    assert (first["event_type"], first["n"], first["m"]) == ("a", 1000, 1000)
-    assert first["p99_seconds"] == pytest.approx(0.2)
-    assert first["max_seconds"] == pytest.approx(0.2)  # received→stored, not occurred→stored
-    assert first["tau_seconds"] == pytest.approx(0.01019)
+    assert report.generated_at == _at(65)
+    assert report.generated_at.utcoffset() == timedelta(0)
 
 
-def test_store_rows_of_empty_window_have_none_where_absent() -> None:
-    (row,) = to_store_rows(_report([]))
-    assert set(row) == STORE_KEYS
-    assert row["event_type"] == "all"
-    assert row["tau_seconds"] is None
-    assert [row[k] for k in ("p50_seconds", "p95_seconds", "p99_seconds", "max_seconds")] == [None] * 4
+def test_clock_skew_is_the_all_totals_when_some_events_were_skewed() -> None:
+    overall = TypeTotals(OVERALL, arrivals=10, skewed=3, max_skew_seconds=1.5)
+    assert _report([TypeTotals("a", arrivals=10, skewed=3), overall]).clock_skew == overall
+    assert _report([TypeTotals("a", arrivals=10), TypeTotals(OVERALL, arrivals=10)]).clock_skew is None
+
+
+# --- Little's law --------------------------------------------------------------------------------------
+
+
+def test_little_check_exact_agreement() -> None:
+    # In a 10 s window that starts and ends empty: one event in the system over [1, 3), another over [2, 6).
+    # ∫ backlog dt = 2 + 4 = 6, so L = 0.6; λ = 2/10, W = (2 + 4)/2 = 3, λW = 0.6.
+    totals = TypeTotals("a", arrivals=2, completions=2, backlog_seconds=6.0, sojourn_seconds=6.0)
+    check = little_check(totals, 10.0)
+    assert check is not None
+    assert check.mean_backlog == pytest.approx(0.6)
+    assert check.arrival_rate == pytest.approx(0.2)
+    assert check.mean_latency == pytest.approx(3.0)
+    assert check.predicted_backlog == pytest.approx(0.6)
+    assert check.gap == pytest.approx(0.0, abs=1e-12)
+    assert check.steady
+
+
+def test_little_check_ten_percent_gap_is_not_steady() -> None:
+    # L = 100/100 = 1; λ = 10/100, W = 90 s/10 events = 9 s, λW = 0.9.
+    totals = TypeTotals("a", arrivals=10, backlog_seconds=100.0, sojourn_seconds=90.0)
+    check = little_check(totals, 100.0)
+    assert check is not None
+    assert check.mean_backlog == pytest.approx(1.0)
+    assert check.arrival_rate == pytest.approx(0.1)
+    assert check.mean_latency == pytest.approx(9.0)
+    assert check.predicted_backlog == pytest.approx(0.9)
+    assert check.gap == pytest.approx(0.1)  # |1 - 0.9| / 1
+    assert not check.steady
+
+
+def test_little_check_gap_is_symmetric_and_five_percent_is_still_steady() -> None:
+    # L = 1900/100 = 19 against λW = (100/100) × (2000/100) = 20: gap = 1/20, exactly the tolerance.
+    check = little_check(TypeTotals("a", arrivals=100, backlog_seconds=1900.0, sojourn_seconds=2000.0), 100.0)
+    assert check is not None
+    assert check.gap == pytest.approx(0.05)
+    assert check.steady
+    # L = 18.9 against 20: gap 1.1/20, just over.
+    check = little_check(TypeTotals("a", arrivals=100, backlog_seconds=1890.0, sojourn_seconds=2000.0), 100.0)
+    assert check is not None
+    assert check.gap == pytest.approx(0.055)
+    assert not check.steady
+
+
+def test_little_check_is_none_when_nothing_was_in_the_system() -> None:
+    assert little_check(TypeTotals("a"), 60.0) is None
+    # Arrivals stored instantly: zero time in the system, nothing to check.
+    assert little_check(TypeTotals("a", arrivals=5, completions=5), 60.0) is None
+
+
+def test_little_check_backlog_from_before_the_window_without_arrivals() -> None:
+    # Three events received before the window, still waiting all through it: L = 3, but λ = 0.
+    check = little_check(TypeTotals("a", backlog_start=3, backlog_end=3, backlog_seconds=30.0), 10.0)
+    assert check is not None
+    assert check.mean_backlog == pytest.approx(3.0)
+    assert check.arrival_rate == 0.0
+    assert check.mean_latency == 0.0
+    assert check.gap == 1.0
+    assert not check.steady
+
+
+def test_build_report_runs_little_check_on_every_row() -> None:
+    report = _report(
+        [
+            TypeTotals("a", arrivals=2, backlog_seconds=6.0, sojourn_seconds=6.0),
+            TypeTotals("b", arrivals=10, backlog_seconds=100.0, sojourn_seconds=90.0),
+            TypeTotals("c", arrivals=4, completions=4),
+            TypeTotals(OVERALL, arrivals=16, backlog_seconds=106.0, sojourn_seconds=96.0),
+        ],
+        seconds=10.0,
+    )
+    a, b, c, overall = report.rows
+    assert a.little is not None
+    assert a.little.steady
+    assert a.little.mean_backlog == pytest.approx(0.6)
+    assert b.little is not None
+    assert not b.little.steady
+    assert b.little.mean_backlog == pytest.approx(10.0)
+    assert c.little is None
+    assert overall.little is not None
+    assert overall.little.mean_backlog == pytest.approx(10.6)
+    # λW = (16/10) × (96/16) = 9.6 against L = 10.6.
+    assert overall.little.gap == pytest.approx(1.0 / 10.6)
+
+
+# --- the capacity forecast -----------------------------------------------------------------------------
+
+# λ = 400/10 s = 40/s; capacity = 400 stored / 8 busy-s = 50/s. M/M/1 time in system is Exp(μ − λ) = Exp(10):
+# median ln2/10, p99 ln(100)/10.
+
+
+def _loaded(p50: float, *, arrivals: int = 400, busy_seconds: float = 8.0, target: float = 10.0) -> Report:
+    totals = TypeTotals(
+        "a", arrivals=arrivals, completions=400, busy_seconds=busy_seconds, stages={"latency": _latency(p50)}
+    )
+    overall = TypeTotals(
+        OVERALL, arrivals=arrivals, completions=400, busy_seconds=busy_seconds, stages={"latency": _latency(p50)}
+    )
+    return _report([totals, overall], seconds=10.0, target=target)
+
+
+def test_forecast_when_the_measured_median_is_the_models() -> None:
+    fc = _loaded(LN2 / 10).row("a").forecast
+    assert fc is not None
+    assert fc.model == MODEL
+    assert fc.servers == 1
+    assert fc.arrival_rate == pytest.approx(40.0)
+    assert fc.service_rate == pytest.approx(50.0)
+    assert fc.utilisation == pytest.approx(0.8)
+    assert fc.saturation_rate == pytest.approx(50.0)
+    assert fc.quantile == 0.99
+    assert fc.target_seconds == 10.0
+    assert fc.fixed_delay == pytest.approx(0.0, abs=1e-6)
+    assert fc.latency_quantile == pytest.approx(LN100 / 10, rel=1e-6)
+    assert fc.workers_needed == 1  # one worker's p99 of 0.46 s is well within 10 s
+
+
+def test_forecast_fixed_delay_is_what_queueing_does_not_explain() -> None:
+    fc = _loaded(5.0).row("a").forecast
+    assert fc is not None
+    assert fc.fixed_delay == pytest.approx(5.0 - LN2 / 10, rel=1e-6)
+    assert fc.latency_quantile == pytest.approx(5.0 - LN2 / 10 + LN100 / 10, rel=1e-6)
+
+
+def test_forecast_fixed_delay_is_never_negative() -> None:
+    fc = _loaded(0.01).row("a").forecast  # measured median below the model's 0.069 s
+    assert fc is not None
+    assert fc.fixed_delay == 0.0
+    assert fc.latency_quantile == pytest.approx(LN100 / 10, rel=1e-6)
+
+
+def test_forecast_with_a_fixed_delay_over_the_target_needs_no_number_of_workers() -> None:
+    fc = _loaded(5.0, target=1.0).row("a").forecast
+    assert fc is not None
+    assert fc.workers_needed is None
+
+
+@pytest.mark.parametrize("arrivals", [500, 600])  # λ = 50/s (= capacity) and 60/s
+def test_forecast_when_unstable(arrivals: int) -> None:
+    fc = _loaded(5.0, arrivals=arrivals).row("a").forecast
+    assert fc is not None
+    assert fc.arrival_rate == pytest.approx(arrivals / 10)
+    assert fc.utilisation == pytest.approx(arrivals / 10 / 50)
+    assert fc.latency_quantile == math.inf
+    assert fc.fixed_delay == 0.0
+
+
+def test_no_forecast_for_the_all_row() -> None:
+    report = _loaded(LN2 / 10)
+    assert report.row("a").forecast is not None
+    assert report.row("all").forecast is None
+
+
+def test_no_forecast_without_busy_time_completions_or_latency() -> None:
+    assert _loaded(1.0, busy_seconds=0.0).row("a").forecast is None
+    no_completions = TypeTotals("a", arrivals=10, busy_seconds=1.0, stages={"latency": _latency(1.0)})
+    assert _report([no_completions]).row("a").forecast is None
+    no_latency = TypeTotals("a", arrivals=10, completions=10, busy_seconds=1.0, stages={"latency": None})
+    assert _report([no_latency]).row("a").forecast is None

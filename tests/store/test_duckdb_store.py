@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from flowhook.store import EVENT_SCHEMA, DuckDBStore, StoredEvent, StoreLockTimeout
+from flowhook.store.duckdb_store import REPORT_TABLES
 
 SPAWN = multiprocessing.get_context("spawn")
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -62,7 +63,6 @@ def test_schema_is_created_once_and_reopening_keeps_data(tmp_path: Path) -> None
         pass  # the second open runs the DDL again
     assert store.count_events() == 1
     assert table_columns(store.path, "events") == EVENT_SCHEMA.names
-    assert table_columns(store.path, "reports")[:3] == ["report_id", "generated_at", "event_type"]
 
 
 def test_write_then_count_by_type(tmp_path: Path) -> None:
@@ -95,19 +95,19 @@ def test_timestamps_round_trip_as_aware_utc(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path / "events.duckdb")
     store.write_events([event])
 
-    [(event_type, got_occurred, got_received, got_stored)] = store.event_times()
-    assert event_type == "user_request"
-    assert (got_occurred, got_received, got_stored) == (occurred, event.received, event.stored)
-    assert got_occurred.utcoffset() == timedelta(0)
-    assert got_occurred.hour == 10 and got_occurred.microsecond == 123456
-    # In the file they are naive UTC.
-    assert store.query("SELECT occurred, emitted, started FROM events") == [
+    # In the file they are naive UTC: the +02:00 `occurred` is stored as 10:00:00.123456.
+    assert store.query("SELECT type, occurred, received, emitted, started, stored FROM events") == [
         (
+            "user_request",
             datetime(2024, 5, 1, 10, 0, 0, 123456),
+            datetime(2024, 5, 1, 10, 0, 2),
             datetime(2024, 5, 1, 10, 0, 3),
             datetime(2024, 5, 1, 10, 0, 4),
+            datetime(2024, 5, 1, 10, 0, 5),
         )
     ]
+    [(got_occurred,)] = store.query("SELECT occurred FROM events")
+    assert got_occurred.replace(tzinfo=UTC) == occurred
 
 
 def test_json_columns_round_trip(tmp_path: Path) -> None:
@@ -181,39 +181,343 @@ def test_duplicate_ids_counts_repeated_ids(tmp_path: Path) -> None:
     assert store.duplicate_ids() == 0
 
 
-def test_event_times_filters_on_received_or_stored(tmp_path: Path) -> None:
+# --- report tables -------------------------------------------------------------------------------------
+
+PLUS_TWO = timezone(timedelta(hours=2))
+REPORT_VIEWS = {"event_latency", "latest_reports", "latest_report_stages", "latest_report_buckets"}
+# The `reports` table as flowhook wrote it before the stage and bucket tables existed (commit a86b60f).
+OLD_REPORTS_DDL = """
+CREATE TABLE IF NOT EXISTS reports (
+  report_id VARCHAR NOT NULL, generated_at TIMESTAMP NOT NULL, event_type VARCHAR NOT NULL,
+  window_start TIMESTAMP, window_end TIMESTAMP, span_seconds DOUBLE,
+  n BIGINT, m BIGINT, arrival_rate DOUBLE, processing_rate DOUBLE, throughput DOUBLE, tau_seconds DOUBLE,
+  p50_seconds DOUBLE, p95_seconds DOUBLE, p99_seconds DOUBLE, max_seconds DOUBLE,
+  PRIMARY KEY (report_id, event_type))
+"""
+
+
+def columns_of(table: str) -> list[str]:
+    return [name for name, _ in REPORT_TABLES[table]]
+
+
+def stored_rows(store: DuckDBStore, table: str, order_by: str) -> list[dict[str, Any]]:
+    """Every row of a report table as a dict over all its declared columns (absent values are None)."""
+    names = columns_of(table)
+    rows = store.query(f"SELECT {', '.join(names)} FROM {table} ORDER BY {order_by}", reports=True)
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def full_row(table: str, *given: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A row over all of the table's columns: the given values, then the changes, NULL for the rest."""
+    row: dict[str, Any] = dict.fromkeys(columns_of(table))
+    for values in given:
+        row.update(values)
+    return {**row, **changes}
+
+
+def schema_objects(store: DuckDBStore) -> tuple[set[str], set[str]]:
+    tables = store.query("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")
+    views = store.query("SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal")
+    return {name for (name,) in tables}, {name for (name,) in views}
+
+
+def one_report(report_id: str, generated_at: datetime) -> dict[str, list[dict[str, Any]]]:
+    """A small report: two `reports` rows, one stage row and two bucket rows."""
+    return {
+        "reports": [
+            {"report_id": report_id, "generated_at": generated_at, "event_type": t, "n": n}
+            for t, n in (("user_request", 3), ("all", 3))
+        ],
+        "report_stages": [{"report_id": report_id, "event_type": "all", "stage": "latency", "count": 3}],
+        "report_buckets": [
+            {"report_id": report_id, "event_type": "all", "bucket_start": generated_at - timedelta(minutes=k)}
+            for k in (1, 2)
+        ],
+    }
+
+
+def test_a_plain_connect_leaves_the_report_tables_and_views_out(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path / "events.duckdb")
-    at = {h: datetime(2024, 5, 1, h, 0, tzinfo=UTC) for h in range(8, 14)}
-    store.write_events(
-        [
-            make_event("early", type="t1", received=at[10], stored=at[10] + timedelta(minutes=5)),
-            make_event("unstored", type="t2", received=at[11], stored=None),
-            make_event("late", type="t3", received=at[9], stored=at[12]),
+    store.write_events([make_event("a")])
+    with store.connect():
+        pass
+    assert schema_objects(store) == ({"events"}, set())
+    with pytest.raises(duckdb.Error, match="reports"):
+        store.query("SELECT count(*) FROM reports")
+
+    assert store.query("SELECT count(*) FROM reports", reports=True) == [(0,)]
+    assert schema_objects(store) == ({"events", *REPORT_TABLES}, REPORT_VIEWS)
+    with store.connect(reports=True):
+        pass  # the second time finds everything in place
+    assert schema_objects(store) == ({"events", *REPORT_TABLES}, REPORT_VIEWS)
+    assert store.count_events() == 1
+
+
+def test_report_tables_have_the_declared_columns_types_and_keys(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "events.duckdb")
+    with store.connect(reports=True):
+        pass
+    for table, columns in REPORT_TABLES.items():
+        declared = [
+            (name, kind.removesuffix(" NOT NULL"), "NO" if "NOT NULL" in kind else "YES") for name, kind in columns
         ]
+        got = store.query(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_name = ? ORDER BY ordinal_position",
+            [table],
+        )
+        assert got == declared, table
+    keys = store.query(
+        "SELECT table_name, constraint_column_names FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+    )
+    assert dict(keys) == {
+        "reports": ["report_id", "event_type"],
+        "report_stages": ["report_id", "event_type", "stage"],
+        "report_buckets": ["report_id", "event_type", "bucket_start"],
+    }
+
+
+def test_write_report_round_trips_all_three_tables_with_nulls_and_naive_utc(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "events.duckdb")
+    generated = datetime(2024, 5, 1, 12, 30, 0, 250000, tzinfo=PLUS_TWO)  # 10:30:00.25 UTC
+    report = {
+        "report_id": "r1",
+        "generated_at": generated,
+        "event_type": "user_request",
+        "window_start": T0,
+        "window_end": datetime(2024, 5, 1, 10, 30),  # naive: taken as UTC already
+        "n": 12,
+        "arrival_rate": 0.5,
+        "steady": False,
+        "chart_path": "r1.png",
+    }
+    stage = {"report_id": "r1", "event_type": "user_request", "stage": "latency", "count": 12, "p99_seconds": 2.5}
+    bucket = {
+        "report_id": "r1",
+        "event_type": "user_request",
+        "bucket_start": datetime(2024, 5, 1, 12, 1, tzinfo=PLUS_TWO),
+        "arrivals": 3,
+        "backlog": 0,
+    }
+    store.write_report({"reports": [report], "report_stages": [stage], "report_buckets": [bucket]})
+
+    assert stored_rows(store, "reports", "event_type") == [
+        full_row(
+            "reports",
+            report,
+            generated_at=datetime(2024, 5, 1, 10, 30, 0, 250000),
+            window_start=datetime(2024, 5, 1, 10, 0),
+        )
+    ]
+    assert stored_rows(store, "report_stages", "stage") == [full_row("report_stages", stage)]
+    assert stored_rows(store, "report_buckets", "bucket_start") == [
+        full_row("report_buckets", bucket, bucket_start=datetime(2024, 5, 1, 10, 1))
+    ]
+
+
+def _write_report_at_plus_two(path: Path) -> str:
+    """In a fresh process: the session time zone, after writing a report whose times are all +02:00."""
+    store = DuckDBStore(path)
+    at = datetime(2024, 5, 1, 12, 0, tzinfo=PLUS_TWO)
+    store.write_report(
+        {
+            "reports": [{"report_id": "r1", "generated_at": at, "event_type": "all", "window_end": at}],
+            "report_buckets": [{"report_id": "r1", "event_type": "all", "bucket_start": at}],
+        }
+    )
+    [(zone,)] = store.query("SELECT current_setting('TimeZone')")
+    return str(zone)
+
+
+@pytest.mark.timeout(60)
+def test_aware_report_times_are_stored_as_utc_whatever_the_local_time_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DuckDB casts an aware value to TIMESTAMP through the session time zone, which it takes from the
+    # process's TZ once, at import: so the write runs in a new process started with TZ set.
+    monkeypatch.setenv("TZ", "America/New_York")
+    path = tmp_path / "events.duckdb"
+    with ProcessPoolExecutor(max_workers=1, mp_context=SPAWN) as pool:
+        zone = pool.submit(_write_report_at_plus_two, path).result(timeout=50)
+    assert zone == "America/New_York"  # else this test would not test anything
+    store = DuckDBStore(path)
+    ten = datetime(2024, 5, 1, 10, 0)
+    assert store.query("SELECT generated_at, window_end FROM reports") == [(ten, ten)]
+    assert store.query("SELECT bucket_start FROM report_buckets") == [(ten,)]
+
+
+def test_write_report_upserts_by_key_and_the_second_write_wins_whole(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "events.duckdb")
+    row = {"report_id": "r1", "generated_at": T0, "event_type": "user_request", "n": 10, "p95_seconds": 0.5}
+    stage = {"report_id": "r1", "event_type": "user_request", "stage": "latency", "count": 10, "mean_seconds": 0.2}
+    bucket = {"report_id": "r1", "event_type": "user_request", "bucket_start": T0, "arrivals": 4}
+    store.write_report(
+        {"reports": [row, {**row, "event_type": "all"}], "report_stages": [stage], "report_buckets": [bucket]}
+    )
+    later = T0 + timedelta(minutes=1)
+    store.write_report(
+        {
+            "reports": [{"report_id": "r1", "generated_at": later, "event_type": "user_request", "n": 11}],
+            "report_stages": [{**stage, "count": 11, "mean_seconds": None}],
+            "report_buckets": [{**bucket, "arrivals": 5}],
+        }
     )
 
-    def types(since: datetime | None, until: datetime | None) -> list[str]:
-        return [t for t, *_ in store.event_times(since=since, until=until)]
-
-    assert types(None, None) == ["t3", "t1", "t2"]  # ordered by received
-    assert types(at[10] + timedelta(minutes=30), at[11] + timedelta(minutes=30)) == ["t2"]
-    assert types(datetime(2024, 5, 1, 13, 0, tzinfo=timezone(timedelta(hours=2))), None) == ["t3", "t2"]
-    assert types(None, at[9] + timedelta(minutes=30)) == ["t3"]
-    assert types(at[10], at[10]) == ["t1"]  # bounds are inclusive
-    assert types(at[13], None) == []
-
-
-def test_report_rows_upsert_on_report_and_type(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
-    row = {"report_id": "r1", "generated_at": T0, "event_type": "t1", "n": 10, "p95_seconds": 0.5}
-    store.write_report_rows([row, {**row, "event_type": "t2"}])
-    store.write_report_rows([{**row, "n": 11}])
-    assert store.query("SELECT event_type, n, p95_seconds, generated_at FROM reports ORDER BY event_type") == [
-        ("t1", 11, 0.5, datetime(2024, 5, 1, 10, 0)),
-        ("t2", 10, 0.5, datetime(2024, 5, 1, 10, 0)),
+    assert stored_rows(store, "reports", "event_type") == [
+        full_row("reports", row, event_type="all", generated_at=datetime(2024, 5, 1, 10, 0)),
+        # The whole row is replaced: p95_seconds, absent the second time, is NULL now.
+        full_row("reports", report_id="r1", generated_at=datetime(2024, 5, 1, 10, 1), event_type="user_request", n=11),
     ]
-    with pytest.raises(ValueError, match="p96_seconds"):
-        store.write_report_rows([{**row, "p96_seconds": 1.0}])
+    assert stored_rows(store, "report_stages", "stage") == [
+        full_row("report_stages", stage, count=11, mean_seconds=None)
+    ]
+    assert stored_rows(store, "report_buckets", "bucket_start") == [
+        full_row("report_buckets", bucket, bucket_start=datetime(2024, 5, 1, 10, 0), arrivals=5)
+    ]
+
+
+def test_a_key_repeated_within_one_write_keeps_the_last_row(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "events.duckdb")
+    row = {"report_id": "r1", "generated_at": T0, "event_type": "user_request"}
+    store.write_report({"reports": [{**row, "n": 1}, {**row, "n": 2}]})
+    assert store.query("SELECT n FROM reports") == [(2,)]
+
+
+@pytest.mark.parametrize(
+    ("tables", "match"),
+    [
+        ({"report_totals": [{"report_id": "r1"}]}, "unknown report table: report_totals"),
+        ({"report_totals": []}, "unknown report table: report_totals"),
+        (
+            {
+                "report_stages": [
+                    {"report_id": "r1", "event_type": "all", "stage": "latency", "p96_seconds": 1.0, "p97": 2}
+                ]
+            },
+            "unknown report_stages columns: p96_seconds, p97",
+        ),
+        (
+            {"report_buckets": [{"report_id": "r1", "event_type": "all", "bucket_start": T0}, {"span": "x"}]},
+            "unknown report_buckets columns: span",
+        ),
+    ],
+)
+def test_an_unknown_table_or_column_is_refused_and_nothing_is_written(
+    tmp_path: Path, tables: dict[str, list[dict[str, Any]]], match: str
+) -> None:
+    store = DuckDBStore(tmp_path / "events.duckdb")
+    store.write_report(one_report("r0", T0))
+    before = {table: stored_rows(store, table, "ALL") for table in REPORT_TABLES}
+    # The valid tables come first, so they are inserted before the bad one is seen: the transaction undoes them.
+    with pytest.raises(ValueError, match=match):
+        store.write_report({**one_report("r1", T0 + timedelta(hours=1)), **tables})
+    assert {table: stored_rows(store, table, "ALL") for table in REPORT_TABLES} == before
+    store.write_report(one_report("r2", T0))  # and the file and its lock are fine for the next write
+    assert store.query("SELECT DISTINCT report_id FROM reports ORDER BY 1") == [("r0",), ("r2",)]
+
+
+def test_an_old_reports_table_gains_the_new_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(OLD_REPORTS_DDL)
+    con.execute(
+        "INSERT INTO reports (report_id, generated_at, event_type, n, m, p50_seconds) "
+        "VALUES ('old', TIMESTAMP '2024-05-01 09:00:00', 'all', 5, 4, 0.25)"
+    )
+    con.close()
+    old_columns = table_columns(path, "reports")
+
+    store = DuckDBStore(path)
+    with store.connect(reports=True):
+        pass
+    assert table_columns(path, "reports")[: len(old_columns)] == old_columns
+    assert set(table_columns(path, "reports")) == set(columns_of("reports"))
+    assert schema_objects(store) == ({"events", *REPORT_TABLES}, REPORT_VIEWS)
+    assert stored_rows(store, "reports", "report_id") == [
+        full_row(
+            "reports",
+            report_id="old",
+            generated_at=datetime(2024, 5, 1, 9, 0),
+            event_type="all",
+            n=5,
+            m=4,
+            p50_seconds=0.25,
+        )
+    ]
+
+    new = {"report_id": "new", "generated_at": T0, "event_type": "all", "n": 6, "steady": True, "chart_path": "c.png"}
+    store.write_report({**one_report("new", T0), "reports": [new]})
+    store.write_report({"reports": [{**new, "n": 7}]})  # the old table's key still makes this an upsert
+    assert [
+        (r["report_id"], r["n"], r["steady"], r["chart_path"]) for r in stored_rows(store, "reports", "report_id")
+    ] == [
+        ("new", 7, True, "c.png"),
+        ("old", 5, None, None),
+    ]
+    assert store.query("SELECT report_id, n FROM latest_reports", reports=True) == [("new", 7)]
+    assert store.query("SELECT count(*) FROM latest_report_buckets", reports=True) == [(2,)]
+
+
+def test_event_latency_has_each_stage_in_seconds(tmp_path: Path) -> None:
+    occurred = datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=PLUS_TWO)  # 10:00:00.5 UTC
+    times = {
+        "received": T0 + timedelta(seconds=1, microseconds=250001),
+        "emitted": T0 + timedelta(seconds=3),
+        "started": T0 + timedelta(seconds=3, microseconds=700000),
+        "stored": T0 + timedelta(seconds=7, microseconds=125000),
+    }
+    done = make_event("done", occurred=occurred, flow_run_id="run-1", batch_id="b7", **times)
+    waiting = make_event("waiting", occurred=occurred, received=times["received"])  # never emitted nor stored
+    store = DuckDBStore(tmp_path / "events.duckdb")
+    store.write_events([done, waiting])
+
+    def secs(later: datetime | None, earlier: datetime) -> float | None:
+        return None if later is None else (later - earlier).total_seconds()
+
+    expected = {
+        event.id: (
+            event.type,
+            event.status,
+            event.batch_id,
+            event.flow_run_id,
+            secs(event.received, event.occurred),
+            None if event.emitted is None else secs(event.emitted, event.received),
+            None if event.started is None else secs(event.started, event.emitted),
+            None if event.stored is None else secs(event.stored, event.started),
+            secs(event.stored, event.received),
+            secs(event.stored, event.occurred),
+        )
+        for event in (done, waiting)
+    }
+    # By hand, for the stored one: 0.750001, 1.749999, 0.7, 3.425, 5.874999, 6.625.
+    assert expected["done"][4:] == pytest.approx((0.750001, 1.749999, 0.7, 3.425, 5.874999, 6.625), abs=1e-9)
+    rows = store.query(
+        "SELECT id, type, status, batch_id, flow_run_id, sent_seconds, batched_seconds, woken_seconds, "
+        "processed_seconds, latency_seconds, end_to_end_seconds FROM event_latency ORDER BY id",
+        reports=True,
+    )
+    assert {event_id: tuple(rest) for event_id, *rest in rows} == expected
+
+
+def test_latest_report_views_show_only_the_newest_report(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "events.duckdb")
+    store.write_report(one_report("noon", T0 + timedelta(hours=2)))
+    store.write_report(one_report("morning", T0))  # written last, generated first: not the latest
+
+    def latest() -> list[tuple[str, int, int, int]]:
+        return store.query(
+            "SELECT (SELECT list(DISTINCT report_id) FROM latest_reports), "
+            "(SELECT count(*) FROM latest_reports), (SELECT count(*) FROM latest_report_stages), "
+            "(SELECT count(*) FROM latest_report_buckets), "
+            "(SELECT list(DISTINCT report_id) FROM latest_report_stages), "
+            "(SELECT list(DISTINCT report_id) FROM latest_report_buckets)",
+            reports=True,
+        )
+
+    assert store.query("SELECT count(DISTINCT report_id) FROM report_buckets") == [(2,)]
+    assert latest() == [(["noon"], 2, 1, 2, ["noon"], ["noon"])]
+    store.write_report(one_report("evening", T0 + timedelta(hours=8)))
+    assert latest() == [(["evening"], 2, 1, 2, ["evening"], ["evening"])]
 
 
 # --- several processes ---------------------------------------------------------------------------------

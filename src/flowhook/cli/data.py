@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -14,33 +16,69 @@ from flowhook.cli._app import (
 )
 from flowhook.settings import get_settings
 
-if TYPE_CHECKING:
-    pass
+MinutesOpt = Annotated[float, typer.Option(help="Report on the last N minutes (unless --since is given).", min=0.01)]
+TimeOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f%z"],
+        help="ISO time; without an offset it is UTC.",
+    ),
+]
 
 
-MinutesOpt = Annotated[float, typer.Option(help="Report on the last N minutes.", min=0.01)]
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @app.command()
-def report(minutes: MinutesOpt = 60.0, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Print λ, μ, θ, τ and measured latency per event type from the DuckDB file."""
-    from flowhook.metrics import to_json_dict, to_rich_table
+def report(
+    minutes: MinutesOpt = 60.0,
+    since: TimeOpt = None,
+    until: TimeOpt = None,
+    bucket: Annotated[float | None, typer.Option(help="Bucket length in seconds [default: 60].", min=0.001)] = None,
+    target_p99: Annotated[
+        float | None,
+        typer.Option(help="p99 latency target (s) the forecast sizes workers for [default: 30].", min=0.001),
+    ] = None,
+    buckets: Annotated[int, typer.Option(help="How many of the last buckets to print.", min=0)] = 30,
+    chart: Annotated[Path | None, typer.Option(help="Also draw the chart to this PNG file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON instead of tables.")] = False,
+) -> None:
+    """λ, μ, θ, τ, latency per stage, backlog, Little's law and a capacity forecast, from the DuckDB file."""
+    from flowhook.metrics import Window, to_json_dict, to_rich
     from flowhook.reporting import window_report
+    from flowhook.spool import Spool
     from flowhook.store import DuckDBStore, StoreLockTimeout
 
     settings = get_settings()
     if not settings.database.exists():
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
+    now = datetime.now(UTC)
+    end = _utc(until) if until else now
+    start = _utc(since) if since else end - timedelta(minutes=minutes)
     try:
+        window = Window(start, min(end, now), bucket or settings.report_bucket_seconds)
         result = window_report(
-            DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds), minutes=minutes
+            DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds),
+            Spool(settings.spool_dir),
+            window,
+            target_p99_seconds=target_p99 or settings.report_target_p99_seconds,
+            now=now,
         )
     except StoreLockTimeout as exc:
         raise fail(str(exc)) from None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if chart is not None:
+        from flowhook.metrics.chart import render_chart
+
+        render_chart(result, chart)
     if as_json:
-        typer.echo(json.dumps(to_json_dict(result), indent=2))
+        typer.echo(json.dumps(to_json_dict(result), indent=2, ensure_ascii=False))
     else:
-        console.print(to_rich_table(result))
+        console.print(to_rich(result, buckets=buckets))
+        if chart is not None:
+            console.print(f"chart: {chart}")
 
 
 @app.command()
@@ -51,18 +89,18 @@ def sql(
     import duckdb
     from rich.table import Table
 
-    from flowhook.store import DuckDBStore
+    from flowhook.store import DuckDBStore, StoreLockTimeout
 
     settings = get_settings()
     if not settings.database.exists():
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
     store = DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
     try:
-        with store.connect() as con:
+        with store.connect(reports=True) as con:
             cursor = con.execute(query)
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall()
-    except duckdb.Error as exc:
+    except (duckdb.Error, StoreLockTimeout) as exc:
         raise fail(str(exc)) from None
     table = Table(*columns)
     for row in rows:

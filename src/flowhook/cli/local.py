@@ -116,13 +116,18 @@ def _hold(stack: LocalStack) -> None:
         time.sleep(1.0)
 
 
+DEMO_BUCKET_SECONDS = 5.0
+"""The demo's load lasts about a minute: buckets of 5 s show its shape."""
+
+
 def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     """Webhooks, SQS messages, files and a tick through the stack; wait until every one is stored."""
     from prefect.deployments import run_deployment
 
     from flowhook.demo import drop_files, plan_deliveries, send_deliveries, send_sqs_messages
-    from flowhook.metrics import latency_stats, to_rich_table
-    from flowhook.reporting import window_report
+    from flowhook.metrics import Window, latency_stats, to_rich
+    from flowhook.reporting import REPORT_ARTIFACT_KEY, window_report
+    from flowhook.spool import Spool
     from flowhook.store import DuckDBStore
 
     settings = get_settings()
@@ -174,17 +179,31 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
         console.log(f"{name}: sent {len(group)}, stored {_count_stored(db, group)}")
     console.log(f"schedule: {ticks} tick(s) stored; duplicates: {duplicates}; {elapsed:.1f}s in all")
     if stored < len(ids) or not ticks:
-        from flowhook.spool import Spool
-
         console.log(f"[red]not everything was stored in time; spool: {Spool(settings.spool_dir).counts()}")
         return False
     minutes = elapsed / 60 + 1
     console.log("running the reporting flow (publish-report/on-demand)")
     # run_deployment is sync-compatible: called from sync code it returns the FlowRun itself.
-    run = cast("FlowRun", run_deployment("publish-report/on-demand", parameters={"minutes": minutes}, timeout=300))
+    run = cast(
+        "FlowRun",
+        run_deployment(
+            "publish-report/on-demand",
+            parameters={"minutes": minutes, "bucket_seconds": DEMO_BUCKET_SECONDS},
+            timeout=300,
+        ),
+    )
     state = run.state.name if run.state else "unknown"
     console.log(f"report flow run {run.name}: {state}")
-    console.print(to_rich_table(window_report(db, minutes=minutes)))
+    report = window_report(
+        db,
+        Spool(settings.spool_dir),
+        Window(since, datetime.now(UTC), bucket_seconds=DEMO_BUCKET_SECONDS),
+        target_p99_seconds=settings.report_target_p99_seconds,
+    )
+    console.print(to_rich(report))
+    console.print(
+        f"report artifact: {stack.config.ui_url}/artifacts/key/{REPORT_ARTIFACT_KEY}   chart: {settings.reports_dir}/"
+    )
     console.print(
         f"[bold]sent = {len(ids) + ticks}, stored = {stored + ticks}, duplicates = {duplicates}[/]  "
         f"(webhooks {len(expected['webhooks'])}, sqs {len(expected.get('sqs', []))}, "

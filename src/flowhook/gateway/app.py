@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -27,6 +28,7 @@ from flowhook.settings import Settings, get_settings
 from flowhook.spool import BatchRef, Inbox, InboxUnavailable, Spool, State
 
 logger = logging.getLogger(__name__)
+_CHART_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}\.png")
 
 _JSON_TYPES = ("application/json", "text/json")
 
@@ -200,6 +202,14 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
             "wakeups_saved": gw.wakeups_saved,
             "spool_bytes": gw.spool_bytes,
         }
+
+    @app.get("/reports/{name}", responses={404: {"model": ErrorPublic}})
+    async def report_chart(name: str, gw: GatewayDep) -> Response:
+        """A report's chart image from `data/reports/`, so the report artifact in the Prefect UI can show it."""
+        path = gw.settings.reports_dir / name
+        if not _CHART_NAME.fullmatch(name) or not await asyncio.to_thread(path.is_file):
+            return _error(404, "not_found", f"No report chart is named {name!r}.")
+        return FileResponse(path, media_type="image/png")
 
     @app.post(
         "/hooks/{source}",

@@ -1,43 +1,55 @@
-"""Metrics: arrival and processing rates, throughput and latency percentiles for a reporting window.
+"""Metrics: λ, μ, θ, τ, measured latency per stage, backlog, Little's law and an M/M/c forecast for a window.
 
-Contract: pure functions over `EventTimes` tuples, with no I/O and no Prefect, so the reporting flow
-only fetches times, calls `build_report` and hands the result to a renderer. Every row of a report
-shares one span T, so λ and μ of the per-type rows add up to the "all" row; τ = 1/θ is a model,
-the percentiles are measured.
+Contract: pure code with no I/O and no Prefect. The store aggregates per-event timestamps
+(`flowhook.reporting`), `build_report` derives every figure from those totals, and the renderers
+present it. Every rate is a count over the window's length T, so per-type rates add up to the
+"all" row; τ = 1/θ is the seed's model, the percentiles are measured.
 """
 
+from flowhook.metrics.queueing import MODEL, Forecast, forecast
 from flowhook.metrics.render import (
-    STORE_COLUMNS,
+    DEFINITIONS,
     to_json_dict,
     to_markdown,
-    to_rich_table,
+    to_rich,
     to_store_rows,
     to_table_rows,
 )
 from flowhook.metrics.report import (
     OVERALL,
-    EventTimes,
+    STAGES,
+    BucketTotals,
     LatencyStats,
+    LittleCheck,
     Report,
     TypeReport,
+    TypeTotals,
+    Window,
     build_report,
     latency_stats,
     percentile,
 )
 
 __all__ = [
+    "DEFINITIONS",
+    "MODEL",
     "OVERALL",
-    "STORE_COLUMNS",
-    "EventTimes",
+    "STAGES",
+    "BucketTotals",
+    "Forecast",
     "LatencyStats",
+    "LittleCheck",
     "Report",
     "TypeReport",
+    "TypeTotals",
+    "Window",
     "build_report",
+    "forecast",
     "latency_stats",
     "percentile",
     "to_json_dict",
     "to_markdown",
-    "to_rich_table",
+    "to_rich",
     "to_store_rows",
     "to_table_rows",
 ]

@@ -1,17 +1,37 @@
-"""Rates and latency percentiles for one reporting window (the renderers are in `render`)."""
+"""The report's figures for one window, derived from what the store counted (no I/O here).
+
+The store aggregates per-event timestamps in DuckDB (`flowhook.reporting`); this module turns those
+totals into rates, utilisation, Little's law and the capacity forecast, so every definition sits in
+one place and is tested without a database.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-EventTimes = tuple[str, datetime, datetime, datetime | None]
-"""(event_type, occurred, received, stored) as aware UTC datetimes; stored is None while in flight."""
+from flowhook.metrics.queueing import Forecast, forecast, sojourn_quantile
 
 OVERALL = "all"
 """The event_type of the row that aggregates every type; it is always the last row."""
+
+STAGES: dict[str, str] = {
+    "sent": "occurred→received",
+    "batched": "received→emitted",
+    "woken": "emitted→started",
+    "processed": "started→stored",
+    "latency": "received→stored",
+    "end_to_end": "occurred→stored",
+}
+"""Measured latency stages, each from one per-event timestamp to the next (`latency` is the sum inside flowhook)."""
+
+LITTLE_TOLERANCE = 0.05
+"""Little's law is taken to hold when mean backlog and λ × mean latency differ by at most this share."""
+
+MAX_BUCKETS = 10_000
+"""A window cut into more buckets than this is refused: the tables would be unreadable anyway."""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -20,22 +40,19 @@ def percentile(values: Sequence[float], q: float) -> float:
         raise ValueError("percentile of an empty sequence")
     if not 0.0 <= q <= 1.0:  # also rejects NaN
         raise ValueError(f"q must be within [0, 1], got {q!r}")
-    return _percentile_sorted(sorted(values), q)
-
-
-def _percentile_sorted(ordered: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
     position = (len(ordered) - 1) * q
     lower = math.floor(position)
     upper = min(lower + 1, len(ordered) - 1)
-    fraction = position - lower
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * fraction
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Summary of a latency sample in seconds; percentiles are measured, not modelled."""
+    """Summary of a latency sample in seconds; measured, not modelled."""
 
     count: int
+    mean: float
     p50: float
     p95: float
     p99: float
@@ -43,88 +60,18 @@ class LatencyStats:
 
 
 def latency_stats(values: Iterable[float]) -> LatencyStats | None:
-    """Count, p50/p95/p99 and max of the sample, or None when it is empty (no latency to speak of)."""
+    """Count, mean, p50/p95/p99 and max of the sample, or None when it is empty (no latency to speak of)."""
     ordered = sorted(values)
     if not ordered:
         return None
     return LatencyStats(
         count=len(ordered),
-        p50=_percentile_sorted(ordered, 0.50),
-        p95=_percentile_sorted(ordered, 0.95),
-        p99=_percentile_sorted(ordered, 0.99),
+        mean=math.fsum(ordered) / len(ordered),
+        p50=percentile(ordered, 0.50),
+        p95=percentile(ordered, 0.95),
+        p99=percentile(ordered, 0.99),
         max=ordered[-1],
     )
-
-
-@dataclass(frozen=True)
-class TypeReport:
-    """One row of the report: rates over the shared span T and latencies for one type (or "all").
-
-    n: arrivals, events whose `received` lies in the window; m: completions, events whose `stored`
-    lies in the window; arrival_rate λ = n/T; processing_rate μ = m/T; throughput θ = min(λ, μ);
-    tau_seconds τ = 1/θ (the seed's simple model, None when θ == 0); in_flight: arrivals not yet
-    stored at the window's end; latency: received→stored and end_to_end: occurred→stored, both over
-    the completions.
-    """
-
-    event_type: str
-    n: int
-    m: int
-    span_seconds: float
-    arrival_rate: float
-    processing_rate: float
-    throughput: float
-    tau_seconds: float | None
-    in_flight: int
-    latency: LatencyStats | None
-    end_to_end: LatencyStats | None
-
-
-@dataclass(frozen=True)
-class Report:
-    """Everything measured for one window: one row per event type sorted by name, then the "all" row."""
-
-    report_id: str
-    generated_at: datetime
-    window_start: datetime
-    window_end: datetime
-    span_start: datetime | None
-    span_end: datetime | None
-    rows: list[TypeReport]
-
-    @property
-    def span_seconds(self) -> float:
-        """T, the active span shared by every row (0.0 when nothing happened in the window)."""
-        if self.span_start is None or self.span_end is None:
-            return 0.0
-        return (self.span_end - self.span_start).total_seconds()
-
-
-@dataclass
-class _Tally:
-    n: int = 0
-    m: int = 0
-    in_flight: int = 0
-    latency: list[float] = field(default_factory=list)
-    end_to_end: list[float] = field(default_factory=list)
-
-    def row(self, event_type: str, span_seconds: float) -> TypeReport:
-        arrival = self.n / span_seconds if span_seconds > 0 else 0.0
-        processing = self.m / span_seconds if span_seconds > 0 else 0.0
-        throughput = min(arrival, processing)
-        return TypeReport(
-            event_type=event_type,
-            n=self.n,
-            m=self.m,
-            span_seconds=span_seconds,
-            arrival_rate=arrival,
-            processing_rate=processing,
-            throughput=throughput,
-            tau_seconds=1.0 / throughput if throughput > 0 else None,
-            in_flight=self.in_flight,
-            latency=latency_stats(self.latency),
-            end_to_end=latency_stats(self.end_to_end),
-        )
 
 
 def _aware_utc(name: str, value: datetime) -> datetime:
@@ -133,60 +80,262 @@ def _aware_utc(name: str, value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class Window:
+    """The half-open span [start, end) a report covers, cut into buckets of `bucket_seconds` from start."""
+
+    start: datetime
+    end: datetime
+    bucket_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", _aware_utc("window start", self.start))
+        object.__setattr__(self, "end", _aware_utc("window end", self.end))
+        if self.end <= self.start:
+            raise ValueError(f"the window ends ({self.end.isoformat()}) before it starts ({self.start.isoformat()})")
+        if not self.bucket_seconds > 0:
+            raise ValueError(f"bucket seconds must be positive, got {self.bucket_seconds!r}")
+        if self.bucket_count > MAX_BUCKETS:
+            raise ValueError(
+                f"{self.bucket_count} buckets of {self.bucket_seconds:g} s in a {self.seconds:g} s window: "
+                f"at most {MAX_BUCKETS}; use longer buckets"
+            )
+
+    @classmethod
+    def last(cls, minutes: float, *, now: datetime | None = None, bucket_seconds: float = 60.0) -> Window:
+        """The last `minutes` minutes up to `now`."""
+        end = now or datetime.now(UTC)
+        return cls(end - timedelta(minutes=minutes), end, bucket_seconds)
+
+    @property
+    def seconds(self) -> float:
+        """T: every rate in the report is a count over this."""
+        return (self.end - self.start).total_seconds()
+
+    @property
+    def bucket_count(self) -> int:
+        return max(1, math.ceil(self.seconds / self.bucket_seconds - 1e-9))
+
+
+@dataclass(frozen=True)
+class TypeTotals:
+    """What the store counted for one event type (or OVERALL) in a window; the report derives the rest.
+
+    arrivals: received in the window; completions: stored in it (failed ones included, counted apart);
+    in_flight: arrivals not stored by the window's end; backlog_start/backlog_end: events in the
+    system (received, not stored) at the window's edges; backlog_seconds: ∫ backlog dt over the window;
+    sojourn_seconds: Σ time in system of the arrivals (up to the report's time for those in flight);
+    busy_seconds: worker time of the steps (started→stored) that stored in the window, and steps/workers
+    how many steps and distinct flow runs those were; skewed: events whose `occurred` is after their
+    `received` (the sender's clock is ahead), by up to max_skew_seconds.
+    """
+
+    event_type: str
+    arrivals: int = 0
+    completions: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    backlog_start: int = 0
+    backlog_end: int = 0
+    backlog_seconds: float = 0.0
+    sojourn_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    steps: int = 0
+    workers: int = 0
+    skewed: int = 0
+    max_skew_seconds: float = 0.0
+    stages: Mapping[str, LatencyStats | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BucketTotals:
+    """One bucket of one type: arrivals and completions in it, backlog at its end, latency of its completions."""
+
+    event_type: str
+    start: datetime
+    seconds: float
+    arrivals: int
+    completions: int
+    backlog: int
+    latency: LatencyStats | None
+
+    @property
+    def arrival_rate(self) -> float:
+        return self.arrivals / self.seconds
+
+    @property
+    def processing_rate(self) -> float:
+        return self.completions / self.seconds
+
+
+@dataclass(frozen=True)
+class LittleCheck:
+    """Little's law L = λW over the window: the time-average backlog against λ × mean time in system.
+
+    It holds exactly over any window that starts and ends with nothing in the system; a gap means the
+    window cuts through a busy period or the backlog is growing: not a steady state.
+    """
+
+    mean_backlog: float
+    arrival_rate: float
+    mean_latency: float
+    gap: float
+
+    @property
+    def predicted_backlog(self) -> float:
+        return self.arrival_rate * self.mean_latency
+
+    @property
+    def steady(self) -> bool:
+        return self.gap <= LITTLE_TOLERANCE
+
+
+def little_check(totals: TypeTotals, seconds: float) -> LittleCheck | None:
+    """None when nothing was in the system during the window (nothing to check)."""
+    if totals.backlog_seconds <= 0 and totals.sojourn_seconds <= 0:
+        return None
+    mean_backlog = totals.backlog_seconds / seconds
+    arrival_rate = totals.arrivals / seconds
+    mean_latency = totals.sojourn_seconds / totals.arrivals if totals.arrivals else 0.0
+    predicted = arrival_rate * mean_latency
+    gap = abs(mean_backlog - predicted) / max(mean_backlog, predicted)
+    return LittleCheck(mean_backlog=mean_backlog, arrival_rate=arrival_rate, mean_latency=mean_latency, gap=gap)
+
+
+@dataclass(frozen=True)
+class TypeReport:
+    """One row of the report: the store's totals for a type (or "all") and what follows from them over T.
+
+    λ = arrivals/T; μ = completions/T; θ = min(λ, μ); τ = 1/θ (the seed's model; None when θ == 0);
+    peak λ: the busiest full bucket's arrivals per second;
+    capacity = completions per busy worker-second; ρ = λ/capacity (the share of one worker's time the
+    arrivals need; above 1 one worker cannot keep up).
+    """
+
+    totals: TypeTotals
+    seconds: float
+    peak_arrival_rate: float
+    little: LittleCheck | None
+    forecast: Forecast | None
+
+    @property
+    def event_type(self) -> str:
+        return self.totals.event_type
+
+    @property
+    def arrival_rate(self) -> float:
+        return self.totals.arrivals / self.seconds
+
+    @property
+    def processing_rate(self) -> float:
+        return self.totals.completions / self.seconds
+
+    @property
+    def throughput(self) -> float:
+        return min(self.arrival_rate, self.processing_rate)
+
+    @property
+    def tau_seconds(self) -> float | None:
+        return 1.0 / self.throughput if self.throughput > 0 else None
+
+    @property
+    def capacity(self) -> float | None:
+        """μ as capacity: events stored per second of worker time busy handling and storing them."""
+        if self.totals.busy_seconds <= 0:
+            return None
+        return self.totals.completions / self.totals.busy_seconds
+
+    @property
+    def utilisation(self) -> float | None:
+        capacity = self.capacity
+        return None if not capacity else self.arrival_rate / capacity
+
+    @property
+    def latency(self) -> LatencyStats | None:
+        return self.totals.stages.get("latency")
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything measured for one window: a row per event type sorted by name, then the "all" row, and the buckets."""
+
+    report_id: str
+    generated_at: datetime
+    window: Window
+    target_p99_seconds: float
+    rows: list[TypeReport]
+    buckets: list[BucketTotals]
+
+    def row(self, event_type: str) -> TypeReport:
+        for row in self.rows:
+            if row.event_type == event_type:
+                return row
+        raise KeyError(event_type)
+
+    @property
+    def clock_skew(self) -> TypeTotals | None:
+        """The "all" totals when some sender's clock ran ahead of flowhook's, else None."""
+        overall = self.rows[-1].totals
+        return overall if overall.skewed else None
+
+
 def build_report(
-    times: Iterable[EventTimes],
+    totals: Sequence[TypeTotals],
+    buckets: Sequence[BucketTotals],
     *,
-    window_start: datetime,
-    window_end: datetime,
+    window: Window,
     generated_at: datetime,
     report_id: str,
+    target_p99_seconds: float,
 ) -> Report:
-    """Rates and latencies for the half-open window [window_start, window_end).
-
-    Arrivals are events received in the window, completions events stored in it (an event received
-    earlier but stored inside counts as a completion only). T is the active span inside the window:
-    from the earliest `received` of those events to the latest `stored` (or `received`, if later),
-    clipped to the window; an event received before the window and stored inside it starts the span
-    at window_start, because the system was already busy then. Every row shares T, so rates add up
-    across types. With no events or T == 0 the rates are 0.0 and τ is None.
-    """
-    start = _aware_utc("window_start", window_start)
-    end = _aware_utc("window_end", window_end)
-    if end < start:
-        raise ValueError(f"window_end {window_end!r} is before window_start {window_start!r}")
-    tallies: dict[str, _Tally] = {}
-    overall = _Tally()
-    first: datetime | None = None
-    last: datetime | None = None
-    for event_type, occurred, received, stored in times:
-        arrived = start <= received < end
-        completed = stored is not None and start <= stored < end
-        if not (arrived or completed):
-            continue
-        tally = tallies.setdefault(event_type, _Tally())
-        first = received if first is None else min(first, received)
-        latest = stored if completed and stored is not None else received
-        last = latest if last is None else max(last, latest)
-        for t in (tally, overall):
-            if arrived:
-                t.n += 1
-                if not completed:  # stored is None, or only after the window closed
-                    t.in_flight += 1
-            if completed and stored is not None:
-                t.m += 1
-                t.latency.append((stored - received).total_seconds())
-                t.end_to_end.append((stored - occurred).total_seconds())
-    span_start = None if first is None else max(start, first)
-    span_end = None if last is None else min(end, last)
-    span = 0.0 if span_start is None or span_end is None else (span_end - span_start).total_seconds()
-    rows = [tallies[name].row(name, span) for name in sorted(tallies)]
-    rows.append(overall.row(OVERALL, span))
+    """Derive every figure from the store's totals (an OVERALL entry among them; an empty one stands in if not)."""
+    by_type = {t.event_type: t for t in totals}
+    overall = by_type.pop(OVERALL, TypeTotals(OVERALL))
+    peaks: dict[str, float] = {}
+    # A short last bucket is left out (one event in its last second would read as a peak), unless it is all there is.
+    full = [b for b in buckets if b.seconds >= window.bucket_seconds - 1e-9] or list(buckets)
+    for bucket in full:
+        peaks[bucket.event_type] = max(peaks.get(bucket.event_type, 0.0), bucket.arrival_rate)
+    rows = []
+    for name in [*sorted(by_type), OVERALL]:
+        type_totals = overall if name == OVERALL else by_type[name]
+        rows.append(
+            TypeReport(
+                totals=type_totals,
+                seconds=window.seconds,
+                peak_arrival_rate=peaks.get(name, 0.0),
+                little=little_check(type_totals, window.seconds),
+                # One awake run serves a type at a time, so a type's forecast starts from one worker; the
+                # "all" row mixes types with different handlers and gets none.
+                forecast=None if name == OVERALL else _forecast(type_totals, window.seconds, target_p99_seconds),
+            )
+        )
     return Report(
         report_id=report_id,
         generated_at=_aware_utc("generated_at", generated_at),
-        window_start=start,
-        window_end=end,
-        span_start=span_start,
-        span_end=span_end,
+        window=window,
+        target_p99_seconds=target_p99_seconds,
         rows=rows,
+        buckets=sorted(buckets, key=lambda b: (b.event_type == OVERALL, b.event_type, b.start)),
+    )
+
+
+def _forecast(totals: TypeTotals, seconds: float, target: float) -> Forecast | None:
+    """The M/M/1 forecast from the type's capacity, with a fixed delay d calibrated on the window.
+
+    d is the measured p50 less the model's own p50 at the observed load (never below 0): the part of
+    the latency queueing does not explain, i.e. batching and waking a run.
+    """
+    latency = totals.stages.get("latency")
+    if totals.busy_seconds <= 0 or not totals.completions or latency is None:
+        return None
+    arrival_rate = totals.arrivals / seconds
+    capacity = totals.completions / totals.busy_seconds
+    model_p50 = sojourn_quantile(arrival_rate, capacity, 1, 0.5)
+    return forecast(
+        arrival_rate,
+        capacity,
+        servers=1,
+        fixed_delay=max(0.0, latency.p50 - model_p50) if math.isfinite(model_p50) else 0.0,
+        target_seconds=target,
     )

@@ -19,8 +19,6 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from flowhook.metrics import STORE_COLUMNS
-
 # No key on `id`: a VARCHAR primary key's index made every write 3-5x slower, and more so as the table grew.
 # `write_events` skips stored ids by a join instead, which is exact because every writer holds the file lock.
 _EVENTS_COLUMNS = """
@@ -36,16 +34,125 @@ SELECT count(*) FROM duckdb_constraints()
 WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'events'
   AND constraint_type = 'PRIMARY KEY'
 """
-_REPORTS_DDL = """
-CREATE TABLE IF NOT EXISTS reports (
-  report_id VARCHAR NOT NULL, generated_at TIMESTAMP NOT NULL, event_type VARCHAR NOT NULL,
-  window_start TIMESTAMP, window_end TIMESTAMP, span_seconds DOUBLE,
-  n BIGINT, m BIGINT, arrival_rate DOUBLE, processing_rate DOUBLE, throughput DOUBLE, tau_seconds DOUBLE,
-  p50_seconds DOUBLE, p95_seconds DOUBLE, p99_seconds DOUBLE, max_seconds DOUBLE,
-  PRIMARY KEY (report_id, event_type))
-"""
-# The reports table's columns, in order: exactly the keys `metrics.to_store_rows` produces.
-REPORT_COLUMNS = STORE_COLUMNS
+# The report tables: one row per report and type, per report, type and stage, per report, type and bucket.
+# Columns are added, never dropped, so a file written by an older flowhook gains the new ones on open.
+REPORT_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "reports": (
+        ("report_id", "VARCHAR NOT NULL"),
+        ("generated_at", "TIMESTAMP NOT NULL"),
+        ("event_type", "VARCHAR NOT NULL"),
+        ("window_start", "TIMESTAMP"),
+        ("window_end", "TIMESTAMP"),
+        ("span_seconds", "DOUBLE"),
+        ("n", "BIGINT"),
+        ("m", "BIGINT"),
+        ("arrival_rate", "DOUBLE"),
+        ("processing_rate", "DOUBLE"),
+        ("throughput", "DOUBLE"),
+        ("tau_seconds", "DOUBLE"),
+        ("p50_seconds", "DOUBLE"),
+        ("p95_seconds", "DOUBLE"),
+        ("p99_seconds", "DOUBLE"),
+        ("max_seconds", "DOUBLE"),
+        ("bucket_seconds", "DOUBLE"),
+        ("failed", "BIGINT"),
+        ("in_flight", "BIGINT"),
+        ("backlog_start", "BIGINT"),
+        ("backlog_end", "BIGINT"),
+        ("peak_arrival_rate", "DOUBLE"),
+        ("capacity", "DOUBLE"),
+        ("utilisation", "DOUBLE"),
+        ("busy_seconds", "DOUBLE"),
+        ("workers", "BIGINT"),
+        ("mean_backlog", "DOUBLE"),
+        ("little_predicted", "DOUBLE"),
+        ("little_gap", "DOUBLE"),
+        ("steady", "BOOLEAN"),
+        ("skewed", "BIGINT"),
+        ("max_skew_seconds", "DOUBLE"),
+        ("saturation_rate", "DOUBLE"),
+        ("forecast_p99_seconds", "DOUBLE"),
+        ("workers_needed", "BIGINT"),
+        ("target_p99_seconds", "DOUBLE"),
+        ("chart_path", "VARCHAR"),
+    ),
+    "report_stages": (
+        ("report_id", "VARCHAR NOT NULL"),
+        ("event_type", "VARCHAR NOT NULL"),
+        ("stage", "VARCHAR NOT NULL"),
+        ("span", "VARCHAR"),
+        ("count", "BIGINT"),
+        ("mean_seconds", "DOUBLE"),
+        ("p50_seconds", "DOUBLE"),
+        ("p95_seconds", "DOUBLE"),
+        ("p99_seconds", "DOUBLE"),
+        ("max_seconds", "DOUBLE"),
+    ),
+    "report_buckets": (
+        ("report_id", "VARCHAR NOT NULL"),
+        ("event_type", "VARCHAR NOT NULL"),
+        ("bucket_start", "TIMESTAMP NOT NULL"),
+        ("bucket_seconds", "DOUBLE"),
+        ("arrivals", "BIGINT"),
+        ("completions", "BIGINT"),
+        ("arrival_rate", "DOUBLE"),
+        ("processing_rate", "DOUBLE"),
+        ("backlog", "BIGINT"),
+        ("p50_seconds", "DOUBLE"),
+        ("p95_seconds", "DOUBLE"),
+        ("p99_seconds", "DOUBLE"),
+    ),
+}
+_REPORT_KEYS = {
+    "reports": ("report_id", "event_type"),
+    "report_stages": ("report_id", "event_type", "stage"),
+    "report_buckets": ("report_id", "event_type", "bucket_start"),
+}
+
+
+def seconds_between(later: str, earlier: str) -> str:
+    """SQL for `later - earlier` in seconds, a DOUBLE with microsecond precision (NULL if either is)."""
+    return f"((epoch_us({later}) - epoch_us({earlier})) / 1e6)"
+
+
+_secs = seconds_between
+
+
+# Views for people querying the file: every event's stage latencies, and the newest report's rows.
+_VIEWS = (
+    f"""CREATE VIEW IF NOT EXISTS event_latency AS
+SELECT id, type, source, status, batch_id, flow_run_id, occurred, received, emitted, started, stored,
+  {_secs("received", "occurred")} AS sent_seconds, {_secs("emitted", "received")} AS batched_seconds,
+  {_secs("started", "emitted")} AS woken_seconds, {_secs("stored", "started")} AS processed_seconds,
+  {_secs("stored", "received")} AS latency_seconds, {_secs("stored", "occurred")} AS end_to_end_seconds
+FROM events""",
+    *(
+        f"""CREATE VIEW IF NOT EXISTS latest_{table} AS SELECT * FROM {table}
+WHERE report_id = (SELECT report_id FROM reports ORDER BY generated_at DESC LIMIT 1)"""
+        for table in REPORT_TABLES
+    ),
+)
+
+
+def _ensure_report_schema(con: duckdb.DuckDBPyConnection) -> None:
+    have = {
+        (table, column)
+        for table, column in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
+        ).fetchall()
+    }
+    for table, columns in REPORT_TABLES.items():
+        if not any(t == table for t, _ in have):
+            body = ", ".join(f"{name} {kind}" for name, kind in columns)
+            con.execute(f"CREATE TABLE {table} ({body}, PRIMARY KEY ({', '.join(_REPORT_KEYS[table])}))")
+            continue
+        for name, kind in columns:
+            if (table, name) not in have:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind.removesuffix(' NOT NULL')}")
+    for view in _VIEWS:
+        con.execute(view)
+
 
 _TS = pa.timestamp("us")
 _TS_UTC = pa.timestamp("us", tz="UTC")
@@ -266,17 +373,23 @@ class DuckDBStore:
             os.close(fd)  # closing the descriptor releases the flock
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An open connection with the schema in place, held under the file lock until exit."""
+    def connect(self, *, reports: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An open connection with the schema in place, held under the file lock until exit.
+
+        `reports` also makes sure of the report tables and the views (about 10 ms, so the event
+        writes, which never touch them, skip it).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            con = duckdb.connect(str(self.path))
+            # No replacement scans: a query naming `data` or `reports` must mean the table, not a Python variable.
+            con = duckdb.connect(str(self.path), config={"python_enable_replacements": False})
             try:
                 con.execute(_EVENTS_DDL)
                 keyed = con.execute(_KEYED_EVENTS).fetchone()
                 if keyed and keyed[0]:
                     _drop_events_key(con)
-                con.execute(_REPORTS_DDL)
+                if reports:
+                    _ensure_report_schema(con)
                 yield con
             finally:
                 con.close()  # before the lock is released, so the next opener finds the file free
@@ -325,48 +438,39 @@ class DuckDBStore:
         rows = self.query("SELECT count(*) FROM (SELECT id FROM events GROUP BY id HAVING count(*) > 1)")
         return int(rows[0][0])
 
-    def event_times(
-        self, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[tuple[str, datetime, datetime, datetime | None]]:
-        """(type, occurred, received, stored) of events received or stored within [since, until]."""
-        bounds: list[datetime] = []
-        where = ""
-        if since is not None or until is not None:
-            clauses = []
-            for column in ("received", "stored"):
-                parts = []
-                if since is not None:
-                    parts.append(f"{column} >= ?")
-                    bounds.append(_naive_utc(since))
-                if until is not None:
-                    parts.append(f"{column} <= ?")
-                    bounds.append(_naive_utc(until))
-                clauses.append("(" + " AND ".join(parts) + ")")
-            where = "WHERE " + " OR ".join(clauses)
-        rows = self.query(f"SELECT type, occurred, received, stored FROM events {where} ORDER BY received, id", bounds)
-        return [
-            (t, _aware_utc(occurred), _aware_utc(received), None if stored is None else _aware_utc(stored))
-            for t, occurred, received, stored in rows
-        ]
+    def write_report(self, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Upsert a report's rows into the report tables, in one transaction; absent columns become NULL."""
+        with self.connect(reports=True) as con:
+            con.begin()
+            for table, rows in tables.items():
+                if table not in REPORT_TABLES:
+                    raise ValueError(f"unknown report table: {table}")
+                if not rows:
+                    continue
+                names = [name for name, _ in REPORT_TABLES[table]]
+                unknown = set().union(*rows) - set(names)
+                if unknown:
+                    raise ValueError(f"unknown {table} columns: {', '.join(sorted(unknown))}")
+                # One INSERT OR REPLACE keeps the first of two rows with one key; an upsert means the last.
+                keys = _REPORT_KEYS[table]
+                rows = list(
+                    {
+                        tuple(_naive_utc(row[k]) if isinstance(row[k], datetime) else row[k] for k in keys): row
+                        for row in rows
+                    }.values()
+                )
+                values = {
+                    name: [_naive_utc(v) if isinstance(v, datetime) else v for v in (row.get(name) for row in rows)]
+                    for name in names
+                }
+                con.register("incoming_report", pa.table(values))
+                try:
+                    con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM incoming_report")
+                finally:
+                    con.unregister("incoming_report")
+            con.commit()
 
-    def write_report_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Upsert report rows keyed by (report_id, event_type); absent optional columns become NULL."""
-        if not rows:
-            return
-        for row in rows:
-            unknown = set(row) - set(REPORT_COLUMNS)
-            if unknown:
-                raise ValueError(f"unknown report columns: {', '.join(sorted(unknown))}")
-        values = [
-            [_naive_utc(v) if isinstance(v, datetime) else v for v in (row.get(c) for c in REPORT_COLUMNS)]
-            for row in rows
-        ]
-        placeholders = ", ".join("?" for _ in REPORT_COLUMNS)
-        sql = f"INSERT OR REPLACE INTO reports ({', '.join(REPORT_COLUMNS)}) VALUES ({placeholders})"
-        with self.connect() as con:
-            con.executemany(sql, values)
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[Any] = (), *, reports: bool = False) -> list[tuple[Any, ...]]:
         """Run one ad-hoc statement under the lock; all its rows (TIMESTAMPs come back naive UTC)."""
-        with self.connect() as con:
+        with self.connect(reports=reports) as con:
             return con.execute(sql, list(params)).fetchall()
