@@ -102,6 +102,9 @@ class LocalStack:
                 "FLOWHOOK_GATEWAY_PORT": str(cfg.gateway_port),
                 "PWD": str(cfg.root),
                 "PYTHONUNBUFFERED": "1",
+                # Flow runs start as `python -m prefect.engine` (prefect.yaml): that `python` must be this
+                # environment's, also when flowhook was started as `.venv/bin/flowhook` without activating it.
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             }
         )
         env.update(self._sqs_env)
