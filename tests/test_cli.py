@@ -216,7 +216,8 @@ def test_report_tables_show_every_section_and_type(known_store: DuckDBStore, mon
     result = runner.invoke(app, ["report", "--since", SINCE, "--until", UNTIL, "--bucket", str(BUCKET)])
     assert result.exit_code == 0, result.output
     for title in (
-        "Rates and latency",
+        "Rates over T = 600 s",
+        "Capacity and latency (received→stored)",
         "Latency per stage (s, measured)",
         "Backlog and Little's law",
         "Capacity forecast, M/M/c (target p99 ≤ 30 s)",

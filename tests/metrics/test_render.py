@@ -222,7 +222,8 @@ def test_markdown_has_every_section_in_order() -> None:
     assert "T = 60 s, buckets of 20 s" in text
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == [
-        "## Rates and latency",
+        "## Rates",
+        "## Capacity and latency (received→stored)",
         "## Latency per stage (seconds, measured)",
         "## Backlog and Little's law",
         "## Capacity forecast (target p99 ≤ 10 s)",
@@ -233,30 +234,34 @@ def test_markdown_has_every_section_in_order() -> None:
 
 def test_markdown_rates_table_by_hand() -> None:
     text = to_markdown(_sample())
-    header = next(line for line in text.splitlines() if line.startswith("| type | N |"))
-    assert "τ = 1/θ (s, seed model)" in header
-    rows = {cells[0]: cells[1:] for cells in _table(text, "## Rates and latency")}
+    rows = {cells[0]: cells[1:] for cells in _table(text, "## Rates")}
     assert list(rows) == ["order.created", "payment.settled", "all"]
-    # N, M, failed, in flight, λ, peak λ, μ, capacity, ρ, θ, τ, p50/p95/p99/max
-    assert rows["order.created"] == [
-        "30", "24", "1", "6", "0.5", "0.7", "0.4", "6", "0.08333", "0.4", "2.5", "0.8 / 1.5 / 1.9 / 2",
-    ]  # fmt: skip
-    assert rows["payment.settled"] == [
-        "20", "20", "0", "0", "0.3333", "0.5", "0.3333", "—", "—", "0.3333", "3", "1 / 1 / 1 / 1",
-    ]  # fmt: skip
-    # all: λ = 50/60, peak 19/20, μ = 44/60, capacity 11, ρ = (50/60)/11, τ = 60/44.
-    assert rows["all"] == [
-        "50", "44", "1", "6", "0.8333", "0.95", "0.7333", "11", "0.07576", "0.7333", "1.364", "0.9 / 1.5 / 1.9 / 2",
-    ]  # fmt: skip
+    # N, M, failed, in flight, λ, peak λ, μ, θ
+    assert rows["order.created"] == ["30", "24", "1", "6", "0.5", "0.7", "0.4", "0.4"]
+    assert rows["payment.settled"] == ["20", "20", "0", "0", "0.3333", "0.5", "0.3333", "0.3333"]
+    # all: λ = 50/60, peak 19/20, μ = 44/60.
+    assert rows["all"] == ["50", "44", "1", "6", "0.8333", "0.95", "0.7333", "0.7333"]
+
+
+def test_markdown_capacity_and_latency_table_by_hand() -> None:
+    text = to_markdown(_sample())
+    header = next(line for line in text.splitlines() if line.startswith("| type | capacity"))
+    assert "τ = 1/θ (s, seed model)" in header
+    rows = {cells[0]: cells[1:] for cells in _table(text, "## Capacity and latency")}
+    # capacity, ρ, τ, p50, p95, p99, max
+    assert rows["order.created"] == ["6", "0.08333", "2.5", "0.8", "1.5", "1.9", "2"]
+    assert rows["payment.settled"] == ["—", "—", "3", "1", "1", "1", "1"]
+    # all: capacity 11, ρ = (50/60)/11, τ = 60/44.
+    assert rows["all"] == ["11", "0.07576", "1.364", "0.9", "1.5", "1.9", "2"]
 
 
 def test_markdown_stage_table_lists_only_stages_with_figures() -> None:
     rows = _table(to_markdown(_sample()), "## Latency per stage")
     assert rows == [
-        ["order.created", "batched", "received→emitted", "24", "0.3", "0.25", "0.5", "0.6", "0.7"],
-        ["order.created", "latency", "received→stored", "24", "0.9", "0.8", "1.5", "1.9", "2"],
-        ["payment.settled", "latency", "received→stored", "20", "1", "1", "1", "1", "1"],
-        ["all", "latency", "received→stored", "44", "0.95", "0.9", "1.5", "1.9", "2"],
+        ["order.created", "received→emitted", "24", "0.3", "0.25", "0.5", "0.6", "0.7"],
+        ["order.created", "received→stored", "24", "0.9", "0.8", "1.5", "1.9", "2"],
+        ["payment.settled", "received→stored", "20", "1", "1", "1", "1", "1"],
+        ["all", "received→stored", "44", "0.95", "0.9", "1.5", "1.9", "2"],
     ]
 
 
@@ -293,11 +298,11 @@ def test_markdown_forecast_says_when_nobody_can_meet_the_target() -> None:
 
 def test_markdown_buckets_are_the_all_types_ones() -> None:
     rows = _table(to_markdown(_sample()), "## Per 20 s bucket")
-    # start, arrivals, completions, λ, μ, backlog at end, p50/p95/p99/max
+    # start, arrivals, stored, λ, μ, backlog at end, p50, p99
     assert rows == [
-        ["00:00:00", "15", "14", "0.75", "0.7", "0", "0.4 / 0.9 / 1.1 / 1.2"],
-        ["00:00:20", "19", "18", "0.95", "0.9", "1", "0.4 / 0.9 / 1.1 / 1.2"],
-        ["00:00:40", "16", "15", "0.8", "0.75", "2", "0.4 / 0.9 / 1.1 / 1.2"],
+        ["00:00:00", "15", "14", "0.75", "0.7", "0", "0.4", "1.1"],
+        ["00:00:20", "19", "18", "0.95", "0.9", "1", "0.4", "1.1"],
+        ["00:00:40", "16", "15", "0.8", "0.75", "2", "0.4", "1.1"],
     ]
 
 
@@ -364,7 +369,7 @@ def test_warnings_in_markdown_json_and_rich() -> None:
     assert "Not in steady state: payment.settled, all" in flat
     assert "6 events received in the window were not stored" in flat
     # The warnings come before the tables.
-    assert markdown.index("Clock skew") < markdown.index("## Rates and latency")
+    assert markdown.index("Clock skew") < markdown.index("## Rates")
 
 
 def test_no_warnings_when_all_is_well() -> None:
@@ -470,12 +475,18 @@ def test_json_dict_normalises_datetimes_to_utc() -> None:
 
 def test_rich_shows_the_tables_and_figures() -> None:
     text = _rich_text(_sample())
-    for title in ("Rates and latency", "Latency per stage", "Backlog and Little's law", "Capacity forecast, M/M/c"):
+    for title in (
+        "Rates over T = 60 s",
+        "Capacity and latency (received→stored)",
+        "Latency per stage",
+        "Backlog and Little's law",
+        "Capacity forecast, M/M/c",
+    ):
         assert title in text
     assert "Per 20 s bucket, all types" in text
     for name in ("order.created", "payment.settled", "all"):
         assert name in text
-    for figure in ("0.08333", "0.3333", "0.8333", "0.07576", "1.364", "0.8 / 1.5 / 1.9 / 2", "50.0%", "0.674", "1.511"):
+    for figure in ("0.08333", "0.3333", "0.8333", "0.07576", "1.364", "50.0%", "0.674", "1.511"):
         assert figure in text, figure
 
 
@@ -588,9 +599,8 @@ def test_store_rows_of_an_unstable_forecast_have_no_infinity() -> None:
 def test_empty_window_renders_everywhere() -> None:
     report = _empty()
     markdown = to_markdown(report)
-    assert _table(markdown, "## Rates and latency") == [
-        ["all", "0", "0", "0", "0", "0", "0", "0", "—", "—", "0", "—", "—"]
-    ]
+    assert _table(markdown, "## Rates") == [["all", "0", "0", "0", "0", "0", "0", "0", "0"]]
+    assert _table(markdown, "## Capacity and latency") == [["all", "—", "—", "—", "—", "—", "—", "—"]]
     assert _table(markdown, "## Latency per stage") == []
     assert _table(markdown, "## Backlog and Little's law") == [["all", "0", "0", "—", "—", "—", "—", "—"]]
     assert "nothing to forecast from" in markdown
@@ -613,12 +623,12 @@ def test_empty_window_renders_everywhere() -> None:
 def test_one_event_renders_everywhere() -> None:
     report = _one_event()
     markdown = to_markdown(report)
-    rows = {cells[0]: cells[1:] for cells in _table(markdown, "## Rates and latency")}
-    # λ = μ = θ = 1/60, τ = 60 s, capacity = 1/0.05 = 20, ρ = (1/60)/20.
-    assert rows["solo"] == [
-        "1", "1", "0", "0", "0.01667", "0.01667", "0.01667", "20", "0.0008333", "0.01667", "60",
-        "0.2 / 0.2 / 0.2 / 0.2",
-    ]  # fmt: skip
+    rows = {cells[0]: cells[1:] for cells in _table(markdown, "## Rates")}
+    # λ = peak λ = μ = θ = 1/60
+    assert rows["solo"] == ["1", "1", "0", "0", "0.01667", "0.01667", "0.01667", "0.01667"]
+    capacity = {cells[0]: cells[1:] for cells in _table(markdown, "## Capacity and latency")}
+    # capacity = 1/0.05 = 20, ρ = (1/60)/20, τ = 60 s, every percentile 0.2 s.
+    assert capacity["solo"] == ["20", "0.0008333", "60", "0.2", "0.2", "0.2", "0.2"]
     little = {cells[0]: cells[1:] for cells in _table(markdown, "## Backlog and Little's law")}
     assert little["solo"][-2:] == ["0.0%", "yes"]  # L = 0.2/60 = λW = (1/60) × 0.2
     assert [r["type"] for r in to_table_rows(report)] == ["solo", "all"]

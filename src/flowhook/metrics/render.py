@@ -60,18 +60,12 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
-def _pcts(stats: LatencyStats | None) -> str:
-    if stats is None:
-        return "—"
-    return " / ".join(_fmt(v) for v in (stats.p50, stats.p95, stats.p99, stats.max))
-
-
 def _time(value: datetime) -> str:
     return value.strftime("%H:%M:%S")
 
 
 _Cell = Callable[[TypeReport], str]
-_SUMMARY: tuple[tuple[str, _Cell], ...] = (
+_RATES: tuple[tuple[str, _Cell], ...] = (
     ("type", lambda r: r.event_type),
     ("N", lambda r: _fmt(r.totals.arrivals)),
     ("M", lambda r: _fmt(r.totals.completions)),
@@ -80,22 +74,30 @@ _SUMMARY: tuple[tuple[str, _Cell], ...] = (
     ("λ (ev/s)", lambda r: _fmt(r.arrival_rate)),
     ("peak λ", lambda r: _fmt(r.peak_arrival_rate)),
     ("μ (ev/s)", lambda r: _fmt(r.processing_rate)),
+    ("θ (ev/s)", lambda r: _fmt(r.throughput)),
+)
+
+_CAPACITY: tuple[tuple[str, _Cell], ...] = (
+    ("type", lambda r: r.event_type),
     ("capacity (ev/busy-s)", lambda r: _fmt(r.capacity)),
     ("ρ", lambda r: _fmt(r.utilisation)),
-    ("θ (ev/s)", lambda r: _fmt(r.throughput)),
     ("τ = 1/θ (s, seed model)", lambda r: _fmt(r.tau_seconds)),
-    ("received→stored p50/p95/p99/max (s)", lambda r: _pcts(r.latency)),
+    ("p50 (s)", lambda r: _fmt(r.latency.p50 if r.latency else None)),
+    ("p95", lambda r: _fmt(r.latency.p95 if r.latency else None)),
+    ("p99", lambda r: _fmt(r.latency.p99 if r.latency else None)),
+    ("max", lambda r: _fmt(r.latency.max if r.latency else None)),
 )
+"""Measured percentiles here are received→stored, the time an event spends inside flowhook."""
 
 _LITTLE: tuple[tuple[str, _Cell], ...] = (
     ("type", lambda r: r.event_type),
     ("backlog at start", lambda r: _fmt(r.totals.backlog_start)),
-    ("backlog at end", lambda r: _fmt(r.totals.backlog_end)),
+    ("at end", lambda r: _fmt(r.totals.backlog_end)),
     ("mean backlog L", lambda r: _fmt(r.little.mean_backlog if r.little else None)),
-    ("mean time in system W (s)", lambda r: _fmt(r.little.mean_latency if r.little else None)),
+    ("mean W (s)", lambda r: _fmt(r.little.mean_latency if r.little else None)),
     ("λ × W", lambda r: _fmt(r.little.predicted_backlog if r.little else None)),
     ("gap", lambda r: _pct(r.little.gap if r.little else None)),
-    ("steady state", lambda r: "—" if r.little is None else ("yes" if r.little.steady else "NO")),
+    ("steady", lambda r: "—" if r.little is None else ("yes" if r.little.steady else "NO")),
 )
 
 _FORECAST: tuple[tuple[str, _Cell], ...] = (
@@ -168,14 +170,15 @@ def _overall_buckets(report: Report) -> list[list[str]]:
             _fmt(b.arrival_rate),
             _fmt(b.processing_rate),
             _fmt(b.backlog),
-            _pcts(b.latency),
+            _fmt(b.latency.p50 if b.latency else None),
+            _fmt(b.latency.p99 if b.latency else None),
         ]
         for b in report.buckets
         if b.event_type == OVERALL
     ]
 
 
-_BUCKET_HEADERS = ("bucket start (UTC)", "arrivals", "completions", "λ", "μ", "backlog at end", "p50/p95/p99/max (s)")
+_BUCKET_HEADERS = ("start (UTC)", "arrivals", "stored", "λ", "μ", "backlog at end", "p50 (s)", "p99 (s)")
 MAX_BUCKET_LINES = 120
 """The Markdown and the terminal list at most this many buckets; the `report_buckets` table has them all."""
 
@@ -184,13 +187,15 @@ def to_markdown(report: Report, *, chart_url: str | None = None) -> str:
     """The report as Markdown for a Prefect markdown artifact or a file a human will read."""
     lines = [f"# flowhook report `{report.report_id}`", "", _window_line(report), ""]
     lines += [f"> **{note}**\n" for note in _warnings(report)]
-    lines += ["## Rates and latency", ""]
-    lines += _md_table([h for h, _ in _SUMMARY], [[cell(r) for _, cell in _SUMMARY] for r in report.rows])
+    lines += ["## Rates", ""]
+    lines += _md_table([h for h, _ in _RATES], [[cell(r) for _, cell in _RATES] for r in report.rows])
+    lines += ["", "## Capacity and latency (received→stored)", ""]
+    lines += _md_table([h for h, _ in _CAPACITY], [[cell(r) for _, cell in _CAPACITY] for r in report.rows])
     lines += ["", "## Latency per stage (seconds, measured)", ""]
     lines += _md_table(
-        ["type", "stage", "span", "count", "mean", "p50", "p95", "p99", "max"],
+        ["type", "stage", "count", "mean", "p50", "p95", "p99", "max"],
         [
-            [row.event_type, stage, STAGES[stage], *_stage_cells(stats)]
+            [row.event_type, STAGES[stage], *_stage_cells(stats)]
             for row, stage, stats in _stage_rows(report)
             if stats is not None
         ],
@@ -368,15 +373,14 @@ def to_rich(report: Report, *, buckets: int = 30) -> Group:
     """The report for the terminal: the same tables as the Markdown, the last `buckets` buckets."""
     parts: list[Any] = [Text(f"flowhook report {report.report_id}\n{_window_line(report)}", style="bold")]
     parts += [Text(note, style="yellow") for note in _warnings(report)]
-    parts.append(_rich_table("Rates and latency", _SUMMARY, report.rows))
+    parts.append(_rich_table(f"Rates over T = {_fmt(report.window.seconds)} s", _RATES, report.rows))
+    parts.append(_rich_table("Capacity and latency (received→stored)", _CAPACITY, report.rows))
     stages = Table(title="Latency per stage (s, measured)", title_justify="left")
-    for header in ("type", "stage", "span", "count", "mean", "p50", "p95", "p99", "max"):
-        stages.add_column(header, justify="left" if header in ("type", "stage", "span") else "right")
+    for header in ("type", "stage", "count", "mean", "p50", "p95", "p99", "max"):
+        stages.add_column(header, justify="left" if header in ("type", "stage") else "right")
     for row, stage, stats in _stage_rows(report):
         if stats is not None:
-            stages.add_row(
-                row.event_type, stage, STAGES[stage], *_stage_cells(stats), end_section=stage == _STAGE_ORDER[-1]
-            )
+            stages.add_row(row.event_type, STAGES[stage], *_stage_cells(stats), end_section=stage == _STAGE_ORDER[-1])
     parts += [stages, _rich_table("Backlog and Little's law", _LITTLE, report.rows)]
     forecast_rows = [r for r in report.rows if r.forecast is not None]
     if forecast_rows:
