@@ -28,12 +28,14 @@ def gateway() -> None:
     import uvicorn
 
     from flowhook.gateway import create_app
+    from flowhook.gateway.http import BoundedHttpToolsProtocol
 
     settings = get_settings()
     uvicorn.run(
         create_app(settings),
         host=settings.gateway_host,
         port=settings.gateway_port,
+        http=BoundedHttpToolsProtocol,  # httptools for throughput, with a bound on header sections
         log_level="warning",
         access_log=False,
     )
