@@ -81,7 +81,7 @@ FULL = Plan(
     drain_timeout=240,
 )
 QUICK = Plan(
-    floor_samples=0, quiet_samples=0, naive_events=0, levels=[Level(50, 4, 10)], store_rows=0, drain_timeout=60
+    floor_samples=0, quiet_samples=0, naive_events=0, levels=[Level(50, 4, 10)], store_rows=0, drain_timeout=180
 )
 """The smoke run CI does (in tests/e2e, on the tests' stack): every acknowledged event stored once."""
 

@@ -11,7 +11,9 @@ from prefect.runtime import flow_run
 from flowhook import processing
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, Spool
-from tasks.batch import claim_batches, complete_batches, handle_events, next_batches, store_events
+from flowhook.watchdog import HEARTBEAT_TYPE
+from tasks.batch import claim_batches, complete_batches, handle_events, next_batches, retry_events, store_events
+from tasks.heartbeat import announce_heartbeat
 from tasks.sweep import launch_batch
 
 
@@ -37,10 +39,17 @@ def process_batch(batch: BatchRef) -> dict[str, Any]:
         while claimed.items:
             handled = handle_events(claimed)
             totals["inserted"] += store_events(handled)
+            failed = processing.failures(handled.items)
+            if failed:  # their handlers again, after backoff; stored over their failed rows, ok or dead letters
+                retried = retry_events(handled)
+                store_events(retried)
+                failed = processing.failures(handled.items, retried.items)
             complete_batches(claimed)
+            if batch.event_type == HEARTBEAT_TYPE:  # the watchdog's proactive trigger expects this; never fail on it
+                announce_heartbeat(handled, return_state=True)
             totals["batches"] += len(claimed.items)
             totals["events"] += len(handled.items)
-            totals["failed"] += sum(1 for event in handled.items if event.status == "failed")
+            totals["failed"] += failed
             claimed = claim_batches(next_batches(batch.event_type, until))
     leftover = processing.left_behind(spool, batch.event_type)
     if leftover is not None:

@@ -1,4 +1,4 @@
-"""Tasks of the worker flow: claim, handle, store and complete batches; wait for the next ones."""
+"""Tasks of the worker flow: claim, handle, retry, store and complete batches; wait for the next ones."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def handle_events(claimed: Bulk[processing.Claimed]) -> Bulk[list[StoredEvent]]:
             catalog=load_catalog(settings.event_modules),
             started=datetime.now(UTC),
             flow_run_id=flow_run.get_id(),
+        )
+    )
+
+
+@task(cache_policy=NONE)
+def retry_events(handled: Bulk[list[StoredEvent]]) -> Bulk[list[StoredEvent]]:
+    """The failed events' handlers again, with each type's retry policy (sleeps its backoff); no task retries."""
+    settings = get_settings()
+    return Bulk(
+        processing.retry_failed(
+            handled.items, catalog=load_catalog(settings.event_modules), policy_for_type=settings.retry_policy
         )
     )
 

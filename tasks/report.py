@@ -18,6 +18,7 @@ from flowhook.reporting import (
 )
 from flowhook.settings import get_settings
 from flowhook.spool import Spool
+from flowhook.stack import started_at
 from flowhook.store import DuckDBStore
 from tasks import IO_RETRIES, Bulk
 
@@ -29,9 +30,19 @@ def _store() -> DuckDBStore:
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def compute_report(minutes: float, bucket_seconds: float, target_p99_seconds: float) -> Bulk[Report]:
+    settings = get_settings()
     window = Window.last(minutes, bucket_seconds=bucket_seconds)
-    spool = Spool(get_settings().spool_dir)
-    return Bulk(window_report(_store(), spool, window, target_p99_seconds=target_p99_seconds))
+    spool = Spool(settings.spool_dir)
+    return Bulk(
+        window_report(
+            _store(),
+            spool,
+            window,
+            target_p99_seconds=target_p99_seconds,
+            heartbeat_max_age_seconds=settings.heartbeat_max_age_seconds,
+            up_since=started_at(settings.data_dir),
+        )
+    )
 
 
 @task(cache_policy=NONE)

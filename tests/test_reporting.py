@@ -8,6 +8,7 @@ timestamps finds (within 5 %), and Little's law (within 5 %) in steady state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -272,3 +273,33 @@ def test_the_window_end_is_clipped_to_now(db: DuckDBStore) -> None:
     assert report.window.end == _at(120)
     assert report.row("user_request").arrival_rate == pytest.approx(1 / 120)
     assert len([b for b in report.buckets if b.event_type == OVERALL]) == 2
+
+
+# --- the trigger path's heartbeat, checked at report time ----------------------------------------------
+
+
+def test_the_report_checks_the_heartbeat_in_the_store_as_of_now(db: DuckDBStore) -> None:
+    tick = dataclasses.replace(
+        _event(1, received=100.0, stored=103.0, occurred=99.5, event_type="scheduled_tick"), source="schedule"
+    )
+    db.write_events([tick, _event(2, received=900.0, stored=901.0)])  # a later event of another kind
+    window = Window(_at(0), _at(1000), 60.0)
+    assert window_report(db, None, window, target_p99_seconds=5.0, now=_at(1000)).heartbeat is None  # not asked
+    fresh = window_report(db, None, window, target_p99_seconds=5.0, now=_at(700), heartbeat_max_age_seconds=660)
+    assert fresh.heartbeat is not None and fresh.heartbeat.status == "healthy"
+    assert fresh.heartbeat.last_stored == _at(103) and fresh.heartbeat.end_to_end_seconds == pytest.approx(3.5)
+    stale = window_report(db, None, window, target_p99_seconds=5.0, now=_at(1000), heartbeat_max_age_seconds=660)
+    assert stale.heartbeat is not None and stale.heartbeat.status == "unhealthy"
+    assert stale.heartbeat.age_seconds == pytest.approx(897)
+    # The check adds to the report and changes none of its figures.
+    plain = window_report(db, None, window, target_p99_seconds=5.0, now=_at(1000))
+    assert stale.rows == plain.rows and stale.buckets == plain.buckets
+
+
+def test_no_heartbeat_on_a_stack_up_for_long_is_unhealthy_in_the_report(db: DuckDBStore) -> None:
+    window = Window(_at(0), _at(1000), 60.0)
+    report = window_report(
+        db, None, window, target_p99_seconds=5.0, now=_at(1000), heartbeat_max_age_seconds=660, up_since=_at(0)
+    )
+    assert report.heartbeat is not None and report.heartbeat.status == "unhealthy"
+    assert report.heartbeat.reason.startswith("no heartbeat ever stored, and the stack has been up for 17 min")

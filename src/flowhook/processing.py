@@ -1,21 +1,26 @@
 """What a worker flow does to its batches, step by step, with no Prefect in sight.
 
-claim (atomic rename) → handle each event (a failing event is recorded, never sinks its batch)
-→ store in bulk, keyed by event id → complete (the batch file moves to `done/`) → wait a while
-for the next batches of the type (`next_batches`), holding a lease so the gateway knows this run
-is awake and need not wake another: a flow run costs seconds of CPU to start, a batch found by an
-awake run costs nothing.
+claim (atomic rename) → handle each event once (a failing event is recorded, never sinks its batch)
+→ store in bulk, keyed by event id → call the failed ones again after backoff (`retry_failed`) and
+store them over their failed rows, ok at last or dead letters → complete (the batch file moves to
+`done/`) → wait a while for the next batches of the type (`next_batches`), holding a lease so the
+gateway knows this run is awake and need not wake another: a flow run costs seconds of CPU to start,
+a batch found by an awake run costs nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from flowhook.events import Catalog, Event
+from flowhook.settings import RetryPolicy
 from flowhook.spool import BatchRef, Spool
 from flowhook.store import DuckDBStore, StoredEvent
 
@@ -55,15 +60,10 @@ def handle(
     started: datetime,
     flow_run_id: str | None,
 ) -> list[StoredEvent]:
-    """Run each event's handler; an exception marks that event failed and the rest go on."""
+    """Run each event's handler once; an exception marks that event failed and the rest go on."""
     handled = []
     for event in events:
-        result = None
-        error = None
-        try:
-            result = dict(catalog.get(event.type).handle(event.data))
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        result, error = _call(catalog, event.type, event.data)
         handled.append(
             StoredEvent(
                 id=event.id,
@@ -80,9 +80,62 @@ def handle(
                 error=error,
                 data=event.data,
                 result=result,
+                attempts=1,
             )
         )
     return handled
+
+
+def _call(catalog: Catalog, event_type: str, data: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(result, None) from the type's handler, or (None, the error) if it raised."""
+    try:
+        return dict(catalog.get(event_type).handle(data)), None
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def retry_failed(
+    events: Sequence[StoredEvent],
+    *,
+    catalog: Catalog,
+    policy_for_type: Callable[[str], RetryPolicy],
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[StoredEvent]:
+    """Call the handlers of the failed events again, after backoff, until each succeeds or has had its type's
+    `attempts` calls; returns the events called again (ok, or failed with the last error), to store over the
+    failed rows. The ok events are not touched: store them first, they need not wait for these.
+
+    Each round waits once for every event due then (all of one type are due together), so a step waits
+    the sum of its type's backoffs at most, not that per event.
+    """
+    due: list[tuple[float, int, StoredEvent]] = []  # (when, tie-break, event) by the time since the first call
+    for order, event in enumerate(events):
+        if event.status == "failed" and event.attempts < policy_for_type(event.type).attempts:
+            due.append((policy_for_type(event.type).backoff(event.attempts), order, event))
+    heapq.heapify(due)
+    retried: dict[int, StoredEvent] = {}
+    waited = 0.0
+    while due:
+        at, order, event = heapq.heappop(due)
+        if at > waited:
+            sleep(at - waited)
+            waited = at
+        result, error = _call(catalog, event.type, event.data)
+        event = dataclasses.replace(
+            event, status="failed" if error else "ok", error=error, result=result, attempts=event.attempts + 1
+        )
+        policy = policy_for_type(event.type)
+        if error and event.attempts < policy.attempts:
+            heapq.heappush(due, (at + policy.backoff(event.attempts), order, event))
+        else:
+            retried[order] = event
+    return [retried[order] for order in sorted(retried)]
+
+
+def failures(handled: Sequence[StoredEvent], retried: Sequence[StoredEvent] = ()) -> int:
+    """How many of a step's events failed, a retried one counted by its last outcome (`retried` from `handled`)."""
+    failed = sum(1 for event in handled if event.status == "failed")
+    return failed - sum(1 for event in retried if event.status == "ok")
 
 
 def store(db: DuckDBStore, events: Sequence[StoredEvent], *, now: datetime | None = None) -> int:

@@ -28,6 +28,7 @@ from flowhook.settings import Settings
 from flowhook.spool import Spool
 from flowhook.store import DuckDBStore
 from flowhook.store.duckdb_store import seconds_between
+from flowhook.watchdog import check_heartbeat
 
 REPORT_ARTIFACT_KEY = "flowhook-report"
 REPORT_TABLE_KEY = "flowhook-report-table"
@@ -267,12 +268,23 @@ def window_report(
     *,
     target_p99_seconds: float,
     now: datetime | None = None,
+    heartbeat_max_age_seconds: float | None = None,
+    up_since: datetime | None = None,
 ) -> Report:
-    """The report over `window` (its end clipped to now: the future has no events yet)."""
+    """The report over `window` (its end clipped to now: the future has no events yet).
+
+    With `heartbeat_max_age_seconds` it also checks the trigger path's heartbeat as of now (`up_since`:
+    when the stack started, if known), so an unhealthy path shows as a warning.
+    """
     now = now or datetime.now(UTC)
     if window.end > now:
         window = Window(window.start, now, window.bucket_seconds)
     totals, buckets = collect(db, window, in_flight=spool.in_flight() if spool else [], now=now)
+    heartbeat = None
+    if heartbeat_max_age_seconds is not None:
+        heartbeat = check_heartbeat(
+            db.latest_heartbeat(), now=now, max_age_seconds=heartbeat_max_age_seconds, up_since=up_since
+        )
     return build_report(
         totals,
         buckets,
@@ -280,4 +292,5 @@ def window_report(
         generated_at=now,
         report_id=str(uuid.uuid4()),
         target_p99_seconds=target_p99_seconds,
+        heartbeat=heartbeat,
     )

@@ -53,6 +53,24 @@ class DrainPolicy(BaseModel):
     )
 
 
+class RetryPolicy(BaseModel):
+    """How often a failing event's handler is called before the event is dead-lettered.
+
+    The first call is the batch's own; only the events that failed are called again, after
+    `backoff_seconds`, then `backoff_factor` times longer each round, at most `max_backoff_seconds`.
+    The worker's step waits for them (0.6 s in all with the defaults), so keep the waits short.
+    """
+
+    attempts: int = Field(default=3, ge=1, description="Handler calls per event in all (1: never retry).")
+    backoff_seconds: float = Field(default=0.2, ge=0, description="Wait before the first retry.")
+    backoff_factor: float = Field(default=2.0, ge=1, description="Each further wait is this many times longer.")
+    max_backoff_seconds: float = Field(default=5.0, ge=0, description="Longest wait between two calls.")
+
+    def backoff(self, calls: int) -> float:
+        """Seconds to wait after an event's `calls`-th failed call before the next one."""
+        return min(self.backoff_seconds * self.backoff_factor ** (calls - 1), self.max_backoff_seconds)
+
+
 class Settings(BaseSettings):
     """Configuration of the gateway, the worker flows, the store and the local stack."""
 
@@ -88,6 +106,10 @@ class Settings(BaseSettings):
     batch_overrides: dict[str, BatchPolicy] = Field(
         default_factory=dict, description="Batching policy per event type, overriding `batch`."
     )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Default retry policy of failing events.")
+    retry_overrides: dict[str, RetryPolicy] = Field(
+        default_factory=dict, description="Retry policy per event type, overriding `retry`."
+    )
     event_modules: list[str] = Field(
         default_factory=list, description="Modules to import that register user-defined event types."
     )
@@ -111,6 +133,12 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="The p99 latency target the report's capacity forecast sizes workers for."
     )
     report_bucket_seconds: float = Field(default=60.0, gt=0, description="The report's time buckets, in seconds.")
+    heartbeat_max_age_seconds: float = Field(
+        default=660.0,
+        gt=0,
+        description="The trigger path is unhealthy when no scheduled heartbeat was stored for this long "
+        "(two 5-minute ticks and a minute); keep the alert trigger's `within` in prefect.yaml equal.",
+    )
 
     @property
     def database(self) -> Path:
@@ -158,6 +186,10 @@ class Settings(BaseSettings):
     def batch_policy(self, event_type: str) -> BatchPolicy:
         """The batching policy for one event type."""
         return self.batch_overrides.get(event_type, self.batch)
+
+    def retry_policy(self, event_type: str) -> RetryPolicy:
+        """The retry policy for one event type."""
+        return self.retry_overrides.get(event_type, self.retry)
 
 
 @lru_cache

@@ -7,6 +7,7 @@ Used by `flowhook up` / `flowhook demo` and by the end-to-end tests (on free por
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import socket
@@ -15,13 +16,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 import httpx
+import yaml
 
 WORK_POOL = "flowhook"
+AUTOMATIONS_FILE = Path("deployments") / "automations.yaml"
+"""Automations beside the deployment triggers (created by `create_automations`)."""
+
 SOURCE_DEPLOYMENTS = ("poll-sqs/queue", "watch-files/incoming-folder")
 """Long-running source deployments the stack starts (tagged `source` in prefect.yaml)."""
 
@@ -55,6 +61,26 @@ class StackConfig:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+
+def _started_file(data_dir: Path) -> Path:
+    return data_dir / "stack.json"
+
+
+def started_at(data_dir: Path) -> datetime | None:
+    """When the local stack on this data folder started, if it is still up (its process alive), else None."""
+    try:
+        marker = json.loads(_started_file(data_dir).read_text())
+        pid, started = int(marker["pid"]), float(marker["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # alive, another user's
+    except OSError:
+        return None  # gone without stopping the stack (killed)
+    return datetime.fromtimestamp(started, UTC)
 
 
 def port_is_free(port: int) -> bool:
@@ -102,6 +128,9 @@ class LocalStack:
                 "FLOWHOOK_GATEWAY_PORT": str(cfg.gateway_port),
                 "PWD": str(cfg.root),
                 "PYTHONUNBUFFERED": "1",
+                # Flow runs send heartbeats, so one whose process died is marked Crashed
+                # (deployments/automations.yaml) and frees its deployment's concurrency slot.
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
                 # Flow runs start as `python -m prefect.engine` (prefect.yaml): that `python` must be this
                 # environment's, also when flowhook was started as `.venv/bin/flowhook` without activating it.
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -119,6 +148,7 @@ class LocalStack:
                     f"port {port} for the {name} is in use on 127.0.0.1; stop what holds it or pick another"
                 )
         self.logs.mkdir(parents=True, exist_ok=True)
+        _started_file(cfg.data_dir).write_text(json.dumps({"started": time.time(), "pid": os.getpid()}))
         self._progress(f"starting Prefect server on {cfg.ui_url} (SQLite under {cfg.data_dir / 'prefect'})")
         self.start_server()
         if cfg.local_sqs:
@@ -126,36 +156,26 @@ class LocalStack:
         self._progress(f"creating work pool {WORK_POOL!r} and deploying prefect.yaml")
         self._run("pool", [*_prefect(), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"])
         self.deploy()
+        self.create_automations()
         self._progress("starting worker and gateway")
-        self._spawn(
-            "worker",
-            [
-                *_prefect(),
-                "worker",
-                "start",
-                "--pool",
-                WORK_POOL,
-                "--type",
-                "process",
-                "--limit",
-                str(cfg.worker_limit),
-                "--name",
-                "flowhook-local",
-            ],
-        )
-        self._spawn("gateway", [sys.executable, "-m", "flowhook", "gateway"])
-        self._wait_healthy("gateway", f"{cfg.gateway_url}/health", timeout=60)
+        self.start_worker()
+        self.start_gateway()
         if cfg.start_sources:
             self._progress("starting the sources: poll-sqs/queue and watch-files/incoming-folder")
-            for deployment in SOURCE_DEPLOYMENTS:
-                self._run("sources", [*_prefect(), "deployment", "run", deployment])
-            # Their flow-run processes cost seconds of CPU to start: let that pass before any load.
-            self._wait_running(tag="source", count=len(SOURCE_DEPLOYMENTS), timeout=90)
+            self.start_sources()
 
     def deploy(self, prefect_file: Path | None = None) -> None:
         """`prefect deploy --all` of `prefect.yaml` (or another file of deployments) to this stack."""
         extra = [] if prefect_file is None else ["--prefect-file", str(prefect_file)]
         self._run("deploy", [*_prefect(), "--no-prompt", "deploy", "--all", *extra])
+
+    def create_automations(self) -> None:
+        """The automations of `deployments/automations.yaml` that the server does not have yet (by name)."""
+        path = self.config.root / AUTOMATIONS_FILE
+        wanted = [a["name"] for a in yaml.safe_load(path.read_text())["automations"]]
+        found = httpx.post(f"{self.config.api_url}/automations/filter", json={}, timeout=30.0).json()
+        if set(wanted) - {a["name"] for a in found}:
+            self._run("automations", [*_prefect(), "--no-prompt", "automation", "create", "--from-file", str(path)])
 
     def pids(self) -> dict[str, int]:
         """The PID of each long-running part, by name (`server`, `worker`, `gateway`, ...)."""
@@ -216,10 +236,63 @@ class LocalStack:
         self._spawn("server", [*_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)])
         self._wait_healthy("server", f"{cfg.api_url}/health", timeout=90)
 
+    def start_sources(self) -> None:
+        """Run the long-running source deployments (again, after their flow runs died with a worker)."""
+        for deployment in SOURCE_DEPLOYMENTS:
+            for attempt in range(3):  # a server on SQLite under a burst may answer "database is locked"
+                try:
+                    self._run("sources", [*_prefect(), "deployment", "run", deployment])
+                    break
+                except StackError:
+                    if attempt == 2:
+                        raise
+                    time.sleep(2.0)
+        # Their flow-run processes cost seconds of CPU to start: let that pass before any load.
+        self._wait_running(tag="source", count=len(SOURCE_DEPLOYMENTS), timeout=90)
+
+    def start_worker(self) -> None:
+        """Start the process worker of the `flowhook` pool (again, after it stopped or was killed)."""
+        self._spawn(
+            "worker",
+            [
+                *_prefect(),
+                "worker",
+                "start",
+                "--pool",
+                WORK_POOL,
+                "--type",
+                "process",
+                "--limit",
+                str(self.config.worker_limit),
+                "--name",
+                "flowhook-local",
+            ],
+        )
+
+    def start_gateway(self) -> None:
+        """Start the gateway and wait until it answers (again, after it stopped or was killed)."""
+        self._spawn("gateway", [sys.executable, "-m", "flowhook", "gateway"])
+        self._wait_healthy("gateway", f"{self.config.gateway_url}/health", timeout=60)
+
+    def flow_run_pids(self) -> list[int]:
+        """PIDs of the processes the worker started (flow runs and what they started)."""
+        worker = self.pids().get("worker")
+        return [] if worker is None else _descendants(worker)
+
+    def kill_part(self, name: str) -> int:
+        """SIGKILL one part, as a crash would, and forget it (its flow runs live on); returns its PID."""
+        for entry in [p for p in self._procs if p[0] == name]:
+            self._procs.remove(entry)
+            entry[1].kill()
+            entry[1].wait(10)
+            return entry[1].pid
+        raise StackError(f"no running part is named {name!r}")
+
     def stop(self) -> None:
         """Stop every child, newest first, with the flow-run processes the worker started."""
         while self._procs:
             self._stop(*self._procs.pop())
+        _started_file(self.config.data_dir).unlink(missing_ok=True)
 
     def stop_part(self, name: str) -> None:
         """Stop one part (e.g. the server, to rehearse an outage); the others keep running."""

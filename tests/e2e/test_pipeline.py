@@ -24,6 +24,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.deployments import run_deployment
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flowhook.demo import send_load, send_sqs_messages
@@ -37,6 +39,7 @@ from flowhook.spool import Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
 from flowhook.stack import LocalStack
 from flowhook.store import DuckDBStore
+from flowhook.watchdog import HEARTBEAT_EVENT, HEARTBEAT_RESOURCE, check_heartbeat
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -205,6 +208,53 @@ def test_schedule_and_files_sources_reach_duckdb(local_stack: LocalStack, prefec
     assert rows.get("schedule", 0) >= 1 and rows.get("files") == 1, rows
     [(uri, size)] = db.query("SELECT data->>'uri', (data->>'size_bytes')::INT FROM events WHERE source = 'files'")
     assert uri == report.resolve().as_uri() and size == report.stat().st_size
+
+
+def test_a_stored_heartbeat_is_announced_to_the_proactive_watchdog_trigger(
+    local_stack: LocalStack, prefect_api: str
+) -> None:
+    """A tick through the whole path makes the worker emit `flowhook.heartbeat.stored`, which the proactive
+    trigger `prefect deploy` made from prefect.yaml expects within 660 s, running the alert deployment if not."""
+    since = datetime.now(UTC)
+    tick = run_deployment("emit-tick/every-5-minutes", parameters={"schedule": "watchdog-e2e"}, timeout=180)
+    assert tick.state is not None and tick.state.is_completed(), tick.state
+
+    async def announced() -> list[Any]:
+        async with get_client() as client:
+            page = await client.read_events(
+                filter=EventFilter(
+                    occurred=EventOccurredFilter(since=since),
+                    event=EventNameFilter(name=[HEARTBEAT_EVENT]),
+                    resource=EventResourceFilter(id=[HEARTBEAT_RESOURCE]),
+                ),
+                limit=10,  # the client's default, 100, is over the server's limit of 50
+            )
+            return list(page.events)
+
+    deadline = time.monotonic() + 180
+    while not (events := asyncio.run(announced())):
+        assert time.monotonic() < deadline, f"no {HEARTBEAT_EVENT} event after the tick was stored"
+        time.sleep(1.0)
+    last = _store(local_stack).latest_heartbeat()
+    assert last is not None and last[1] >= since
+    assert check_heartbeat(last, now=datetime.now(UTC), max_age_seconds=660).status == "healthy"
+    assert datetime.fromisoformat(events[0].payload["stored"]) >= since
+    assert "flow-run" in {related.role for related in events[0].related}  # emitted by the worker's flow run
+
+    async def watchdog() -> tuple[Any, Any]:
+        async with get_client() as client:
+            [automation] = await client.read_automations_by_name("flowhook: trigger path heartbeat missing")
+            deployment = await client.read_deployment_by_name("trigger-path-alert/on-missing-heartbeat")
+            return automation, deployment
+
+    automation, deployment = asyncio.run(watchdog())
+    trigger = automation.trigger
+    assert automation.enabled and isinstance(trigger, EventTrigger)
+    assert trigger.posture == Posture.Proactive and trigger.within == timedelta(seconds=660)
+    assert trigger.expect == {HEARTBEAT_EVENT} and trigger.threshold == 1
+    assert trigger.match.model_dump() == {"prefect.resource.id": HEARTBEAT_RESOURCE}
+    [action] = automation.actions
+    assert action.type == "run-deployment" and action.deployment_id == deployment.id
 
 
 def test_sqs_messages_reach_duckdb_and_an_invalid_one_stays_in_the_queue(

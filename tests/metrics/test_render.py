@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
@@ -22,6 +23,7 @@ from flowhook.metrics.render import (
 )
 from flowhook.metrics.report import OVERALL, BucketTotals, LatencyStats, Report, TypeTotals, Window, build_report
 from flowhook.store.duckdb_store import REPORT_TABLES
+from flowhook.watchdog import check_heartbeat
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 LN2 = math.log(2)
@@ -639,3 +641,42 @@ def test_one_event_renders_everywhere() -> None:
     store = to_store_rows(report)
     assert [(s["event_type"], s["stage"]) for s in store["report_stages"]] == [("solo", "latency"), ("all", "latency")]
     assert len(store["report_buckets"]) == 2
+
+
+# --- the trigger path's heartbeat ----------------------------------------------------------------------
+
+
+def _with_heartbeat(stored_ago: float | None) -> Report:
+    report = _one_event()
+    last = None if stored_ago is None else (_at(60 - stored_ago - 2), _at(60 - stored_ago))
+    beat = check_heartbeat(last, now=_at(60), max_age_seconds=660)
+    return dataclasses.replace(report, heartbeat=beat)
+
+
+def test_an_unhealthy_trigger_path_is_the_first_warning_everywhere() -> None:
+    report = _with_heartbeat(14 * 60)
+    note = (
+        "Trigger path UNHEALTHY — no heartbeat stored for 14 min (max 11 min): "
+        "a trigger, the worker or the Prefect server may be down."
+    )
+    data = to_json_dict(report)
+    assert data["warnings"] == [note]
+    assert data["heartbeat"]["status"] == "unhealthy" and data["heartbeat"]["age_seconds"] == 840
+    json.dumps(data, allow_nan=False)
+    markdown = to_markdown(report)
+    assert f"> **{note}**" in markdown and markdown.index("Trigger path") < markdown.index("## Rates")
+    assert note in " ".join(_rich_text(report).split())
+
+
+@pytest.mark.parametrize("stored_ago", [30.0, None])
+def test_a_healthy_or_unknown_trigger_path_adds_no_warning(stored_ago: float | None) -> None:
+    report = _with_heartbeat(stored_ago)
+    data = to_json_dict(report)
+    assert data["warnings"] == []
+    assert data["heartbeat"]["status"] == ("healthy" if stored_ago else "unknown")
+    assert "Trigger path" not in to_markdown(report) and "Trigger path" not in _rich_text(report)
+
+
+def test_a_report_without_a_heartbeat_check_says_null() -> None:
+    assert _one_event().heartbeat is None
+    assert to_json_dict(_one_event())["heartbeat"] is None

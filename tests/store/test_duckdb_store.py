@@ -184,7 +184,7 @@ def test_duplicate_ids_counts_repeated_ids(tmp_path: Path) -> None:
 # --- report tables -------------------------------------------------------------------------------------
 
 PLUS_TWO = timezone(timedelta(hours=2))
-REPORT_VIEWS = {"event_latency", "latest_reports", "latest_report_stages", "latest_report_buckets"}
+REPORT_VIEWS = {"event_latency", "dead_letters", "latest_reports", "latest_report_stages", "latest_report_buckets"}
 # The `reports` table as flowhook wrote it before the stage and bucket tables existed (commit a86b60f).
 OLD_REPORTS_DDL = """
 CREATE TABLE IF NOT EXISTS reports (

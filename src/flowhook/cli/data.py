@@ -48,6 +48,7 @@ def report(
     from flowhook.metrics import Window, to_json_dict, to_rich
     from flowhook.reporting import window_report
     from flowhook.spool import Spool
+    from flowhook.stack import started_at
     from flowhook.store import DuckDBStore, StoreLockTimeout
 
     settings = get_settings()
@@ -64,6 +65,8 @@ def report(
             window,
             target_p99_seconds=target_p99 or settings.report_target_p99_seconds,
             now=now,
+            heartbeat_max_age_seconds=settings.heartbeat_max_age_seconds,
+            up_since=started_at(settings.data_dir),
         )
     except StoreLockTimeout as exc:
         raise fail(str(exc)) from None
@@ -109,12 +112,33 @@ def sql(
 
 
 @app.command()
-def status() -> None:
-    """Show batches per spool state and events stored per type."""
+def status(
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when the trigger path is unhealthy (for scripts and cron).")
+    ] = False,
+) -> None:
+    """Show batches per spool state, events stored per type and whether the trigger path's heartbeat is fresh."""
+    from rich.markup import escape
+
     from flowhook.spool import Spool
+    from flowhook.stack import started_at
     from flowhook.store import DuckDBStore
+    from flowhook.watchdog import check_heartbeat
 
     settings = get_settings()
     console.print("batches:", Spool(settings.spool_dir).counts())
+    last = None
     if settings.database.exists():
-        console.print("stored events:", DuckDBStore(settings.database).event_counts())
+        store = DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+        console.print("stored events:", store.event_counts())
+        last = store.latest_heartbeat()
+    heartbeat = check_heartbeat(
+        last,
+        now=datetime.now(UTC),
+        max_age_seconds=settings.heartbeat_max_age_seconds,
+        up_since=started_at(settings.data_dir),
+    )
+    style = {"healthy": "green", "unhealthy": "bold red", "unknown": "yellow"}[heartbeat.status]
+    console.print(f"trigger path: [{style}]{escape(heartbeat.summary)}[/]")
+    if check and heartbeat.status == "unhealthy":
+        raise typer.Exit(1)

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from flowhook.metrics.queueing import MODEL
 from flowhook.metrics.report import OVERALL, STAGES, LatencyStats, Report, TypeReport
+from flowhook.watchdog import to_json_dict as heartbeat_dict
 
 DEFINITIONS: tuple[tuple[str, str], ...] = (
     ("N, M", "Arrivals (events received in the window) and completions (events stored in it, failed ones included)."),
@@ -142,6 +143,8 @@ def _window_line(report: Report) -> str:
 
 def _warnings(report: Report) -> list[str]:
     notes = []
+    if report.heartbeat is not None and report.heartbeat.status == "unhealthy":
+        notes.append(f"Trigger path {report.heartbeat.summary}.")
     skew = report.clock_skew
     if skew is not None:
         notes.append(
@@ -340,6 +343,7 @@ def to_json_dict(report: Report) -> dict[str, Any]:
         "bucket_seconds": report.window.bucket_seconds,
         "target_p99_seconds": report.target_p99_seconds,
         "warnings": _warnings(report),
+        "heartbeat": None if report.heartbeat is None else heartbeat_dict(report.heartbeat),
         "rows": [_row_dict(row) for row in report.rows],
         "buckets": [
             {

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flowhook.metrics.queueing import Forecast, forecast, sojourn_quantile
+from flowhook.watchdog import Heartbeat
 
 OVERALL = "all"
 """The event_type of the row that aggregates every type; it is always the last row."""
@@ -257,7 +258,8 @@ class TypeReport:
 
 @dataclass(frozen=True)
 class Report:
-    """Everything measured for one window: a row per event type sorted by name, then the "all" row, and the buckets."""
+    """Everything measured for one window: a row per event type sorted by name, then the "all" row, and the buckets;
+    and the trigger path's heartbeat at report time, when it was checked."""
 
     report_id: str
     generated_at: datetime
@@ -265,6 +267,7 @@ class Report:
     target_p99_seconds: float
     rows: list[TypeReport]
     buckets: list[BucketTotals]
+    heartbeat: Heartbeat | None = None
 
     def row(self, event_type: str) -> TypeReport:
         for row in self.rows:
@@ -287,6 +290,7 @@ def build_report(
     generated_at: datetime,
     report_id: str,
     target_p99_seconds: float,
+    heartbeat: Heartbeat | None = None,
 ) -> Report:
     """Derive every figure from the store's totals (an OVERALL entry among them; an empty one stands in if not)."""
     by_type = {t.event_type: t for t in totals}
@@ -317,6 +321,7 @@ def build_report(
         target_p99_seconds=target_p99_seconds,
         rows=rows,
         buckets=sorted(buckets, key=lambda b: (b.event_type == OVERALL, b.event_type, b.start)),
+        heartbeat=heartbeat,
     )
 
 

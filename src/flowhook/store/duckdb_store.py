@@ -7,7 +7,7 @@ import os
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
@@ -19,6 +19,8 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from flowhook.events import Event
+
 # No key on `id`: a VARCHAR primary key's index made every write 3-5x slower, and more so as the table grew.
 # `write_events` skips stored ids by a join instead, which is exact because every writer holds the file lock.
 _EVENTS_COLUMNS = """
@@ -26,8 +28,10 @@ _EVENTS_COLUMNS = """
   occurred TIMESTAMP NOT NULL, received TIMESTAMP NOT NULL,
   emitted TIMESTAMP, started TIMESTAMP, stored TIMESTAMP,
   batch_id VARCHAR NOT NULL, flow_run_id VARCHAR, status VARCHAR NOT NULL, error VARCHAR,
-  data JSON NOT NULL, result JSON"""
+  data JSON NOT NULL, result JSON, attempts INTEGER DEFAULT 1"""
 _EVENTS_DDL = f"CREATE TABLE IF NOT EXISTS events ({_EVENTS_COLUMNS})"
+# A file from before retries lacks `attempts`; every row it holds had one handler call. A no-op (no write) once there.
+_EVENTS_ATTEMPTS = "ALTER TABLE events ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 1"
 # A file from before the key was dropped has one; its rows move to an unkeyed table, once, in one transaction.
 _KEYED_EVENTS = """
 SELECT count(*) FROM duckdb_constraints()
@@ -126,6 +130,9 @@ SELECT id, type, source, status, batch_id, flow_run_id, occurred, received, emit
   {_secs("started", "emitted")} AS woken_seconds, {_secs("stored", "started")} AS processed_seconds,
   {_secs("stored", "received")} AS latency_seconds, {_secs("stored", "occurred")} AS end_to_end_seconds
 FROM events""",
+    """CREATE VIEW IF NOT EXISTS dead_letters AS
+SELECT id, type, source, occurred, received, stored, attempts, error, data, batch_id, flow_run_id
+FROM events WHERE status = 'failed'""",
     *(
         f"""CREATE VIEW IF NOT EXISTS latest_{table} AS SELECT * FROM {table}
 WHERE report_id = (SELECT report_id FROM reports ORDER BY generated_at DESC LIMIT 1)"""
@@ -175,6 +182,7 @@ EVENT_SCHEMA = pa.schema(
         pa.field("error", pa.string()),
         pa.field("data", pa.string(), nullable=False),  # JSON text
         pa.field("result", pa.string()),  # JSON text
+        pa.field("attempts", pa.int32(), nullable=False),
     ]
 )
 _TIME_COLUMNS = frozenset(f.name for f in EVENT_SCHEMA if f.type == _TS)
@@ -204,10 +212,25 @@ class StoredEvent:
     error: str | None
     data: Mapping[str, Any]
     result: Mapping[str, Any] | None
+    attempts: int = 1
+    """Handler calls it took: 1 for a first-time success, up to the retry policy's `attempts` for a failure."""
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:
             raise ValueError(f"status must be 'ok' or 'failed', not {self.status!r}")
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, not {self.attempts}")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A stored failed event: its envelope (ready to re-spool), the last error, and how many calls it had."""
+
+    event: Event
+    error: str | None
+    attempts: int
+    stored: datetime | None
+    batch_id: str
 
 
 def _json_default(value: object) -> object:
@@ -262,18 +285,17 @@ def to_arrow(events: Sequence[StoredEvent], *, stored: datetime | None = None) -
     return pa.table(columns, schema=EVENT_SCHEMA)
 
 
-def _first_by_id(events: Sequence[StoredEvent]) -> tuple[Sequence[StoredEvent], list[str]]:
-    """The events without in-batch repeats of an id (the first copy wins), and their ids."""
+def _one_by_id(events: Sequence[StoredEvent]) -> tuple[Sequence[StoredEvent], list[str]]:
+    """The events without in-batch repeats of an id, and their ids: an id's first ok copy wins, else its last."""
     ids = [event.id for event in events]
     if len(set(ids)) == len(ids):
         return events, ids
-    seen: set[str] = set()
-    unique: list[StoredEvent] = []
+    chosen: dict[str, StoredEvent] = {}
     for event in events:
-        if event.id not in seen:
-            seen.add(event.id)
-            unique.append(event)
-    return unique, [event.id for event in unique]
+        kept = chosen.get(event.id)
+        if kept is None or kept.status != "ok":
+            chosen[event.id] = event
+    return list(chosen.values()), list(chosen)
 
 
 def _stored_ids(con: duckdb.DuckDBPyConnection, ids: list[str]) -> set[str]:
@@ -284,6 +306,28 @@ def _stored_ids(con: duckdb.DuckDBPyConnection, ids: list[str]) -> set[str]:
     finally:
         con.unregister("incoming_ids")
     return {event_id for (event_id,) in rows}
+
+
+def _failed_ids(con: duckdb.DuckDBPyConnection, known: set[str]) -> set[str]:
+    """Which of the stored ids `known` are stored only as failed (a retry or replay replaces those rows)."""
+    # A registered Arrow table, not `IN (SELECT unnest(?))`: a list parameter of 100k ids takes seconds.
+    con.register("known_ids", pa.table({"id": pa.array(list(known), type=pa.string())}))
+    try:
+        rows = con.execute(
+            "SELECT id FROM events SEMI JOIN known_ids USING (id) GROUP BY id HAVING bool_and(status = 'failed')"
+        )
+        return {event_id for (event_id,) in rows.fetchall()}
+    finally:
+        con.unregister("known_ids")
+
+
+def _delete_failed(con: duckdb.DuckDBPyConnection, ids: set[str]) -> None:
+    """Delete the failed rows of `ids` (inside the caller's transaction)."""
+    con.register("replaced_ids", pa.table({"id": pa.array(list(ids), type=pa.string())}))
+    try:
+        con.execute("DELETE FROM events WHERE status = 'failed' AND id IN (SELECT id FROM replaced_ids)")
+    finally:
+        con.unregister("replaced_ids")
 
 
 class _ArrowStream:
@@ -385,6 +429,7 @@ class DuckDBStore:
             con = duckdb.connect(str(self.path), config={"python_enable_replacements": False})
             try:
                 con.execute(_EVENTS_DDL)
+                con.execute(_EVENTS_ATTEMPTS)  # before the key check: a keyed file's rows move with the column
                 keyed = con.execute(_KEYED_EVENTS).fetchone()
                 if keyed and keyed[0]:
                     _drop_events_key(con)
@@ -395,30 +440,43 @@ class DuckDBStore:
                 con.close()  # before the lock is released, so the next opener finds the file free
 
     def write_events(self, events: Sequence[StoredEvent], *, stored: datetime | None = None) -> int:
-        """Store events idempotently by id (first copy wins); returns how many were new.
+        """Store events by id, one row per id; returns how many ids were new (a re-run stores 0).
 
-        `stored` stamps every row's `stored` time (the write's own), instead of each event's.
+        The first *ok* copy of an id wins: an id stored ok is skipped, an id stored failed is replaced by the
+        incoming copy (a retry, a replay or a redelivery processed it again), ok or failed. Within `events`,
+        an id's first ok copy is kept, else its last. `stored` stamps every row's `stored` time (the write's
+        own), instead of each event's.
         """
         if not events:
             return 0
-        unique, ids = _first_by_id(events)
+        unique, ids = _one_by_id(events)
         names = ", ".join(EVENT_SCHEMA.names)
         with self.connect() as con:
-            # Exact without a key because every writer holds the lock: nobody inserts between check and write.
+            # Exact without a key because every writer holds the lock: nobody writes between check and write.
             known = _stored_ids(con, ids)
-            new = [event for event in unique if event.id not in known] if known else unique
+            replaced = _failed_ids(con, known) if known else set()
+            new = [event for event in unique if event.id not in known or event.id in replaced] if known else unique
             if not new:
                 return 0
             stream = _ArrowStream(new, stored=stored)
             con.register("incoming_events", stream.reader())
             try:
+                if replaced:  # the failed rows go and their new copies come in one transaction
+                    con.begin()
+                    _delete_failed(con, replaced)
                 row = con.execute(f"INSERT INTO events ({names}) SELECT {names} FROM incoming_events").fetchone()
-            except duckdb.Error as exc:
-                stream.reraise(exc)
+                if replaced:
+                    con.commit()
+            except BaseException as exc:
+                if replaced:  # the deleted rows come back (closing the connection would discard it too)
+                    with suppress(duckdb.Error):
+                        con.rollback()
+                if isinstance(exc, duckdb.Error):
+                    stream.reraise(exc)
                 raise
             finally:
                 con.unregister("incoming_events")
-        return int(row[0]) if row else 0
+        return (int(row[0]) if row else 0) - len(replaced)
 
     def count_events(self, *, event_type: str | None = None) -> int:
         """How many events are stored, of one type or of all."""
@@ -432,6 +490,59 @@ class DuckDBStore:
         """Stored events per type."""
         rows = self.query("SELECT type, count(*) FROM events GROUP BY type ORDER BY type")
         return {event_type: int(n) for event_type, n in rows}
+
+    def latest_heartbeat(
+        self, *, event_type: str = "scheduled_tick", source: str = "schedule"
+    ) -> tuple[datetime, datetime] | None:
+        """(occurred, stored) of the most recently stored event of the type from the source (the scheduled
+        heartbeat by default), as aware UTC times; None if there is none. Failed ones count: they got here."""
+        rows = self.query(
+            "SELECT occurred, stored FROM events WHERE type = ? AND source = ? AND stored IS NOT NULL"
+            " ORDER BY stored DESC LIMIT 1",
+            [event_type, source],
+        )
+        return (_aware_utc(rows[0][0]), _aware_utc(rows[0][1])) if rows else None
+
+    def dead_letters(
+        self,
+        *,
+        event_type: str | None = None,
+        ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[DeadLetter]:
+        """The failed events, oldest failure first: of one type, with these ids, and/or stored (failed) in
+        [since, until); each filter given narrows the choice."""
+        where: list[str] = ["status = 'failed'"]
+        params: list[Any] = []
+        if event_type is not None:
+            where.append("type = ?")
+            params.append(event_type)
+        if ids is not None:
+            where.append("id IN (SELECT id FROM wanted_ids)")  # a table: a long list parameter is slow
+        if since is not None:
+            where.append("stored >= ?")
+            params.append(_naive_utc(since))
+        if until is not None:
+            where.append("stored < ?")
+            params.append(_naive_utc(until))
+        with self.connect() as con:
+            con.register("wanted_ids", pa.table({"id": pa.array(list(ids or ()), type=pa.string())}))
+            rows = con.execute(
+                "SELECT id, type, source, occurred, received, data, error, attempts, stored, batch_id FROM events "
+                f"WHERE {' AND '.join(where)} ORDER BY stored, id",
+                params,
+            ).fetchall()
+        return [
+            DeadLetter(
+                event=Event(id=i, type=t, source=s, occurred=o, received=r, data=orjson.loads(d)),
+                error=error,
+                attempts=attempts or 1,
+                stored=None if at is None else _aware_utc(at),
+                batch_id=batch_id,
+            )
+            for i, t, s, o, r, d, error, attempts, at, batch_id in rows
+        ]
 
     def duplicate_ids(self) -> int:
         """How many ids occur more than once; writes skip stored ids, so anything but 0 is a broken file."""

@@ -1,0 +1,56 @@
+"""Tasks of the trigger path's watchdog: announce a stored heartbeat to Prefect; check and alert when it is missing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+from prefect.events import emit_event
+
+from flowhook import watchdog
+from flowhook.settings import get_settings
+from flowhook.stack import started_at
+from flowhook.store import DuckDBStore, StoredEvent
+from tasks import IO_RETRIES, Bulk
+
+
+def _store() -> DuckDBStore:
+    settings = get_settings()
+    return DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+
+
+@task(cache_policy=NONE, **IO_RETRIES)
+def announce_heartbeat(handled: Bulk[list[StoredEvent]]) -> bool:
+    """Emit `flowhook.heartbeat.stored` when the step stored a heartbeat: the proactive trigger expects one."""
+    if not any(watchdog.is_heartbeat(event.type, event.source) for event in handled.items):
+        return False
+    last = _store().latest_heartbeat()
+    if last is None:
+        return False
+    emit_event(
+        event=watchdog.HEARTBEAT_EVENT,
+        resource={"prefect.resource.id": watchdog.HEARTBEAT_RESOURCE, "prefect.resource.name": "trigger path"},
+        payload=watchdog.stored_event_payload(last),
+    )
+    return True
+
+
+@task(cache_policy=NONE, **IO_RETRIES)
+def check_trigger_path(max_age_seconds: float) -> watchdog.Heartbeat:
+    settings = get_settings()
+    last = _store().latest_heartbeat() if settings.database.exists() else None
+    return watchdog.check_heartbeat(
+        last, now=datetime.now(UTC), max_age_seconds=max_age_seconds, up_since=started_at(settings.data_dir)
+    )
+
+
+@task(cache_policy=NONE)
+def publish_trigger_path_alert(heartbeat: watchdog.Heartbeat) -> None:
+    get_run_logger().error("trigger path heartbeat missing: %s", heartbeat.summary)
+    create_markdown_artifact(
+        markdown=watchdog.alert_markdown(heartbeat),
+        key=watchdog.ALERT_ARTIFACT_KEY,
+        description="flowhook: no scheduled heartbeat reached the store in time; what to check",
+    )

@@ -1,0 +1,164 @@
+"""`flowhook status` and `status --check` over a real DuckDB file: the trigger path's heartbeat line and exit codes;
+`flowhook report` carrying the same check."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from flowhook.cli import app
+from flowhook.settings import get_settings
+from flowhook.stack import started_at
+from flowhook.store import DuckDBStore, StoredEvent
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("FLOWHOOK_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("FLOWHOOK_HEARTBEAT_MAX_AGE_SECONDS", raising=False)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def _tick(data_dir: Path, *, stored_ago: float, end_to_end: float = 3.0, source: str = "schedule") -> None:
+    stored = datetime.now(UTC) - timedelta(seconds=stored_ago)
+    occurred = stored - timedelta(seconds=end_to_end)
+    DuckDBStore(data_dir / "flowhook.duckdb").write_events(
+        [
+            StoredEvent(
+                id=f"every-5-minutes@{occurred.isoformat()}",
+                type="scheduled_tick",
+                source=source,
+                occurred=occurred,
+                received=occurred + timedelta(seconds=0.1),
+                emitted=None,
+                started=None,
+                stored=stored,
+                batch_id="b",
+                flow_run_id=None,
+                status="ok",
+                error=None,
+                data={},
+                result={},
+            )
+        ]
+    )
+
+
+def _stack_marker(data_dir: Path, *, up_for: float, pid: int | None = None) -> None:
+    started = datetime.now(UTC).timestamp() - up_for
+    (data_dir / "stack.json").write_text(json.dumps({"started": started, "pid": pid or os.getpid()}))
+
+
+def _line(result: Result) -> str:
+    """The trigger path line, with Rich's wrapping undone."""
+    flat = " ".join(result.output.split())
+    assert "trigger path: " in flat, result.output
+    return flat[flat.index("trigger path: ") :]
+
+
+def test_a_fresh_heartbeat_is_healthy_and_the_counts_stay(data_dir: Path) -> None:
+    _tick(data_dir, stored_ago=42, end_to_end=3.1)
+    for args in (["status"], ["status", "--check"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "'scheduled_tick': 1" in result.output and "'ready': 0" in result.output
+        # The clock moves on between writing and reading: a few seconds of slack.
+        assert re.fullmatch(
+            r"trigger path: healthy — last heartbeat stored 4[2-6] s ago, 3.1 s after it was sent", _line(result)
+        )
+
+
+def test_a_stale_heartbeat_is_unhealthy_and_only_check_exits_1(data_dir: Path) -> None:
+    _tick(data_dir, stored_ago=14 * 60)
+    plain = runner.invoke(app, ["status"])
+    assert plain.exit_code == 0, plain.output
+    assert _line(plain) == (
+        "trigger path: UNHEALTHY — no heartbeat stored for 14 min (max 11 min): "
+        "a trigger, the worker or the Prefect server may be down"
+    )
+    check = runner.invoke(app, ["status", "--check"])
+    assert check.exit_code == 1
+    assert isinstance(check.exception, SystemExit) and "Traceback" not in check.output
+    assert "UNHEALTHY" in check.output
+
+
+def test_the_max_age_setting_is_used(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tick(data_dir, stored_ago=120)
+    assert runner.invoke(app, ["status", "--check"]).exit_code == 0
+    monkeypatch.setenv("FLOWHOOK_HEARTBEAT_MAX_AGE_SECONDS", "60")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["status", "--check"])
+    assert result.exit_code == 1
+    assert "(max 60 s)" in _line(result)
+
+
+def test_a_tick_someone_emitted_by_hand_is_no_heartbeat(data_dir: Path) -> None:
+    _tick(data_dir, stored_ago=5, source="emit")
+    result = runner.invoke(app, ["status", "--check"])
+    assert result.exit_code == 0  # unknown, not unhealthy
+    assert _line(result) == "trigger path: unknown — no heartbeat stored yet"
+
+
+def test_no_file_and_no_stack_is_unknown_not_unhealthy(data_dir: Path) -> None:
+    result = runner.invoke(app, ["status", "--check"])
+    assert result.exit_code == 0, result.output
+    assert "stored events" not in result.output  # no DuckDB file: no counts, as before
+    assert _line(result) == "trigger path: unknown — no heartbeat stored yet"
+
+
+def test_never_seen_on_a_stack_up_longer_than_max_age_is_unhealthy(data_dir: Path) -> None:
+    _stack_marker(data_dir, up_for=20 * 60)
+    result = runner.invoke(app, ["status", "--check"])
+    assert result.exit_code == 1
+    assert _line(result).startswith(
+        "trigger path: UNHEALTHY — no heartbeat ever stored, and the stack has been up for 20 min (max 11 min)"
+    )
+    _stack_marker(data_dir, up_for=60)
+    young = runner.invoke(app, ["status", "--check"])
+    assert young.exit_code == 0
+    assert "unknown — no heartbeat stored yet (the stack has been up for" in _line(young)
+
+
+def test_the_stack_marker_of_a_dead_process_or_garbage_is_ignored(data_dir: Path) -> None:
+    assert started_at(data_dir) is None
+    _stack_marker(data_dir, up_for=60)
+    assert started_at(data_dir) is not None
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    _stack_marker(data_dir, up_for=20 * 60, pid=int(done.stdout))  # that process has exited
+    assert started_at(data_dir) is None
+    assert runner.invoke(app, ["status", "--check"]).exit_code == 0
+    (data_dir / "stack.json").write_text("{not json")
+    assert started_at(data_dir) is None
+
+
+def test_the_report_warns_when_the_trigger_path_is_unhealthy(data_dir: Path) -> None:
+    _tick(data_dir, stored_ago=30 * 60)
+    result = runner.invoke(app, ["report", "--minutes", "60", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["heartbeat"]["status"] == "unhealthy"
+    assert report["heartbeat"]["age_seconds"] == pytest.approx(30 * 60, abs=30)
+    assert report["warnings"][0].startswith("Trigger path UNHEALTHY — no heartbeat stored for 30 min (max 11 min)")
+    table = runner.invoke(app, ["report", "--minutes", "60"])
+    assert table.exit_code == 0
+    assert "Trigger path UNHEALTHY — no heartbeat stored for 30 min" in " ".join(table.output.split())
+
+
+def test_the_report_is_quiet_about_a_healthy_trigger_path(data_dir: Path) -> None:
+    _tick(data_dir, stored_ago=10)
+    report = json.loads(runner.invoke(app, ["report", "--minutes", "60", "--json"]).output)
+    assert report["heartbeat"]["status"] == "healthy"
+    assert not any("Trigger path" in note for note in report["warnings"])
