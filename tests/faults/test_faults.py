@@ -64,7 +64,7 @@ SQS_MESSAGES = 100
 FLAKY_EVERY = 50  # one delivery in 50 carries `flaky` events, which fail until the flag file goes
 
 # The scenario runs once, in the first test's setup: about 5 minutes bounded, 20 soaking.
-pytestmark = pytest.mark.timeout(3600 if SOAK else 1500)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600 if SOAK else 1500)]
 
 
 @pytest.fixture(scope="module")
