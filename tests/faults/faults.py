@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import orjson
 from prefect.client.orchestration import get_client
+from prefect.exceptions import PrefectHTTPStatusError
 
 from flowhook.demo import demo_event
 from flowhook.gateway.schemes import sign
@@ -249,10 +250,17 @@ def set_automations(*, enabled: bool) -> int:
         async with get_client() as client:
             automations = await client.read_automations()
             for automation in automations:
-                if enabled:
-                    await client.resume_automation(automation.id)
-                else:
-                    await client.pause_automation(automation.id)
+                for attempt in range(5):  # Prefect on SQLite answers 503 under a burst ("database is locked")
+                    try:
+                        if enabled:
+                            await client.resume_automation(automation.id)
+                        else:
+                            await client.pause_automation(automation.id)
+                        break
+                    except PrefectHTTPStatusError:
+                        if attempt == 4:
+                            raise
+                        await asyncio.sleep(1.0 + attempt)
             return len(automations)
 
     return asyncio.run(flip())
