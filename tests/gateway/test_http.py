@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import select
 import socket
-import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -15,14 +14,13 @@ from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 
 from flowhook.events import derive_event_id
-from flowhook.gateway import MemorySink, create_app
 from flowhook.gateway.http import MAX_HEADER_BYTES, BoundedHttpToolsProtocol
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
+from tests.servers import serve
 
 STANDARD = SignatureConfig()
 SECRET = generate_secret(STANDARD)
@@ -30,36 +28,13 @@ KB = 1000
 MB = 1024 * 1024
 
 
-@contextmanager
-def serve(settings: Settings) -> Iterator[int]:
-    """The app on a real server in a background thread, with the protocol `flowhook gateway` runs; its port."""
-    app = create_app(settings, sink=MemorySink())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", http=BoundedHttpToolsProtocol)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gateway", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive(), "the server stopped during startup"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-    assert not thread.is_alive(), "the server did not stop"
-
-
 @pytest.fixture
 def port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.delenv("FLOWHOOK_WEBHOOK_SECRET", raising=False)
     settings = Settings(data_dir=tmp_path, webhook_secret=SECRET, sources={"shop": SourceConfig()})
-    with serve(settings) as started:
-        yield started
+    with serve(settings, http=BoundedHttpToolsProtocol) as client:
+        assert client.base_url.port is not None
+        yield client.base_url.port
 
 
 def delivery(msg_id: str, *, padding: int = 0, body_bytes: int = 0) -> bytes:
