@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import random
 import time
@@ -19,7 +20,10 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from flowhook.durable import fsync_dir
 from flowhook.events import Event
+
+logger = logging.getLogger(__name__)
 
 # No key on `id`: a VARCHAR primary key's index made every write 3-5x slower, and more so as the table grew.
 # `write_events` skips stored ids by a join instead, which is exact because every writer holds the file lock.
@@ -188,6 +192,29 @@ EVENT_SCHEMA = pa.schema(
 _TIME_COLUMNS = frozenset(f.name for f in EVENT_SCHEMA if f.type == _TS)
 _JSON_COLUMNS = frozenset({"data", "result"})
 _STATUSES = frozenset({"ok", "failed"})
+
+
+# DuckDB's file starts with three 4 KiB headers (the main one, then two database headers), the magic at byte 8.
+# A file cut short of them was never committed to: DuckDB's own creation died part-way (e.g. a full disk).
+_HEADERS_SIZE = 3 * 4096
+_MAGIC = slice(8, 12), b"DUCK"
+
+
+def _is_unfinished(path: Path) -> bool:
+    """The file is a DuckDB file whose creation stopped before its headers were written: it holds nothing."""
+    if path.stat().st_size >= _HEADERS_SIZE:
+        return False
+    wal = _wal(path)
+    if wal.exists() and wal.stat().st_size:  # a log to replay: leave it all to DuckDB
+        return False
+    with path.open("rb") as fh:
+        head = fh.read(_HEADERS_SIZE)
+    where, magic = _MAGIC
+    return not head or head[where] == magic
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
 
 
 class StoreLockTimeout(TimeoutError):
@@ -416,6 +443,50 @@ class DuckDBStore:
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
+    def _create(self) -> None:
+        """Create the file beside its path and rename it into place, whole, once its schema is on disk.
+
+        DuckDB writes a new file's headers one by one; a full disk between them leaves a file that no open can
+        read ever after. Built beside, a failed creation leaves nothing at the path and the next open tries again.
+        """
+        partial = self.path.with_name(f".{self.path.name}.creating")
+        for leftover in (partial, _wal(partial)):
+            leftover.unlink(missing_ok=True)
+        try:
+            con = duckdb.connect(str(partial))
+            try:
+                con.execute(_EVENTS_DDL)
+                con.execute("CHECKPOINT")  # the table into the file itself, not a WAL left behind by the rename
+            finally:
+                con.close()
+            fd = os.open(partial, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(partial, self.path)
+            fsync_dir(self.path.parent)
+        except BaseException:
+            for leftover in (partial, _wal(partial)):
+                leftover.unlink(missing_ok=True)
+            raise
+
+    def _ensure_file(self) -> None:
+        """Create the file if it is missing; move aside one whose creation never finished (an older flowhook's)."""
+        if self.path.exists():
+            if not _is_unfinished(self.path):
+                return
+            aside = self.path.with_name(f"{self.path.name}.unfinished-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}")
+            os.replace(self.path, aside)
+            logger.warning(
+                "%s was a DuckDB file whose creation never finished (%d bytes, no headers, so no data); "
+                "moved it to %s and created the store again",
+                self.path,
+                aside.stat().st_size,
+                aside,
+            )
+        self._create()
+
     @contextmanager
     def connect(self, *, reports: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """An open connection with the schema in place, held under the file lock until exit.
@@ -425,6 +496,7 @@ class DuckDBStore:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
+            self._ensure_file()
             # No replacement scans: a query naming `data` or `reports` must mean the table, not a Python variable.
             con = duckdb.connect(str(self.path), config={"python_enable_replacements": False})
             try:
