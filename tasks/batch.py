@@ -22,7 +22,8 @@ def _spool() -> Spool:
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def claim_batches(batches: list[BatchRef]) -> Bulk[processing.Claimed]:
-    return Bulk(processing.claim_all(_spool(), batches))
+    # Claimed in the name of the run, which holds the lease (`process_batch`): a dead run's batches go back sooner.
+    return Bulk(processing.claim_all(_spool(), batches, owner=flow_run.get_id()))
 
 
 @task(cache_policy=NONE)

@@ -31,6 +31,7 @@ def launch_stale_batches() -> sweeper.SweepResult:
         Spool(settings.spool_dir),
         unclaimed_after=settings.sweep_after_seconds,
         claimed_after=settings.claim_timeout_seconds,
+        dead_run_after=settings.dead_run_after_seconds,
         launch=_launch,
     )
 

@@ -12,7 +12,7 @@ from flowhook.spool import BatchRef, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
 from flowhook.sweeper import sweep
 
-UNCLAIMED_AFTER, CLAIMED_AFTER = 30.0, 600.0
+UNCLAIMED_AFTER, CLAIMED_AFTER, DEAD_RUN_AFTER = 30.0, 600.0, 30.0
 
 
 def write_batch(
@@ -40,7 +40,13 @@ def write_batch(
 def run_sweep(spool: Spool) -> tuple[list[BatchRef], list[BatchRef]]:
     """(what launch was called with, what sweep returned)."""
     launched: list[BatchRef] = []
-    result = sweep(spool, unclaimed_after=UNCLAIMED_AFTER, claimed_after=CLAIMED_AFTER, launch=launched.append)
+    result = sweep(
+        spool,
+        unclaimed_after=UNCLAIMED_AFTER,
+        claimed_after=CLAIMED_AFTER,
+        dead_run_after=DEAD_RUN_AFTER,
+        launch=launched.append,
+    )
     assert result.failed == []
     return launched, result.launched
 
@@ -78,6 +84,32 @@ def test_a_stale_claimed_batch_is_released_then_launched(tmp_path: Path) -> None
     assert spool.claim(claimed) is not None  # a new run can take it
 
 
+def age_lease(spool: Spool, event_type: str, owner: str, age: float) -> None:
+    then = time.time() - age
+    os.utime(spool.leases / f"{event_type}@{owner}", (then, then))
+
+
+def test_a_batch_whose_run_died_goes_back_well_before_the_claim_timeout(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    dead = write_batch(spool, State.READY, count=2)
+    alive = write_batch(spool, State.READY, count=3)
+    for batch_id, run in ((dead, "run-dead"), (alive, "run-alive")):
+        spool.touch_lease("user_request", run)
+        assert spool.claim(batch_id, owner=run) is not None
+    age_lease(spool, "user_request", "run-dead", DEAD_RUN_AFTER + 1)  # SIGKILLed: its lease stopped
+    age_lease(spool, "user_request", "run-alive", 1)
+
+    launched, _ = run_sweep(spool)
+    assert [(ref.batch_id, ref.count) for ref in launched] == [(dead, 2)]
+    assert spool.state_of(dead) is State.READY and not spool.owner_path(dead).exists()
+    assert spool.state_of(alive) is State.CLAIMED  # its run is alive, however long the batch takes
+
+    # A run that failed drops its lease on the way out: its batch goes back at the next sweep.
+    spool.drop_lease("user_request", "run-alive")
+    launched, _ = run_sweep(spool)
+    assert [ref.batch_id for ref in launched] == [alive]
+
+
 def test_a_launched_batch_is_not_launched_again_by_the_next_sweep(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     unclaimed = {write_batch(spool, State.READY, age=100), write_batch(spool, State.SENT, age=100)}
@@ -99,8 +131,12 @@ def test_a_batch_claimed_between_listing_and_launch_is_skipped(tmp_path: Path) -
     class LateTrigger(Spool):
         """Its trigger was only late: a flow run claims the batch right after the sweeper listed it."""
 
-        def stale(self, *, unclaimed_after: float, claimed_after: float) -> list[tuple[State, str]]:
-            found = super().stale(unclaimed_after=unclaimed_after, claimed_after=claimed_after)
+        def stale(
+            self, *, unclaimed_after: float, claimed_after: float, dead_run_after: float | None = None
+        ) -> list[tuple[State, str]]:
+            found = super().stale(
+                unclaimed_after=unclaimed_after, claimed_after=claimed_after, dead_run_after=dead_run_after
+            )
             self.claim(late)
             return found
 
@@ -114,8 +150,12 @@ def test_a_batch_claimed_between_listing_and_launch_is_skipped(tmp_path: Path) -
 
 def test_a_claimed_batch_completed_between_listing_and_release_is_skipped(tmp_path: Path) -> None:
     class SlowRunFinishes(Spool):
-        def stale(self, *, unclaimed_after: float, claimed_after: float) -> list[tuple[State, str]]:
-            found = super().stale(unclaimed_after=unclaimed_after, claimed_after=claimed_after)
+        def stale(
+            self, *, unclaimed_after: float, claimed_after: float, dead_run_after: float | None = None
+        ) -> list[tuple[State, str]]:
+            found = super().stale(
+                unclaimed_after=unclaimed_after, claimed_after=claimed_after, dead_run_after=dead_run_after
+            )
             self.complete(slow)
             return found
 

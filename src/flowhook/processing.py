@@ -28,17 +28,17 @@ Claimed = list[tuple[BatchRef, list[Event]]]
 """Batches a run holds, each with its events."""
 
 
-def claim(spool: Spool, batch: BatchRef) -> list[Event] | None:
-    """The batch's events, now owned by the caller; None if another run has (or had) them."""
-    path = spool.claim(batch.batch_id)
+def claim(spool: Spool, batch: BatchRef, *, owner: str | None = None) -> list[Event] | None:
+    """The batch's events, now owned by the caller (`owner`: its lease owner); None if another run has (or had) them."""
+    path = spool.claim(batch.batch_id, owner=owner)
     return None if path is None else spool.read(path)
 
 
-def claim_all(spool: Spool, batches: Sequence[BatchRef]) -> Claimed:
+def claim_all(spool: Spool, batches: Sequence[BatchRef], *, owner: str | None = None) -> Claimed:
     """Claim each batch; those another run has (or had) are left out."""
     claimed = []
     for batch in batches:
-        events = claim(spool, batch)
+        events = claim(spool, batch, owner=owner)
         if events is not None:
             claimed.append((batch, events))
     return claimed

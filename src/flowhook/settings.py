@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     claim_timeout_seconds: float = Field(
         default=600.0, description="A claimed batch not done after this long is released and launched again."
     )
+    dead_run_after_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A claimed batch whose run has not touched its lease for this long (it died or failed) is "
+        "released and launched again by the next sweep, before the claim timeout.",
+    )
     sqs: SqsConfig | None = Field(
         default=None,
         description="The SQS queue to poll (FLOWHOOK_SQS__QUEUE_URL, …); the local stack makes one on moto when unset.",

@@ -28,10 +28,12 @@ def sweep(
     unclaimed_after: float,
     claimed_after: float,
     launch: Callable[[BatchRef], None],
+    dead_run_after: float | None = None,
 ) -> SweepResult:
     """Launch every stale batch (a claimed one is released first); one failed launch stops no other."""
     result = SweepResult()
-    for state, batch_id in spool.stale(unclaimed_after=unclaimed_after, claimed_after=claimed_after):
+    stale = spool.stale(unclaimed_after=unclaimed_after, claimed_after=claimed_after, dead_run_after=dead_run_after)
+    for state, batch_id in stale:
         if state is State.CLAIMED:
             if not spool.release(batch_id):
                 continue

@@ -194,6 +194,41 @@ def test_stale_finds_old_unclaimed_and_old_claimed_batches_oldest_first(tmp_path
     assert stale == [(State.CLAIMED, claimed_old), (State.SENT, sent_old), (State.READY, ready_old)]
 
 
+def test_a_claim_names_its_owner_until_the_batch_is_completed_or_released(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    done, back = (write_batch(spool, State.READY, [make_event(n)]) for n in (1, 2))
+    for batch_id in (done, back):
+        assert spool.claim(batch_id, owner="run-1") is not None
+        assert spool.owner_path(batch_id).read_text() == "run-1"
+    assert set(dict(spool.entries(State.CLAIMED))) == {done, back}  # the owner files are not batches
+    spool.complete(done)
+    assert spool.release(back) is True
+    assert sorted((spool.root / "claimed").iterdir()) == []
+
+
+def test_owner_gone_follows_the_owners_lease(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    named, unnamed = (write_batch(spool, State.READY, [make_event(n)]) for n in (1, 2))
+    spool.touch_lease("user_request", "run-1")
+    spool.claim(named, owner="run-1")
+    spool.claim(unnamed)
+    assert not spool.owner_gone(named, after=30)  # touched just now
+    then = time.time() - 31
+    os.utime(spool.leases / "user_request@run-1", (then, then))
+    assert spool.owner_gone(named, after=30)
+    spool.drop_lease("user_request", "run-1")
+    assert spool.owner_gone(named, after=30)  # the run ended without completing it
+    assert not spool.owner_gone(unnamed, after=30)  # no owner named: only the claim's age tells
+
+
+def test_stale_counts_a_dead_runs_claimed_batch_only_when_asked(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    batch_id = write_batch(spool, State.READY, [make_event(1)])
+    spool.claim(batch_id, owner="gone")  # no lease file at all: a run that never lived or ended
+    assert spool.stale(unclaimed_after=30, claimed_after=600) == []
+    assert spool.stale(unclaimed_after=30, claimed_after=600, dead_run_after=30) == [(State.CLAIMED, batch_id)]
+
+
 def test_nothing_is_stale_in_a_fresh_spool(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     for state in State:

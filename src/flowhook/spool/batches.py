@@ -8,6 +8,8 @@ renames, so at any instant exactly one folder holds it and exactly one claimer c
 
 `leases/` holds one file per awake worker flow run (`<type>@<run>`, touched every second): while
 a type has a fresh lease, that run takes new batches itself and the gateway need not wake another.
+A claimed batch names its run in `claimed/<batch>.owner`, so once that run's lease goes stale (it
+died or failed) the sweeper can give the batch back at once, not after the claim timeout.
 """
 
 from __future__ import annotations
@@ -157,12 +159,21 @@ class Spool:
             batch_id=batch_id, event_type=event_type_of(batch_id), count=len(events), sealed=datetime.now(UTC)
         )
 
-    def claim(self, batch_id: str) -> Path | None:
-        """Take a sealed batch for processing; None when another run has it or it is done already."""
+    def owner_path(self, batch_id: str) -> Path:
+        """Where a claimed batch names the run that holds it (a hint: without it, the claim timeout applies)."""
+        return self.root / State.CLAIMED.value / f"{batch_id}.owner"
+
+    def claim(self, batch_id: str, *, owner: str | None = None) -> Path | None:
+        """Take a sealed batch for processing; None when another run has it or it is done already.
+
+        `owner` is the claiming run's lease owner: once its lease is stale, `stale` counts the batch as left.
+        """
         for _ in range(3):
             # In the order batches move (ready → sent), so a concurrent move cannot slip past both.
             for source in (State.READY, State.SENT):
                 if self.move(batch_id, source, State.CLAIMED, touch=True):
+                    if owner is not None:
+                        self.owner_path(batch_id).write_text(owner)
                     return self.path(State.CLAIMED, batch_id)
             state = self.state_of(batch_id)
             if state in (State.CLAIMED, State.DONE):
@@ -174,11 +185,28 @@ class Spool:
 
     def complete(self, batch_id: str) -> None:
         """Mark a claimed batch as stored."""
-        self.move(batch_id, State.CLAIMED, State.DONE, touch=True)
+        if self.move(batch_id, State.CLAIMED, State.DONE, touch=True):
+            self.owner_path(batch_id).unlink(missing_ok=True)
 
     def release(self, batch_id: str) -> bool:
         """Give a claimed batch back (its run died) so it can be launched again."""
-        return self.move(batch_id, State.CLAIMED, State.READY, touch=True)
+        if not self.move(batch_id, State.CLAIMED, State.READY, touch=True):
+            return False
+        self.owner_path(batch_id).unlink(missing_ok=True)
+        return True
+
+    def owner_gone(self, batch_id: str, *, after: float) -> bool:
+        """Whether the run that claimed the batch has not touched its lease for `after` seconds, or dropped it
+        (it ended without completing the batch). False when the claim names no run: only its age tells then."""
+        try:
+            owner = self.owner_path(batch_id).read_text()
+        except FileNotFoundError:
+            return False
+        try:
+            touched = (self.leases / f"{event_type_of(batch_id)}@{owner}").stat().st_mtime
+        except FileNotFoundError:
+            return True
+        return time.time() - touched >= after
 
     def read(self, path: Path) -> list[Event]:
         """The events in a batch file. A torn or garbled line is a write never acknowledged: skip it."""
@@ -240,12 +268,22 @@ class Spool:
                     continue
                 yield entry.name.removesuffix(".jsonl"), age
 
-    def stale(self, *, unclaimed_after: float, claimed_after: float) -> list[tuple[State, str]]:
-        """Batches a lost trigger or a dead run left behind, oldest first."""
+    def stale(
+        self, *, unclaimed_after: float, claimed_after: float, dead_run_after: float | None = None
+    ) -> list[tuple[State, str]]:
+        """Batches a lost trigger or a dead run left behind, oldest first.
+
+        A claimed batch is left behind once it is `claimed_after` old, or, given `dead_run_after`, as soon as
+        its run's lease has gone that long untouched.
+        """
         found: list[tuple[float, State, str]] = []
         for state, limit in ((State.READY, unclaimed_after), (State.SENT, unclaimed_after)):
             found += [(-age, state, bid) for bid, age in self.entries(state) if age >= limit]
-        found += [(-age, State.CLAIMED, bid) for bid, age in self.entries(State.CLAIMED) if age >= claimed_after]
+        found += [
+            (-age, State.CLAIMED, bid)
+            for bid, age in self.entries(State.CLAIMED)
+            if age >= claimed_after or (dead_run_after is not None and self.owner_gone(bid, after=dead_run_after))
+        ]
         return [(state, bid) for _, state, bid in sorted(found)]
 
     def prune_done(self, *, older_than: float) -> int:
