@@ -16,7 +16,9 @@ def sweep_batches(keep_done_hours: float = 24.0) -> dict[str, Any]:
     pruned = prune_done_batches(keep_done_hours)
     for ref in swept.launched:
         print(f"launched lost batch {ref.batch_id} ({ref.count} events)")
+    if swept.waiting:
+        print(f"{len(swept.waiting)} stale batches wait for runs launched for them that have not started yet")
     if swept.failed:
         lines = "; ".join(f"{ref.batch_id}: {error}" for ref, error in swept.failed)
         raise RuntimeError(f"{len(swept.failed)} stale batches could not be launched: {lines}")
-    return {"launched": [ref.batch_id for ref in swept.launched], "pruned": pruned}
+    return {"launched": [ref.batch_id for ref in swept.launched], "waiting": swept.waiting, "pruned": pruned}

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from prefect import task
 from prefect.cache_policies import NONE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
 from flowhook import sweeper
@@ -14,14 +19,26 @@ from tasks import IO_RETRIES
 WORKER_FLOW = "process-batch"
 
 
-def _launch(ref: BatchRef, reason: str = "swept") -> None:
-    """Start the worker deployment of the batch's type for it (as its trigger would have)."""
-    run_deployment(
+# A launched run in one of these states will still claim its batch: launching another only lengthens the queue.
+_WILL_CLAIM = (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING)
+
+
+def _launch(ref: BatchRef, reason: str = "swept") -> str:
+    """Start the worker deployment of the batch's type for it (as its trigger would have); the flow run's id."""
+    run = run_deployment(
         f"{WORKER_FLOW}/{ref.event_type}",
         parameters={"batch": ref.model_dump(mode="json")},
         timeout=0,
         tags=["flowhook", reason, ref.event_type],
     )
+    return str(run.id)
+
+
+def _unstarted(run_ids: list[str]) -> set[str]:
+    """Which of the flow runs are scheduled, pending or running (so still to claim the batch they were for)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in run_ids])))
+    return {str(run.id) for run in runs if run.state is not None and run.state.type in _WILL_CLAIM}
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
@@ -33,12 +50,13 @@ def launch_stale_batches() -> sweeper.SweepResult:
         claimed_after=settings.claim_timeout_seconds,
         dead_run_after=settings.dead_run_after_seconds,
         launch=_launch,
+        unstarted=_unstarted,
     )
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def launch_batch(ref: BatchRef) -> None:
-    _launch(ref, reason="handed-over")
+    Spool(get_settings().spool_dir).note_launch(ref.batch_id, _launch(ref, reason="handed-over"))
 
 
 @task(cache_policy=NONE)

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flowhook import sweeper
 from flowhook.events import Event
 from flowhook.spool import BatchRef, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
@@ -108,6 +109,80 @@ def test_a_batch_whose_run_died_goes_back_well_before_the_claim_timeout(tmp_path
     spool.drop_lease("user_request", "run-alive")
     launched, _ = run_sweep(spool)
     assert [ref.batch_id for ref in launched] == [alive]
+
+
+class Runs:
+    """The launch and `unstarted` callables: numbered flow runs, some of them not started yet."""
+
+    def __init__(self) -> None:
+        self.launched: list[str] = []
+        self.started: set[str] = set()
+        self.asked: list[list[str]] = []
+
+    def launch(self, ref: BatchRef) -> str:
+        self.launched.append(ref.batch_id)
+        return f"run-{len(self.launched)}"
+
+    def unstarted(self, run_ids: list[str]) -> set[str]:
+        self.asked.append(run_ids)
+        return set(run_ids) - self.started
+
+
+def sweep_with(spool: Spool, runs: Runs) -> sweeper.SweepResult:
+    return sweep(
+        spool,
+        unclaimed_after=UNCLAIMED_AFTER,
+        claimed_after=CLAIMED_AFTER,
+        dead_run_after=DEAD_RUN_AFTER,
+        launch=runs.launch,
+        unstarted=runs.unstarted,
+    )
+
+
+def make_stale(spool: Spool, batch_id: str) -> None:
+    state = spool.state_of(batch_id)
+    assert state is not None
+    then = time.time() - UNCLAIMED_AFTER - 1
+    os.utime(spool.path(state, batch_id), (then, then))
+
+
+def test_a_batch_whose_launched_run_has_not_started_is_not_launched_again(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    batch = write_batch(spool, State.SENT, age=100)
+    runs = Runs()
+    assert [ref.batch_id for ref in sweep_with(spool, runs).launched] == [batch]
+    assert (spool.launch_of(batch) or ("",))[0] == "run-1"
+
+    make_stale(spool, batch)  # the run waits in a long queue of runs: the batch goes stale again
+    result = sweep_with(spool, runs)
+    assert (result.launched, result.waiting) == ([], [batch])
+    assert runs.asked[-1] == ["run-1"]  # one question for every noted run
+
+    runs.started.add("run-1")  # it ran and ended without the batch (e.g. it crashed first): launch again
+    make_stale(spool, batch)
+    assert [ref.batch_id for ref in sweep_with(spool, runs).launched] == [batch]
+    assert (spool.launch_of(batch) or ("",))[0] == "run-2"
+
+
+def test_a_launch_older_than_the_claim_timeout_is_not_waited_for(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    batch = write_batch(spool, State.READY, age=100)
+    spool.note_launch(batch, "stuck")
+    then = time.time() - CLAIMED_AFTER - 1
+    os.utime(spool.launches / batch, (then, then))
+    runs = Runs()
+    result = sweep_with(spool, runs)
+    assert ([ref.batch_id for ref in result.launched], result.waiting, runs.asked) == ([batch], [], [])
+
+
+def test_a_dead_runs_batch_is_launched_whatever_was_noted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    batch = write_batch(spool, State.READY)
+    spool.note_launch(batch, "run-0")
+    spool.claim(batch, owner="run-0")  # claimed, then the run died without a lease
+    runs = Runs()
+    assert [ref.batch_id for ref in sweep_with(spool, runs).launched] == [batch]
+    assert runs.asked == []
 
 
 def test_a_launched_batch_is_not_launched_again_by_the_next_sweep(tmp_path: Path) -> None:

@@ -43,14 +43,14 @@ class LaunchResult:
     """Set when Prefect could not be reached: every batch not launched waits in `ready/`."""
 
 
-def launch_all(spool: Spool, refs: Sequence[BatchRef], launch: Callable[[BatchRef], None]) -> LaunchResult:
+def launch_all(spool: Spool, refs: Sequence[BatchRef], launch: Callable[[BatchRef], str | None]) -> LaunchResult:
     """Launch a worker run for each batch, moving it to `sent/` (Prefect told); one failed launch stops no
     other, but once Prefect is unreachable the rest are not tried: they all wait in `ready/`."""
     result = LaunchResult()
     for index, ref in enumerate(refs):
         ref = ref.model_copy(update={"emitted": datetime.now(UTC)})
         try:
-            launch(ref)
+            run_id = launch(ref)
         except (httpx.TransportError, OSError) as exc:
             result.unreachable = f"{type(exc).__name__}: {exc}"
             result.failed += [(left, result.unreachable) for left in refs[index:]]
@@ -58,6 +58,8 @@ def launch_all(spool: Spool, refs: Sequence[BatchRef], launch: Callable[[BatchRe
         except Exception as exc:  # e.g. no deployment for the type
             result.failed.append((ref, f"{type(exc).__name__}: {exc}"))
             continue
+        if run_id is not None:
+            spool.note_launch(ref.batch_id, run_id)  # the sweeper leaves the batch to this run while it waits
         spool.move(ref.batch_id, State.READY, State.SENT, touch=True)  # False if its run claimed it already
         result.launched.append(ref)
     return result

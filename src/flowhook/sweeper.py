@@ -16,10 +16,27 @@ from flowhook.spool import BatchRef, Spool, State
 
 @dataclass
 class SweepResult:
-    """What one sweep did: batches launched, and those whose launch failed (tried again next sweep)."""
+    """What one sweep did: batches launched, those whose launch failed (tried again next sweep), and those
+    left to a run launched earlier that has not started yet."""
 
     launched: list[BatchRef] = field(default_factory=list)
     failed: list[tuple[BatchRef, str]] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+
+
+def _awaited(
+    spool: Spool, stale: list[tuple[State, str]], *, unstarted: Callable[[list[str]], set[str]], within: float
+) -> set[str]:
+    """The unclaimed stale batches whose last launch (less than `within` seconds ago) has yet to start."""
+    noted = {}
+    for state, batch_id in stale:
+        launch = spool.launch_of(batch_id) if state is not State.CLAIMED else None
+        if launch is not None and launch[1] < within:
+            noted[batch_id] = launch[0]
+    if not noted:
+        return set()
+    waiting = unstarted(sorted(set(noted.values())))
+    return {batch_id for batch_id, run_id in noted.items() if run_id in waiting}
 
 
 def sweep(
@@ -27,13 +44,23 @@ def sweep(
     *,
     unclaimed_after: float,
     claimed_after: float,
-    launch: Callable[[BatchRef], None],
+    launch: Callable[[BatchRef], str | None],
     dead_run_after: float | None = None,
+    unstarted: Callable[[list[str]], set[str]] | None = None,
 ) -> SweepResult:
-    """Launch every stale batch (a claimed one is released first); one failed launch stops no other."""
+    """Launch every stale batch (a claimed one is released first); one failed launch stops no other.
+
+    `launch` returns the flow run it created, noted in the spool. Given `unstarted` (which of these flow run ids
+    have not started or are running), an unclaimed batch whose noted run is one of them is left to that run,
+    for up to `claimed_after` seconds: it claims the batch when a worker slot frees.
+    """
     result = SweepResult()
     stale = spool.stale(unclaimed_after=unclaimed_after, claimed_after=claimed_after, dead_run_after=dead_run_after)
+    awaited = _awaited(spool, stale, unstarted=unstarted, within=claimed_after) if unstarted else set()
     for state, batch_id in stale:
+        if batch_id in awaited:
+            result.waiting.append(batch_id)
+            continue
         if state is State.CLAIMED:
             if not spool.release(batch_id):
                 continue
@@ -46,9 +73,11 @@ def sweep(
             continue  # claimed meanwhile: its trigger was only late
         ref = ref.model_copy(update={"emitted": datetime.now(UTC)})
         try:
-            launch(ref)
+            run_id = launch(ref)
         except Exception as exc:  # e.g. no deployment for the type: report it, go on with the rest
             result.failed.append((ref, f"{type(exc).__name__}: {exc}"))
             continue
+        if run_id is not None:
+            spool.note_launch(batch_id, run_id)
         result.launched.append(ref)
     return result

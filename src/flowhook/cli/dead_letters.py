@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -13,6 +13,8 @@ from flowhook.cli._app import app, console, fail
 from flowhook.settings import get_settings
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+
     from flowhook.spool import BatchRef
     from flowhook.store import DeadLetter
 
@@ -100,19 +102,25 @@ def _list(letters: list[DeadLetter]) -> None:
     console.print(table)
 
 
-def _launcher(api_url: str) -> Callable[[BatchRef], None]:
-    """Start `process-batch/<type>` for a batch, as its trigger (or the sweeper) would, on flowhook's Prefect."""
+def _launcher(api_url: str) -> Callable[[BatchRef], str | None]:
+    """Start `process-batch/<type>` for a batch, as its trigger (or the sweeper) would, on flowhook's Prefect;
+    returns the flow run's id."""
 
-    def launch(ref: BatchRef) -> None:
+    def launch(ref: BatchRef) -> str | None:
         from prefect.deployments import run_deployment
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            run_deployment(
-                f"{WORKER_FLOW}/{ref.event_type}",
-                parameters={"batch": ref.model_dump(mode="json")},
-                timeout=0,
-                tags=["flowhook", "replay", ref.event_type],
+            # Sync-compatible: called from sync code it returns the FlowRun itself.
+            run = cast(
+                "FlowRun",
+                run_deployment(
+                    f"{WORKER_FLOW}/{ref.event_type}",
+                    parameters={"batch": ref.model_dump(mode="json")},
+                    timeout=0,
+                    tags=["flowhook", "replay", ref.event_type],
+                ),
             )
+        return str(run.id)
 
     return launch

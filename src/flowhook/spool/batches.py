@@ -10,10 +10,14 @@ renames, so at any instant exactly one folder holds it and exactly one claimer c
 a type has a fresh lease, that run takes new batches itself and the gateway need not wake another.
 A claimed batch names its run in `claimed/<batch>.owner`, so once that run's lease goes stale (it
 died or failed) the sweeper can give the batch back at once, not after the claim timeout.
+`launches/<batch>` names the flow run last launched for a batch, so the sweeper does not launch
+it again while that run waits for a worker slot (each extra run costs seconds of CPU and lengthens
+the very queue it waits in).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -80,6 +84,20 @@ class Spool:
             (root / state.value).mkdir(parents=True, exist_ok=True)
         self.leases = root / "leases"
         self.leases.mkdir(exist_ok=True)
+        self.launches = root / "launches"
+        self.launches.mkdir(exist_ok=True)
+
+    def note_launch(self, batch_id: str, run_id: str) -> None:
+        """Remember the flow run launched for a batch (a hint: without it, the sweeper launches by age alone)."""
+        (self.launches / batch_id).write_text(run_id)
+
+    def launch_of(self, batch_id: str) -> tuple[str, float] | None:
+        """(flow run id, seconds since) of the batch's latest launch; None if none is noted."""
+        path = self.launches / batch_id
+        try:
+            return path.read_text(), time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def touch_lease(self, event_type: str, owner: str) -> None:
         """Say that `owner` is awake and taking batches of `event_type` (call at least every second)."""
@@ -187,6 +205,7 @@ class Spool:
         """Mark a claimed batch as stored."""
         if self.move(batch_id, State.CLAIMED, State.DONE, touch=True):
             self.owner_path(batch_id).unlink(missing_ok=True)
+            (self.launches / batch_id).unlink(missing_ok=True)
 
     def release(self, batch_id: str) -> bool:
         """Give a claimed batch back (its run died) so it can be launched again."""
@@ -293,6 +312,10 @@ class Spool:
             if age >= older_than:
                 self.path(State.DONE, batch_id).unlink(missing_ok=True)
                 pruned += 1
+        for entry in os.scandir(self.launches):  # notes of batches that went another way (e.g. a lost file)
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - entry.stat().st_mtime >= older_than and self.state_of(entry.name) is None:
+                    os.unlink(entry.path)
         return pruned
 
     def counts(self) -> dict[str, int]:
