@@ -1,0 +1,208 @@
+"""Commands for the ECS (Fargate) work pool: generate its files, create the pool, deploy to it, render a run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from flowhook.cli._app import app, console, fail, repo_root
+from flowhook.ecs.template import DEFAULT_IMAGE, POOL_NAME
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+
+    from flowhook.ecs import EcsRun
+
+T = TypeVar("T")
+
+ecs_app = typer.Typer(
+    help="Run the same deployments on AWS ECS (Fargate) through prefect-aws's ECS worker.", no_args_is_help=True
+)
+app.add_typer(ecs_app, name="ecs")
+
+
+def _api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise fail("PREFECT_API_URL is not set: point it at the Prefect server (e.g. http://127.0.0.1:4200/api)")
+    return str(url)
+
+
+def _with_client(body: Callable[[PrefectClient], Awaitable[T]]) -> T:
+    """Run `body` with a client of the configured Prefect server; its errors become sentences."""
+    import httpx
+    from prefect.client.orchestration import get_client
+
+    from flowhook.ecs import PoolError
+
+    api = _api_url()
+
+    async def run() -> T:
+        async with get_client() as client:
+            return await body(client)
+
+    try:
+        return asyncio.run(run())
+    except (PoolError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    except httpx.HTTPError as exc:
+        raise fail(f"the Prefect API at {api} failed: {type(exc).__name__}: {exc}") from None
+
+
+@ecs_app.command()
+def generate(
+    check: Annotated[bool, typer.Option("--check", help="Change nothing; exit 1 if a file is out of date.")] = False,
+) -> None:
+    """Write deployments/ecs/prefect.yaml (from prefect.yaml) and base-job-template.json (from prefect-aws)."""
+    from flowhook.ecs import OVERLAY_FILE, TEMPLATE_FILE, stale_files, write_generated
+
+    root = repo_root()
+    stale = stale_files(root) if check else write_generated(root)
+    if check and stale:
+        raise fail(f"out of date: {', '.join(map(str, stale))}; run `flowhook ecs generate`")
+    if stale:
+        console.print(f"written: {', '.join(map(str, stale))}")
+    else:
+        console.print(f"up to date: {OVERLAY_FILE}, {TEMPLATE_FILE}")
+
+
+@ecs_app.command()
+def pool(
+    api_url: Annotated[str, typer.Option(help="The Prefect API as ECS tasks reach it (their PREFECT_API_URL).")],
+    subnet: Annotated[list[str], typer.Option(help="A subnet of the tasks (repeat for more).")],
+    efs: Annotated[str, typer.Option(help="EFS file system id (fs-…) holding the data folder the gateway shares.")],
+    gateway_host: Annotated[str, typer.Option(help="The gateway's address as ECS tasks reach it.")],
+    image: Annotated[str, typer.Option(help="The image built from deployments/ecs/Dockerfile.")] = DEFAULT_IMAGE,
+    gateway_port: Annotated[int, typer.Option(help="The gateway's port.")] = 8000,
+    security_group: Annotated[list[str] | None, typer.Option(help="A security group (repeat for more).")] = None,
+    public_ip: Annotated[bool, typer.Option(help="Give tasks a public IP (public subnet, no NAT).")] = True,
+    cluster: Annotated[str | None, typer.Option(help="ECS cluster name or ARN (default: 'default').")] = None,
+    execution_role_arn: Annotated[str | None, typer.Option(help="Role ECS pulls the image and logs with.")] = None,
+    task_role_arn: Annotated[str | None, typer.Option(help="Role the flow run's code runs with.")] = None,
+    credentials_block: Annotated[
+        str | None, typer.Option(help="AwsCredentials block the worker uses (default: its own AWS environment).")
+    ] = None,
+    cloudwatch_logs: Annotated[bool, typer.Option(help="Send task output to CloudWatch (needs the role).")] = False,
+    cpu: Annotated[int, typer.Option(help="Default CPU units of a task (the worker deployments set their own).")] = 512,
+    memory: Annotated[int, typer.Option(help="Default memory of a task in MiB.")] = 1024,
+    env: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE for every task, e.g. FLOWHOOK_SQS__QUEUE_URL.")
+    ] = None,
+) -> None:
+    """Create or update the `flowhook-ecs` work pool: flowhook's ECS job template with these as defaults."""
+    from flowhook.ecs import PoolDefaults, TaskSize, apply_pool, base_job_template, credentials_block_id
+
+    try:
+        values = PoolDefaults(
+            image=image,
+            prefect_api_url=api_url,
+            subnets=tuple(subnet),
+            security_groups=tuple(security_group or ()),
+            assign_public_ip=public_ip,
+            efs_file_system_id=efs,
+            gateway_host=gateway_host,
+            gateway_port=gateway_port,
+            cluster=cluster,
+            execution_role_arn=execution_role_arn,
+            task_role_arn=task_role_arn,
+            cloudwatch_logs=cloudwatch_logs,
+            size=TaskSize(cpu, memory),
+            env=dict(_pair(item) for item in env or []),
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+    async def create(client: PrefectClient) -> None:
+        if credentials_block is not None:
+            block_id = await credentials_block_id(client, credentials_block)
+            await apply_pool(client, base_job_template(replace(values, credentials_block_id=block_id)))
+        else:
+            await apply_pool(client, base_job_template(values))
+
+    _with_client(create)
+    console.print(f"work pool {POOL_NAME!r} (ecs) is ready: image {image}, tasks report to {api_url}")
+    console.print(
+        "next: `flowhook ecs deploy`, and a worker where AWS credentials are: "
+        f"`prefect worker start --pool {POOL_NAME} --type ecs`"
+    )
+
+
+def _pair(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise fail(f"--env {item!r} is not NAME=VALUE")
+    return name, value
+
+
+@ecs_app.command()
+def deploy() -> None:
+    """`prefect deploy` every deployment of deployments/ecs/prefect.yaml, triggers included, to the ECS pool."""
+    from flowhook.ecs import OVERLAY_FILE, check_pool, deploy_argv, stale_files
+
+    root = repo_root()
+    if OVERLAY_FILE in stale_files(root):
+        raise fail(f"{OVERLAY_FILE} is out of date with prefect.yaml: run `flowhook ecs generate` first")
+    _with_client(check_pool)
+    env = {**os.environ, "PREFECT_API_URL": _api_url()}
+    done = subprocess.run(deploy_argv(), cwd=root, env=env, check=False)
+    if done.returncode != 0:
+        raise fail(f"`prefect deploy` failed (exit {done.returncode}); its output is above")
+
+
+@ecs_app.command()
+def render(
+    deployment: Annotated[str, typer.Argument(help="flow/deployment, e.g. process-batch/user_request.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the two AWS requests as JSON only.")] = False,
+) -> None:
+    """Show the task definition and RunTask request a flow run of the deployment would get (launches nothing)."""
+    from flowhook.ecs import preview_flow_run, render_flow_run
+
+    if "/" not in deployment:
+        raise fail(f"name the deployment as flow/deployment, e.g. process-batch/{deployment}")
+
+    async def build(client: PrefectClient) -> EcsRun:
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            found = await client.read_deployment_by_name(deployment)
+        except ObjectNotFound:
+            raise ValueError(f"this Prefect server has no deployment {deployment!r}") from None
+        if found.work_pool_name != POOL_NAME:
+            raise ValueError(f"{deployment!r} runs on the pool {found.work_pool_name!r}, not {POOL_NAME!r}")
+        return await render_flow_run(client, preview_flow_run(found))
+
+    run = _with_client(build)
+    if as_json:
+        typer.echo(json.dumps(run.to_json(), indent=2))
+        return
+    _summarise(run)
+    console.print_json(json.dumps(run.to_json()))
+    for problem in run.problems():
+        console.print(f"[yellow]AWS would refuse this:[/] {problem}")
+
+
+def _summarise(run: EcsRun) -> None:
+    container, request = run.container(), run.run_task
+    network = request.get("networkConfiguration", {}).get("awsvpcConfiguration", {})
+    env = run.environment()
+    console.print(
+        f"[bold]launch type[/] {request.get('launchType', '-')}   [bold]cluster[/] {request.get('cluster', 'default')}"
+    )
+    console.print(
+        f"[bold]cpu/memory[/] {request['overrides'].get('cpu')}/{request['overrides'].get('memory')}   "
+        f"[bold]image[/] {(run.task_definition or {}).get('containerDefinitions', [{}])[0].get('image', '-')}"
+    )
+    console.print(f"[bold]command[/] {' '.join(container.get('command', []))}")
+    console.print(
+        f"[bold]PREFECT_API_URL[/] {env.get('PREFECT_API_URL', '(unset)')}   "
+        f"[bold]subnets[/] {', '.join(network.get('subnets', [])) or '-'}"
+    )

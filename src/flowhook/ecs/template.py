@@ -1,0 +1,250 @@
+"""The `flowhook-ecs` work pool's base job template: prefect-aws's ECS default with flowhook's variables.
+
+What it adds to `ECSWorker.get_default_base_job_template()`:
+
+- `prefect_api_url` (required): the task's `PREFECT_API_URL`. Without it a task would inherit the
+  worker's own Prefect settings, typically `http://127.0.0.1:4200/api`, which a task cannot reach.
+- the `FLOWHOOK_*` settings a flow run needs away from the worker's machine: the data folder (the
+  spool, the DuckDB file, managed secrets) on a shared EFS volume, and the gateway that the source
+  deployments deliver through; and `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, which the zombie automation needs.
+- the task's network as variables (`subnets` required, `security_groups`, `assign_public_ip`), written
+  into the run-task request, so the worker needs no EC2 calls to infer a VPC (prefect-aws's
+  `vpc_id`/`network_configuration` variables are removed).
+- Fargate defaults: launch type FARGATE, 512 CPU units, 1024 MiB, image `flowhook:latest`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+POOL_NAME = "flowhook-ecs"
+"""The ECS work pool the overlay's deployments run on."""
+
+PROJECT_DIR = "/opt/flowhook"
+"""The repository root inside the image (deployments/ecs/Dockerfile's WORKDIR): `flows/…` resolve from it."""
+
+DEFAULT_IMAGE = "flowhook:latest"
+DEFAULT_DATA_DIR = "/mnt/flowhook"
+DATA_VOLUME = "flowhook-data"
+HEARTBEAT_SECONDS = "30"
+"""Flow runs' heartbeat period: deployments/automations.yaml marks a run silent for 90 s Crashed."""
+
+REQUIRED = ("prefect_api_url", "subnets", "efs_file_system_id", "gateway_host")
+"""Variables without a usable default: a flow run of a pool that lacks one is refused by the server (422)."""
+
+FARGATE_MEMORY: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
+}
+"""Fargate's task sizes: CPU units → the memory (MiB) allowed with them (AWS ECS developer guide, task size)."""
+
+
+@dataclass(frozen=True)
+class TaskSize:
+    """A Fargate task's CPU units (1024 = 1 vCPU) and memory in MiB."""
+
+    cpu: int
+    memory: int
+
+    def __post_init__(self) -> None:
+        allowed = FARGATE_MEMORY.get(self.cpu)
+        if allowed is None:
+            choices = ", ".join(map(str, FARGATE_MEMORY))
+            raise ValueError(f"Fargate has no size of {self.cpu} CPU units; choose one of {choices}")
+        if self.memory not in allowed:
+            raise ValueError(
+                f"Fargate runs {self.cpu} CPU units with {allowed[0]}–{allowed[-1]} MiB "
+                f"({', '.join(map(str, allowed))}), not {self.memory}"
+            )
+
+
+DEFAULT_SIZE = TaskSize(512, 1024)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolDefaults:
+    """Values a pool bakes in as its variables' defaults (what `flowhook ecs pool` sets); None leaves one unset."""
+
+    image: str = DEFAULT_IMAGE
+    prefect_api_url: str | None = None
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    assign_public_ip: bool = True
+    efs_file_system_id: str | None = None
+    data_dir: str = DEFAULT_DATA_DIR
+    gateway_host: str | None = None
+    gateway_port: int = 8000
+    cluster: str | None = None
+    execution_role_arn: str | None = None
+    task_role_arn: str | None = None
+    credentials_block_id: str | None = None
+    cloudwatch_logs: bool = False
+    size: TaskSize = DEFAULT_SIZE
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.prefect_api_url is not None:
+            check_api_url(self.prefect_api_url)
+        if self.cloudwatch_logs and not self.execution_role_arn:
+            raise ValueError("CloudWatch logs need an execution role (with logs:CreateLogStream and PutLogEvents)")
+
+
+def check_api_url(url: str) -> None:
+    """Refuse a Prefect API URL an ECS task cannot reach: not http(s), or this machine's loopback."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"the Prefect API URL {url!r} is not an http(s) URL like https://prefect.example.com/api")
+    host = parts.hostname
+    try:
+        address = ipaddress.ip_address(host)
+        loopback = address.is_loopback or address.is_unspecified
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    if loopback:
+        raise ValueError(
+            f"the Prefect API URL {url!r} is this machine's loopback: an ECS task cannot reach it; "
+            "give the address of the Prefect server as the task's subnets see it"
+        )
+
+
+def _string(title: str, description: str, default: str | None = None, **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"title": title, "type": "string", "description": description, **extra}
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def _strings(title: str, description: str, default: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"title": title, "type": "array", "items": {"type": "string"}, "description": description}
+    if default or "minItems" not in extra:
+        schema["default"] = list(default)
+    return {**schema, **extra}
+
+
+def _flowhook_variables(values: PoolDefaults) -> dict[str, dict[str, Any]]:
+    return {
+        "prefect_api_url": _string(
+            "Prefect API URL",
+            "The Prefect server's API as the task reaches it (e.g. https://prefect.internal.example.com/api); "
+            "the task's PREFECT_API_URL. Never 127.0.0.1: that is the task itself.",
+            values.prefect_api_url,
+            pattern="^https?://",
+        ),
+        "efs_file_system_id": _string(
+            "EFS file system ID",
+            "The EFS file system holding flowhook's data folder (spool, DuckDB file, managed secrets), "
+            "mounted by the gateway's host as well.",
+            values.efs_file_system_id,
+            pattern="^fs-",
+        ),
+        "efs_root_directory": _string("EFS root directory", "The directory of the file system to mount.", "/"),
+        "data_dir": _string(
+            "Data folder", "Where the volume is mounted in the task: its FLOWHOOK_DATA_DIR.", values.data_dir
+        ),
+        "gateway_host": _string(
+            "Gateway host",
+            "The gateway's address as the task reaches it (FLOWHOOK_GATEWAY_HOST): "
+            "the source deployments deliver their events through it.",
+            values.gateway_host,
+        ),
+        "gateway_port": _string(
+            "Gateway port", "The gateway's port (FLOWHOOK_GATEWAY_PORT).", str(values.gateway_port), pattern="^[0-9]+$"
+        ),
+        "subnets": _strings(
+            "Subnets",
+            "Subnets the task's network interface is placed in (awsvpc); they must reach the Prefect API, "
+            "the gateway, EFS and the image registry.",
+            values.subnets,
+            minItems=1,
+        ),
+        "security_groups": _strings(
+            "Security groups", "Security groups of the task (none: the VPC's default group).", values.security_groups
+        ),
+        "assign_public_ip": {
+            "title": "Assign public IP",
+            "type": "string",
+            "enum": ["ENABLED", "DISABLED"],
+            "default": "ENABLED" if values.assign_public_ip else "DISABLED",
+            "description": "ENABLED for a public subnet without a NAT gateway (to pull the image); else DISABLED.",
+        },
+    }
+
+
+def _stock_overrides(values: PoolDefaults) -> dict[str, Any]:
+    """New defaults of prefect-aws's own variables (None: keep its default)."""
+    credentials = None
+    if values.credentials_block_id is not None:
+        credentials = {"$ref": {"block_document_id": values.credentials_block_id}}
+    return {
+        "image": values.image,
+        "cpu": values.size.cpu,
+        "memory": values.size.memory,
+        "launch_type": "FARGATE",
+        "cluster": values.cluster,
+        "execution_role_arn": values.execution_role_arn,
+        "task_role_arn": values.task_role_arn,
+        "aws_credentials": credentials,
+        "configure_cloudwatch_logs": values.cloudwatch_logs or None,
+        "env": dict(values.env) or None,
+    }
+
+
+def base_job_template(values: PoolDefaults | None = None) -> dict[str, Any]:
+    """The pool's base job template; with `values`, those are its variables' defaults."""
+    from prefect_aws.workers.ecs_worker import ECSWorker
+
+    values = values or PoolDefaults()
+    template: dict[str, Any] = ECSWorker.get_default_base_job_template()
+    stock: dict[str, Any] = template["variables"]["properties"]
+    config: dict[str, Any] = template["job_configuration"]
+
+    # The network lives in the run-task request (below): prefect-aws's way needs EC2 calls at each run.
+    for name in ("vpc_id", "network_configuration"):
+        del stock[name]
+        del config[name]
+    for name, default in _stock_overrides(values).items():
+        if default is not None:
+            stock[name]["default"] = default
+    template["variables"]["properties"] = {**_flowhook_variables(values), **stock}
+    template["variables"]["required"] = list(REQUIRED)
+
+    # Merged under the `env` variable and the deployment's env, over the worker's own Prefect settings.
+    config["env"] = {
+        "PREFECT_API_URL": "{{ prefect_api_url }}",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": HEARTBEAT_SECONDS,
+        "FLOWHOOK_PREFECT_API_URL": "{{ prefect_api_url }}",
+        "FLOWHOOK_DATA_DIR": "{{ data_dir }}",
+        "FLOWHOOK_GATEWAY_HOST": "{{ gateway_host }}",
+        "FLOWHOOK_GATEWAY_PORT": "{{ gateway_port }}",
+    }
+    task_definition = config["task_definition"]
+    task_definition["containerDefinitions"][0]["mountPoints"] = [
+        {"sourceVolume": DATA_VOLUME, "containerPath": "{{ data_dir }}"}
+    ]
+    task_definition["volumes"] = [
+        {
+            "name": DATA_VOLUME,
+            "efsVolumeConfiguration": {
+                "fileSystemId": "{{ efs_file_system_id }}",
+                "rootDirectory": "{{ efs_root_directory }}",
+                "transitEncryption": "ENABLED",
+            },
+        }
+    ]
+    config["task_run_request"]["networkConfiguration"] = {
+        "awsvpcConfiguration": {
+            "subnets": "{{ subnets }}",
+            "securityGroups": "{{ security_groups }}",
+            "assignPublicIp": "{{ assign_public_ip }}",
+        }
+    }
+    return template
