@@ -6,6 +6,7 @@ import multiprocessing
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
@@ -16,8 +17,9 @@ import duckdb
 import orjson
 import pytest
 
-from flowhook.store import EVENT_SCHEMA, DuckDBStore, StoredEvent, StoreLockTimeout
+from flowhook.store import EVENT_SCHEMA, DuckDBStore, EventStore, StoredEvent, StoreLockTimeout
 from flowhook.store.duckdb_store import REPORT_TABLES
+from tests.store.backends import StoreSpec
 
 SPAWN = multiprocessing.get_context("spawn")
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -56,17 +58,27 @@ def table_columns(path: Path, table: str) -> list[str]:
     return [name for (name,) in rows]
 
 
-def test_schema_is_created_once_and_reopening_keeps_data(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "nested" / "events.duckdb")
+def store_columns(store: EventStore, table: str) -> list[str]:
+    rows = store.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    )
+    return [name for (name,) in rows]
+
+
+def test_schema_is_created_once_and_reopening_keeps_data(store_spec: StoreSpec) -> None:
+    if store_spec.kind == "duckdb":  # and the file's folder is made on the way
+        store_spec = replace(store_spec, path=store_spec.path.parent / "nested" / store_spec.path.name)
+    store = store_spec.open()
     assert store.write_events([make_event("a")]) == 1
-    with store.connect():
+    with store_spec.reopen().connect():
         pass  # the second open runs the DDL again
     assert store.count_events() == 1
-    assert table_columns(store.path, "events") == EVENT_SCHEMA.names
+    assert store_columns(store, "events") == EVENT_SCHEMA.names
 
 
-def test_write_then_count_by_type(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_write_then_count_by_type(store: EventStore) -> None:
     events = [make_event(f"u{i}") for i in range(3)] + [make_event("o1", type="order_paid")]
     assert store.write_events(events) == 4
     assert store.count_events() == 4
@@ -81,7 +93,7 @@ def test_empty_write_does_not_touch_the_file(tmp_path: Path) -> None:
     assert not store.path.exists()
 
 
-def test_timestamps_round_trip_as_aware_utc(tmp_path: Path) -> None:
+def test_timestamps_round_trip_as_aware_utc(store: EventStore) -> None:
     plus_two = timezone(timedelta(hours=2))
     occurred = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=plus_two)  # 10:00:00.123456Z
     event = make_event(
@@ -92,7 +104,6 @@ def test_timestamps_round_trip_as_aware_utc(tmp_path: Path) -> None:
         started=T0 + timedelta(seconds=4),
         stored=T0 + timedelta(seconds=5),
     )
-    store = DuckDBStore(tmp_path / "events.duckdb")
     store.write_events([event])
 
     # In the file they are naive UTC: the +02:00 `occurred` is stored as 10:00:00.123456.
@@ -110,9 +121,8 @@ def test_timestamps_round_trip_as_aware_utc(tmp_path: Path) -> None:
     assert got_occurred.replace(tzinfo=UTC) == occurred
 
 
-def test_json_columns_round_trip(tmp_path: Path) -> None:
+def test_json_columns_round_trip(store: EventStore) -> None:
     data = {"user": "zoë", "tags": ["a", "b"], "nested": MappingProxyType({"x": 1.5, "none": None})}
-    store = DuckDBStore(tmp_path / "events.duckdb")
     store.write_events(
         [
             make_event("ok", data=data, result={"latency_ms": 12, "ok": True}),
@@ -137,24 +147,21 @@ def test_status_must_be_ok_or_failed() -> None:
         make_event("a", status="done")
 
 
-def test_writing_the_same_batch_twice_inserts_nothing_the_second_time(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_writing_the_same_batch_twice_inserts_nothing_the_second_time(store: EventStore) -> None:
     batch = [make_event(f"e{i}") for i in range(5)]
     assert store.write_events(batch) == 5
     assert store.write_events(batch) == 0
     assert store.count_events() == 5
 
 
-def test_duplicates_within_a_batch_are_stored_once_keeping_the_first(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_duplicates_within_a_batch_are_stored_once_keeping_the_first(store: EventStore) -> None:
     batch = [make_event("a", data={"copy": 1}), make_event("b"), make_event("a", data={"copy": 2})]
     assert store.write_events(batch) == 2
     assert store.count_events() == 2
     assert store.query("SELECT data FROM events WHERE id = 'a'") == [('{"copy":1}',)]
 
 
-def test_a_mixed_batch_inserts_only_the_new_ids(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_a_mixed_batch_inserts_only_the_new_ids(store: EventStore) -> None:
     assert store.write_events([make_event("a"), make_event("b")]) == 2
     mixed = [make_event("b", data={"new": True}), make_event("c"), make_event("d")]
     assert store.write_events(mixed) == 2
@@ -162,9 +169,8 @@ def test_a_mixed_batch_inserts_only_the_new_ids(tmp_path: Path) -> None:
     assert store.query("SELECT data FROM events WHERE id = 'b'") == [('{"n":1}',)]  # the old row stays
 
 
-def test_insert_count_is_exact_for_a_large_half_old_batch(tmp_path: Path) -> None:
+def test_insert_count_is_exact_for_a_large_half_old_batch(store: EventStore) -> None:
     # The returned figure must be DuckDB's rows-inserted, not the batch size, at a realistic size too.
-    store = DuckDBStore(tmp_path / "events.duckdb")
     assert store.write_events([make_event(f"e{i}") for i in range(0, 10_000, 2)]) == 5_000
     assert store.write_events([make_event(f"e{i}") for i in range(10_000)]) == 5_000
     assert store.count_events() == 10_000
@@ -200,7 +206,7 @@ def columns_of(table: str) -> list[str]:
     return [name for name, _ in REPORT_TABLES[table]]
 
 
-def stored_rows(store: DuckDBStore, table: str, order_by: str) -> list[dict[str, Any]]:
+def stored_rows(store: EventStore, table: str, order_by: str) -> list[dict[str, Any]]:
     """Every row of a report table as a dict over all its declared columns (absent values are None)."""
     names = columns_of(table)
     rows = store.query(f"SELECT {', '.join(names)} FROM {table} ORDER BY {order_by}", reports=True)
@@ -215,9 +221,10 @@ def full_row(table: str, *given: dict[str, Any], **changes: Any) -> dict[str, An
     return {**row, **changes}
 
 
-def schema_objects(store: DuckDBStore) -> tuple[set[str], set[str]]:
-    tables = store.query("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")
-    views = store.query("SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal")
+def schema_objects(store: EventStore) -> tuple[set[str], set[str]]:
+    here = "database_name = current_database() AND schema_name = 'main'"
+    tables = store.query(f"SELECT table_name FROM duckdb_tables() WHERE {here}")
+    views = store.query(f"SELECT view_name FROM duckdb_views() WHERE {here} AND NOT internal")
     return {name for (name,) in tables}, {name for (name,) in views}
 
 
@@ -236,8 +243,7 @@ def one_report(report_id: str, generated_at: datetime) -> dict[str, list[dict[st
     }
 
 
-def test_a_plain_connect_leaves_the_report_tables_and_views_out(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_a_plain_connect_leaves_the_report_tables_and_views_out(store: EventStore) -> None:
     store.write_events([make_event("a")])
     with store.connect():
         pass
@@ -253,8 +259,7 @@ def test_a_plain_connect_leaves_the_report_tables_and_views_out(tmp_path: Path) 
     assert store.count_events() == 1
 
 
-def test_report_tables_have_the_declared_columns_types_and_keys(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_report_tables_have_the_declared_columns_types_and_keys(store: EventStore) -> None:
     with store.connect(reports=True):
         pass
     for table, columns in REPORT_TABLES.items():
@@ -263,22 +268,27 @@ def test_report_tables_have_the_declared_columns_types_and_keys(tmp_path: Path) 
         ]
         got = store.query(
             "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-            "WHERE table_name = ? ORDER BY ordinal_position",
+            "WHERE table_catalog = current_database() AND table_name = ? ORDER BY ordinal_position",
             [table],
         )
         assert got == declared, table
     keys = store.query(
-        "SELECT table_name, constraint_column_names FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+        "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+        "WHERE database_name = current_database() AND constraint_type = 'PRIMARY KEY'"
     )
-    assert dict(keys) == {
-        "reports": ["report_id", "event_type"],
-        "report_stages": ["report_id", "event_type", "stage"],
-        "report_buckets": ["report_id", "event_type", "bucket_start"],
-    }
+    # DuckLake has no keys: its upserts MERGE on these columns instead.
+    assert dict(keys) == (
+        {
+            "reports": ["report_id", "event_type"],
+            "report_stages": ["report_id", "event_type", "stage"],
+            "report_buckets": ["report_id", "event_type", "bucket_start"],
+        }
+        if isinstance(store, DuckDBStore)
+        else {}
+    )
 
 
-def test_write_report_round_trips_all_three_tables_with_nulls_and_naive_utc(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_write_report_round_trips_all_three_tables_with_nulls_and_naive_utc(store: EventStore) -> None:
     generated = datetime(2024, 5, 1, 12, 30, 0, 250000, tzinfo=PLUS_TWO)  # 10:30:00.25 UTC
     report = {
         "report_id": "r1",
@@ -315,9 +325,9 @@ def test_write_report_round_trips_all_three_tables_with_nulls_and_naive_utc(tmp_
     ]
 
 
-def _write_report_at_plus_two(path: Path) -> str:
+def _write_report_at_plus_two(spec: StoreSpec) -> str:
     """In a fresh process: the session time zone, after writing a report whose times are all +02:00."""
-    store = DuckDBStore(path)
+    store = spec.open()
     at = datetime(2024, 5, 1, 12, 0, tzinfo=PLUS_TWO)
     store.write_report(
         {
@@ -331,23 +341,21 @@ def _write_report_at_plus_two(path: Path) -> str:
 
 @pytest.mark.timeout(60)
 def test_aware_report_times_are_stored_as_utc_whatever_the_local_time_zone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_spec: StoreSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # DuckDB casts an aware value to TIMESTAMP through the session time zone, which it takes from the
     # process's TZ once, at import: so the write runs in a new process started with TZ set.
     monkeypatch.setenv("TZ", "America/New_York")
-    path = tmp_path / "events.duckdb"
     with ProcessPoolExecutor(max_workers=1, mp_context=SPAWN) as pool:
-        zone = pool.submit(_write_report_at_plus_two, path).result(timeout=50)
+        zone = pool.submit(_write_report_at_plus_two, store_spec).result(timeout=50)
     assert zone == "America/New_York"  # else this test would not test anything
-    store = DuckDBStore(path)
+    store = store_spec.open()
     ten = datetime(2024, 5, 1, 10, 0)
     assert store.query("SELECT generated_at, window_end FROM reports") == [(ten, ten)]
     assert store.query("SELECT bucket_start FROM report_buckets") == [(ten,)]
 
 
-def test_write_report_upserts_by_key_and_the_second_write_wins_whole(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_write_report_upserts_by_key_and_the_second_write_wins_whole(store: EventStore) -> None:
     row = {"report_id": "r1", "generated_at": T0, "event_type": "user_request", "n": 10, "p95_seconds": 0.5}
     stage = {"report_id": "r1", "event_type": "user_request", "stage": "latency", "count": 10, "mean_seconds": 0.2}
     bucket = {"report_id": "r1", "event_type": "user_request", "bucket_start": T0, "arrivals": 4}
@@ -376,8 +384,7 @@ def test_write_report_upserts_by_key_and_the_second_write_wins_whole(tmp_path: P
     ]
 
 
-def test_a_key_repeated_within_one_write_keeps_the_last_row(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_a_key_repeated_within_one_write_keeps_the_last_row(store: EventStore) -> None:
     row = {"report_id": "r1", "generated_at": T0, "event_type": "user_request"}
     store.write_report({"reports": [{**row, "n": 1}, {**row, "n": 2}]})
     assert store.query("SELECT n FROM reports") == [(2,)]
@@ -403,9 +410,8 @@ def test_a_key_repeated_within_one_write_keeps_the_last_row(tmp_path: Path) -> N
     ],
 )
 def test_an_unknown_table_or_column_is_refused_and_nothing_is_written(
-    tmp_path: Path, tables: dict[str, list[dict[str, Any]]], match: str
+    store: EventStore, tables: dict[str, list[dict[str, Any]]], match: str
 ) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
     store.write_report(one_report("r0", T0))
     before = {table: stored_rows(store, table, "ALL") for table in REPORT_TABLES}
     # The valid tables come first, so they are inserted before the bad one is seen: the transaction undoes them.
@@ -458,7 +464,7 @@ def test_an_old_reports_table_gains_the_new_columns_and_keeps_its_rows(tmp_path:
     assert store.query("SELECT count(*) FROM latest_report_buckets", reports=True) == [(2,)]
 
 
-def test_event_latency_has_each_stage_in_seconds(tmp_path: Path) -> None:
+def test_event_latency_has_each_stage_in_seconds(store: EventStore) -> None:
     occurred = datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=PLUS_TWO)  # 10:00:00.5 UTC
     times = {
         "received": T0 + timedelta(seconds=1, microseconds=250001),
@@ -468,7 +474,6 @@ def test_event_latency_has_each_stage_in_seconds(tmp_path: Path) -> None:
     }
     done = make_event("done", occurred=occurred, flow_run_id="run-1", batch_id="b7", **times)
     waiting = make_event("waiting", occurred=occurred, received=times["received"])  # never emitted nor stored
-    store = DuckDBStore(tmp_path / "events.duckdb")
     store.write_events([done, waiting])
 
     def secs(later: datetime | None, earlier: datetime) -> float | None:
@@ -499,8 +504,7 @@ def test_event_latency_has_each_stage_in_seconds(tmp_path: Path) -> None:
     assert {event_id: tuple(rest) for event_id, *rest in rows} == expected
 
 
-def test_latest_report_views_show_only_the_newest_report(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_latest_report_views_show_only_the_newest_report(store: EventStore) -> None:
     store.write_report(one_report("noon", T0 + timedelta(hours=2)))
     store.write_report(one_report("morning", T0))  # written last, generated first: not the latest
 

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from flowhook.events import Event
-from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.store import DuckDBStore, EventStore, StoredEvent
 from tests.store.test_duckdb_store import T0, make_event
 
 # The events table as flowhook stored it before retries: no `attempts`.
@@ -33,36 +33,31 @@ def ok(event_id: str, **overrides: Any) -> StoredEvent:
     return make_event(event_id, result={"done": True}, **overrides)
 
 
-def rows(store: DuckDBStore) -> list[tuple[Any, ...]]:
+def rows(store: EventStore) -> list[tuple[Any, ...]]:
     return store.query("SELECT id, status, attempts, error, batch_id FROM events ORDER BY id")
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> DuckDBStore:
-    return DuckDBStore(tmp_path / "events.duckdb")
-
-
-def test_a_failed_row_is_replaced_by_a_later_ok_copy(store: DuckDBStore) -> None:
+def test_a_failed_row_is_replaced_by_a_later_ok_copy(store: EventStore) -> None:
     assert store.write_events([failed("a", batch_id="first")]) == 1
     assert store.write_events([ok("a", batch_id="replay")]) == 0  # no new id: the same event, now ok
     assert rows(store) == [("a", "ok", 1, None, "replay")]
     assert store.duplicate_ids() == 0
 
 
-def test_an_ok_row_stays_when_a_failed_copy_comes_later(store: DuckDBStore) -> None:
+def test_an_ok_row_stays_when_a_failed_copy_comes_later(store: EventStore) -> None:
     store.write_events([ok("a", batch_id="first")])
     assert store.write_events([failed("a", batch_id="late")]) == 0
     assert rows(store) == [("a", "ok", 1, None, "first")]
 
 
-def test_a_failed_row_is_replaced_by_a_later_failed_copy_with_its_attempts(store: DuckDBStore) -> None:
+def test_a_failed_row_is_replaced_by_a_later_failed_copy_with_its_attempts(store: EventStore) -> None:
     store.write_events([failed("a", attempts=1, batch_id="first")])
     store.write_events([failed("a", attempts=5, batch_id="replay")])
     assert rows(store) == [("a", "failed", 5, "RuntimeError: try 5", "replay")]
     assert store.duplicate_ids() == 0
 
 
-def test_a_mixed_batch_skips_ok_ids_replaces_failed_ones_and_adds_new_ones(store: DuckDBStore) -> None:
+def test_a_mixed_batch_skips_ok_ids_replaces_failed_ones_and_adds_new_ones(store: EventStore) -> None:
     store.write_events([ok("a"), failed("b"), failed("c"), ok("d")])
     batch = [failed("a", batch_id="2"), ok("b", batch_id="2"), failed("c", 4, batch_id="2"), ok("e", batch_id="2")]
     assert store.write_events(batch) == 1
@@ -77,7 +72,7 @@ def test_a_mixed_batch_skips_ok_ids_replaces_failed_ones_and_adds_new_ones(store
     assert store.count_events() == 5 and store.duplicate_ids() == 0
 
 
-def test_within_a_batch_the_first_ok_copy_wins_else_the_last_copy(store: DuckDBStore) -> None:
+def test_within_a_batch_the_first_ok_copy_wins_else_the_last_copy(store: EventStore) -> None:
     batch = [
         failed("x", 1, batch_id="x1"),
         ok("x", batch_id="x2"),
@@ -95,7 +90,7 @@ def test_within_a_batch_the_first_ok_copy_wins_else_the_last_copy(store: DuckDBS
     ]
 
 
-def test_a_replacement_that_fails_to_insert_keeps_the_failed_row(store: DuckDBStore) -> None:
+def test_a_replacement_that_fails_to_insert_keeps_the_failed_row(store: EventStore) -> None:
     store.write_events([failed("a"), ok("b")])
     batch = [ok("a")] + [ok(f"n{i}") for i in range(15_000)] + [ok("bad", data={"when": object()})]
     with pytest.raises(TypeError, match="JSON serializable"):
@@ -103,7 +98,7 @@ def test_a_replacement_that_fails_to_insert_keeps_the_failed_row(store: DuckDBSt
     assert rows(store) == [("a", "failed", 3, "RuntimeError: try 3", "batch-1"), ("b", "ok", 1, None, "batch-1")]
 
 
-def test_many_failed_rows_are_replaced_in_one_write(store: DuckDBStore) -> None:
+def test_many_failed_rows_are_replaced_in_one_write(store: EventStore) -> None:
     store.write_events([failed(f"e{i}") if i % 3 == 0 else ok(f"e{i}") for i in range(30_000)])
     assert store.count_events() == 30_000
     assert store.write_events([ok(f"e{i}", batch_id="replay") for i in range(0, 30_000, 3)]) == 0
@@ -145,7 +140,7 @@ def test_attempts_must_be_at_least_one() -> None:
         make_event("a", attempts=0)
 
 
-def _seed_dead_letters(store: DuckDBStore) -> None:
+def _seed_dead_letters(store: EventStore) -> None:
     """Failures of two types at T0+0..4 min (stored), and ok events that must never show."""
     for minute, (event_id, event_type) in enumerate(
         [
@@ -162,7 +157,7 @@ def _seed_dead_letters(store: DuckDBStore) -> None:
         )
 
 
-def test_dead_letters_come_back_as_events_ready_to_spool_with_error_and_attempts(store: DuckDBStore) -> None:
+def test_dead_letters_come_back_as_events_ready_to_spool_with_error_and_attempts(store: EventStore) -> None:
     _seed_dead_letters(store)
     letters = store.dead_letters()
     assert [(d.event.id, d.attempts, d.error, d.stored) for d in letters] == [
@@ -189,13 +184,13 @@ def test_dead_letters_come_back_as_events_ready_to_spool_with_error_and_attempts
     ],
 )
 def test_dead_letters_filter_by_type_ids_and_failure_time(
-    store: DuckDBStore, filters: dict[str, Any], expected: list[str]
+    store: EventStore, filters: dict[str, Any], expected: list[str]
 ) -> None:
     _seed_dead_letters(store)
     assert [letter.event.id for letter in store.dead_letters(**filters)] == expected
 
 
-def test_the_dead_letters_view_shows_the_failed_rows(store: DuckDBStore) -> None:
+def test_the_dead_letters_view_shows_the_failed_rows(store: EventStore) -> None:
     _seed_dead_letters(store)
     store.write_events([ok("u2")], stored=T0 + timedelta(hours=1))  # replayed, and ok now: no longer a dead letter
     columns = store.query(
@@ -213,7 +208,7 @@ def test_the_dead_letters_view_shows_the_failed_rows(store: DuckDBStore) -> None
     ]
 
 
-def test_an_id_stored_ok_is_never_replaced_even_beside_a_stray_failed_row(store: DuckDBStore) -> None:
+def test_an_id_stored_ok_is_never_replaced_even_beside_a_stray_failed_row(store: EventStore) -> None:
     store.write_events([ok("a")])
     with store.connect() as con:  # a file broken by hand: the same id stored ok and failed
         con.execute("INSERT INTO events SELECT * REPLACE ('failed' AS status, 'x' AS batch_id) FROM events")

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from flowhook.store import EVENT_SCHEMA, DuckDBStore, to_arrow
+from flowhook.store import EVENT_SCHEMA, DuckDBStore, EventStore, to_arrow
 from tests.store.test_duckdb_store import T0, make_event
 
 # The events table as the store created it while `id` was the primary key.
@@ -60,17 +60,19 @@ def test_a_file_with_the_keyed_events_table_is_migrated_and_keeps_its_rows(tmp_p
     assert store.duplicate_ids() == 0
 
 
-def test_the_events_table_has_the_public_columns_and_json_types(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_the_events_table_has_the_public_columns_and_json_types(store: EventStore) -> None:
     store.write_events([make_event("a", data={"user_id": "u1"}, result={"ok": True})])
-    types = {name: data_type for name, data_type, _ in column_types(store.path)}
+    columns = store.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_catalog = current_database() AND table_name = 'events' ORDER BY ordinal_position"
+    )
+    types = dict(columns)
     assert list(types) == EVENT_SCHEMA.names
     assert (types["data"], types["result"], types["occurred"]) == ("JSON", "JSON", "TIMESTAMP")
     assert store.query("SELECT data->>'user_id', result->>'ok', typeof(data) FROM events") == [("u1", "true", "JSON")]
 
 
-def test_a_batch_of_many_chunks_keeps_the_first_copy_and_counts_exactly(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_a_batch_of_many_chunks_keeps_the_first_copy_and_counts_exactly(store: EventStore) -> None:
     assert store.write_events([make_event(f"e{i}") for i in range(0, 30_000, 3)]) == 10_000
     batch = [make_event(f"e{i}", data={"copy": 1}) for i in range(25_000)]
     batch += [make_event(f"e{i}", data={"copy": 2}) for i in range(20_000, 30_000)]  # repeats across chunks
@@ -86,8 +88,7 @@ def test_a_batch_of_many_chunks_keeps_the_first_copy_and_counts_exactly(tmp_path
     ]
 
 
-def test_data_that_is_not_json_raises_type_error_and_stores_nothing(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_data_that_is_not_json_raises_type_error_and_stores_nothing(store: EventStore) -> None:
     batch = [make_event(f"e{i}") for i in range(15_000)] + [make_event("bad", data={"when": object()})]
     with pytest.raises(TypeError, match="JSON serializable"):
         store.write_events(batch)
@@ -121,12 +122,11 @@ def test_to_arrow_of_no_events_is_an_empty_table_in_the_schema() -> None:
     assert table.schema == EVENT_SCHEMA
 
 
-def _rows(store: DuckDBStore) -> list[tuple[Any, ...]]:
+def _rows(store: EventStore) -> list[tuple[Any, ...]]:
     return store.query("SELECT id, occurred, stored, data, result FROM events ORDER BY id")
 
 
-def test_streamed_rows_match_the_events_field_by_field(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "events.duckdb")
+def test_streamed_rows_match_the_events_field_by_field(store: EventStore) -> None:
     at = datetime(2024, 5, 1, 12, 0, 0, 7, tzinfo=UTC)
     events = [
         make_event(f"e{i:05d}", occurred=at + timedelta(seconds=i), stored=at, result={"i": i} if i % 2 else None)

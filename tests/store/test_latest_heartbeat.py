@@ -1,12 +1,11 @@
-"""`DuckDBStore.latest_heartbeat` on a real file: the newest stored scheduled tick, by stored time, as aware UTC."""
+"""`latest_heartbeat` on a real store of each backend: the newest stored scheduled tick, by stored time, aware UTC."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.store import EventStore, StoredEvent
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -32,15 +31,13 @@ def _event(event_id: str, *, occurred: float, stored: float | None, **overrides:
     return StoredEvent(**fields)
 
 
-def test_no_file_content_means_no_heartbeat(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "flowhook.duckdb")
+def test_no_file_content_means_no_heartbeat(store: EventStore) -> None:
     assert store.latest_heartbeat() is None
     store.write_events([_event("u", occurred=0, stored=1, type="user_request", source="demo")])
     assert store.latest_heartbeat() is None
 
 
-def test_the_newest_by_stored_time_of_the_schedule_source_wins(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "flowhook.duckdb")
+def test_the_newest_by_stored_time_of_the_schedule_source_wins(store: EventStore) -> None:
     store.write_events(
         [
             _event("tick-1", occurred=0, stored=4),
@@ -60,8 +57,7 @@ def test_the_newest_by_stored_time_of_the_schedule_source_wins(tmp_path: Path) -
     assert stored is not None and stored.tzinfo == UTC
 
 
-def test_rows_without_a_stored_time_are_skipped(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "flowhook.duckdb")
+def test_rows_without_a_stored_time_are_skipped(store: EventStore) -> None:
     with store.connect() as con:  # written by hand: write_events always stamps `stored`
         con.execute(
             "INSERT INTO events (id, type, source, occurred, received, batch_id, status, data) VALUES "
@@ -73,8 +69,7 @@ def test_rows_without_a_stored_time_are_skipped(tmp_path: Path) -> None:
     assert store.latest_heartbeat() == (T0, T0 + timedelta(seconds=2))
 
 
-def test_another_type_and_source_can_be_asked_for(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "flowhook.duckdb")
+def test_another_type_and_source_can_be_asked_for(store: EventStore) -> None:
     store.write_events([_event("d", occurred=1, stored=3, type="data_update", source="files")])
     assert store.latest_heartbeat(event_type="data_update", source="files") == (
         T0 + timedelta(seconds=1),

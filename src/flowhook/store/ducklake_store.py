@@ -1,0 +1,374 @@
+"""The DuckLake event store: the catalog in PostgreSQL, data files in a folder or on S3, shared by many writers.
+
+Reads take no lock: each DuckLake transaction reads one snapshot. A write checks which ids are stored, then
+inserts; DuckLake has no keys and two concurrent appends of one id would both commit, so every write (and
+every schema change) holds a PostgreSQL advisory lock on the catalog database from the check to the commit,
+taken through its own session: writers on every machine queue there, as local ones queue on DuckDBStore's file
+lock. A commit that still conflicts (with compaction, say) is retried with bounded backoff. Every write leaves
+a small file: `compaction.compact` merges them, and should run on a schedule.
+
+Each process attaches a lake once (about 0.5 s: extensions, catalog) and keeps it, so a store is cheap to build.
+The extensions come from their Python packages (`duckdb-extension-*`): DuckDB never downloads anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from duckdb_extensions import import_extension
+
+from flowhook.store.base import StoreBase, delete_failed, one_by_id, stored_ids, upsert_reports
+from flowhook.store.protocol import StoreLockTimeout
+from flowhook.store.records import EVENT_SCHEMA, StoredEvent, to_arrow
+from flowhook.store.schema import EVENTS_DDL, REPORT_KEYS, ensure_report_schema, report_rows
+
+if TYPE_CHECKING:
+    import psycopg
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# One lock for every flowhook writer of the catalog database (a 64-bit key, stable across processes and hosts).
+WRITE_LOCK_KEY = int.from_bytes(hashlib.blake2b(b"flowhook.store.events", digest_size=8).digest(), "big", signed=True)
+# A write that meets a DuckLake commit conflict runs again, at most this often, after 0.05, 0.1, 0.2 … 2 s.
+_ATTEMPTS = 8
+_BACKOFF = 0.05
+_MAX_BACKOFF = 2.0
+# DuckLake's own words for a commit that lost to another one (after its internal retries, for the first).
+_CONFLICTS = ("Exceeded the maximum retry count", "Transaction conflict", "could not serialize access")
+_REMOTE = ("s3://", "s3a://", "s3n://", "gs://", "gcs://", "r2://", "http://", "https://")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """How DuckDB reaches the bucket of an `s3://` data path (a DuckDB S3 secret); None leaves DuckDB's default."""
+
+    endpoint: str | None = None
+    """`host[:port]` of an S3-compatible service (MinIO, moto…); None for AWS."""
+    region: str | None = None
+    key_id: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    url_style: Literal["vhost", "path"] | None = None
+    use_ssl: bool = True
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _is_conflict(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.TransactionException) or any(words in str(exc) for words in _CONFLICTS)
+
+
+def _data_path(data_path: str | Path) -> str:
+    """A folder as an absolute path, a URL as it is; either ending in `/` (DuckLake compares it with the
+    catalog's on every attach)."""
+    text = str(data_path)
+    if not text.startswith(_REMOTE):
+        text = str(Path(text).expanduser().resolve())
+    return text if text.endswith("/") else text + "/"
+
+
+class _Lake:
+    """One attached lake in this process: its DuckDB alias, the catalog session that holds the write lock, and
+    which parts of the schema are known to be in place."""
+
+    def __init__(self, alias: str, catalog: str) -> None:
+        self.alias = alias
+        self.catalog = catalog
+        self.guard = threading.Lock()  # the process's writers take turns on the one session
+        self.session: psycopg.Connection[Any] | None = None
+        self.events_ready = False
+        self.reports_ready = False
+
+    def connected(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        if self.session is None or self.session.closed or self.session.broken:
+            self.session = psycopg.connect(self.catalog, application_name="flowhook write lock")
+        return self.session
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+
+class _Lakes:
+    """The process's DuckDB instance, with the extensions loaded, and the lakes attached to it."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pid = os.getpid()
+        self.db: duckdb.DuckDBPyConnection | None = None
+        self.lakes: dict[tuple[str, str, S3Options | None], _Lake] = {}
+
+    def cursor(self, store: DuckLakeStore) -> tuple[_Lake, duckdb.DuckDBPyConnection]:
+        """The store's lake, attached on first use, and a new connection to it (one per `connect`)."""
+        with self.mutex:
+            if self.pid != os.getpid():  # a forked child: the parent's DuckDB and sessions are not its own
+                self._reset()
+            if self.db is None:
+                self.db = duckdb.connect(
+                    config={
+                        "autoinstall_known_extensions": False,  # never download: the packages bring them
+                        "autoload_known_extensions": False,
+                        "python_enable_replacements": False,
+                    }
+                )
+                # DuckLake never rewrites a data file, so their footers may stay parsed: each write's check of
+                # stored ids reads every file, and at 600 files this halves its time.
+                self.db.execute("SET GLOBAL parquet_metadata_cache = true")
+                _load(self.db, "ducklake", "postgres")
+            lake = self.lakes.get(store.key)
+            if lake is None:
+                lake = self.lakes[store.key] = store.attach(self.db)
+            con = self.db.cursor()
+        con.execute(f"USE {lake.alias}")
+        return lake, con
+
+    def detach(self, key: tuple[str, str, S3Options | None]) -> None:
+        with self.mutex:
+            lake = self.lakes.pop(key, None)
+            if lake is None or self.db is None:
+                return
+            with suppress(duckdb.Error):
+                self.db.execute(f"DETACH {lake.alias}")
+                self.db.execute(f"DROP SECRET IF EXISTS {lake.alias}_s3")
+            lake.close()
+
+
+_LAKES = _Lakes()
+
+
+def _load(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    # `import_extension` INSTALLs from the package's own file (into DuckDB's extension folder, ~/.duckdb by
+    # default; a no-op once there), never from the network; LOAD then finds it installed.
+    for name in names:
+        import_extension(name, con=con)
+        con.load_extension(name)
+
+
+def retry_conflicts(work: Callable[[], T]) -> T:
+    """`work()`, run again (a bounded number of times, backing off) while DuckLake's commit conflicts."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return work()
+        except duckdb.Error as exc:
+            if attempt == _ATTEMPTS or not _is_conflict(exc):
+                raise
+            delay = min(_BACKOFF * 2 ** (attempt - 1), _MAX_BACKOFF) * random.uniform(0.5, 1.5)
+            logger.warning(
+                "DuckLake commit conflict (try %d of %d), again in %.2f s: %s", attempt, _ATTEMPTS, delay, exc
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.begin()
+    try:
+        yield
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.rollback()
+        raise
+    con.commit()
+
+
+class DuckLakeStore(StoreBase):
+    """Events and reports in a DuckLake: catalog in PostgreSQL (`catalog`, a libpq connection string or
+    `postgresql://` URL), data files under `data_path` (a folder every writer sees, or `s3://bucket/prefix/`)."""
+
+    def __init__(
+        self,
+        catalog: str,
+        data_path: str | Path,
+        *,
+        s3: S3Options | None = None,
+        lock_timeout: float = 120.0,
+    ) -> None:
+        self.catalog = catalog
+        self.data_path = _data_path(data_path)
+        self.s3 = s3
+        self.lock_timeout = lock_timeout
+        self.key = (catalog, self.data_path, s3)
+        digest = hashlib.blake2b(repr(self.key).encode(), digest_size=6).hexdigest()
+        self.alias = f"lake_{digest}"
+
+    def __repr__(self) -> str:  # the catalog string may hold a password
+        return f"DuckLakeStore(data_path={self.data_path!r})"
+
+    def attach(self, db: duckdb.DuckDBPyConnection) -> _Lake:
+        """Attach the lake to the process's DuckDB, creating its catalog tables if the database has none yet."""
+        if self.data_path.startswith(_REMOTE):
+            _load(db, "httpfs")
+            if self.s3 is not None and self.s3 != S3Options():  # none given: DuckDB's own defaults
+                db.execute(f"CREATE OR REPLACE SECRET {self.alias}_s3 ({self._s3_secret()})")
+        lake = _Lake(self.alias, self.catalog)
+        try:
+            with self._locked(lake):  # two first attaches would both create the catalog tables
+                db.execute(
+                    f"ATTACH {_literal('ducklake:postgres:' + self.catalog)} AS {self.alias} "
+                    f"(DATA_PATH {_literal(self.data_path)})"
+                )
+        except BaseException:
+            lake.close()
+            raise
+        return lake
+
+    def _s3_secret(self) -> str:
+        s3 = self.s3
+        assert s3 is not None
+        options = {
+            "ENDPOINT": s3.endpoint,
+            "REGION": s3.region,
+            "KEY_ID": s3.key_id,
+            "SECRET": s3.secret,
+            "URL_STYLE": s3.url_style,
+        }
+        given = [f"{name} {_literal(value)}" for name, value in options.items() if value is not None]
+        return ", ".join(["TYPE s3", *given, f"USE_SSL {str(s3.use_ssl).lower()}", f"SCOPE {_literal(self.data_path)}"])
+
+    def close(self) -> None:
+        """Detach the lake from this process (every store of it here) and end its lock session."""
+        _LAKES.detach(self.key)
+
+    @contextmanager
+    def _locked(self, lake: _Lake) -> Iterator[None]:
+        """Hold the catalog database's advisory write lock (released at exit, or when this process dies)."""
+        import psycopg
+
+        began = time.monotonic()
+        if not lake.guard.acquire(timeout=self.lock_timeout):
+            raise self._timeout()
+        try:
+            for attempt in (1, 2):
+                session = lake.connected()
+                try:  # the session's transaction holds the lock: no work is done in it, it is rolled back at exit
+                    left = max(self.lock_timeout - (time.monotonic() - began), 0.001)
+                    session.execute("SELECT set_config('lock_timeout', %s, true)", [f"{round(left * 1000)}ms"])
+                    session.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK_KEY])
+                    break
+                except psycopg.errors.LockNotAvailable:
+                    session.rollback()
+                    raise self._timeout() from None
+                except psycopg.OperationalError:
+                    lake.close()
+                    if attempt == 2:
+                        raise
+                    # else it was a session the server had closed while idle: one new one
+            try:
+                yield
+            finally:
+                try:
+                    session.rollback()
+                except psycopg.Error:  # a broken session: closing it is what releases the lock now
+                    lake.close()
+        finally:
+            lake.guard.release()
+
+    def _timeout(self) -> StoreLockTimeout:
+        return StoreLockTimeout(
+            f"Could not take the DuckLake write lock (advisory lock {WRITE_LOCK_KEY} on the catalog database) "
+            f"within {self.lock_timeout:g} s: another writer is still holding it."
+        )
+
+    @contextmanager
+    def _open(self, *, reports: bool) -> Iterator[tuple[_Lake, duckdb.DuckDBPyConnection]]:
+        lake, con = _LAKES.cursor(self)
+        try:
+            if not lake.events_ready or (reports and not lake.reports_ready):
+                # Once per process: creating tables and views races with other processes, so under the lock.
+                with self._locked(lake), _transaction(con):
+                    con.execute(EVENTS_DDL)
+                    if reports:
+                        ensure_report_schema(con, keyed=False)
+                lake.events_ready = True
+                lake.reports_ready = lake.reports_ready or reports
+            yield lake, con
+        finally:
+            con.close()
+
+    @contextmanager
+    def connect(self, *, reports: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection whose default catalog is the lake, with the schema in place; it holds no lock.
+
+        `reports` also makes sure of the report tables and the views. Each process checks the schema once.
+        Each statement commits on its own unless you begin a transaction; a write here skips the write lock.
+        """
+        with self._open(reports=reports) as (_, con):
+            yield con
+
+    def _exclusive(self, work: Callable[[duckdb.DuckDBPyConnection], T], *, reports: bool = False) -> T:
+        """`work` in one DuckLake transaction under the write lock; run again if DuckLake's commit conflicts."""
+
+        def locked() -> T:
+            with self._open(reports=reports) as (lake, con), self._locked(lake), _transaction(con):
+                return work(con)
+
+        return retry_conflicts(locked)
+
+    def write_events(self, events: Sequence[StoredEvent], *, stored: datetime | None = None) -> int:
+        """Store events by id, one row per id; returns how many ids were new (a re-run stores 0).
+
+        As `DuckDBStore.write_events`: an id stored ok is skipped, one stored failed is replaced by the incoming
+        copy; within `events` an id's first ok copy is kept, else its last. The rows are built before the lock
+        is taken, so the lock is held for the check, the insert and the commit alone.
+        """
+        if not events:
+            return 0
+        unique, ids = one_by_id(events)
+        incoming = to_arrow(unique, stored=stored)
+        names = ", ".join(EVENT_SCHEMA.names)
+
+        def write(con: duckdb.DuckDBPyConnection) -> int:
+            known, replaced = stored_ids(con, ids)
+            rows = incoming
+            if skipped := known - replaced:
+                rows = incoming.filter(pc.invert(pc.is_in(incoming["id"], value_set=pa.array(list(skipped)))))
+            if not rows.num_rows:
+                return 0
+            if replaced:  # the failed rows go and their new copies come in the one transaction
+                delete_failed(con, replaced)
+            con.register("incoming_events", rows)
+            try:
+                row = con.execute(f"INSERT INTO events ({names}) SELECT {names} FROM incoming_events").fetchone()
+            finally:
+                con.unregister("incoming_events")
+            return (int(row[0]) if row else 0) - len(replaced)
+
+        return self._exclusive(write)
+
+    def write_report(self, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Upsert a report's rows into the report tables, in one transaction; absent columns become NULL."""
+        prepared = report_rows(tables)
+        self._exclusive(lambda con: upsert_reports(con, prepared, _merge), reports=True)
+
+
+def _merge(table: str) -> str:
+    # DuckLake has no keys, so no INSERT OR REPLACE: a MERGE on the key columns, under the write lock.
+    keys = ", ".join(REPORT_KEYS[table])
+    return (
+        f"MERGE INTO {table} USING incoming_report USING ({keys}) "
+        "WHEN MATCHED THEN UPDATE BY NAME WHEN NOT MATCHED THEN INSERT BY NAME"
+    )
