@@ -38,6 +38,7 @@ from flowhook.settings import Settings
 from flowhook.spool import Spool
 from flowhook.stack import LocalStack, StackConfig, free_port
 from flowhook.store import DuckDBStore
+from tests.faults.conftest import SUMMARIES
 from tests.faults.faults import (
     Fault,
     FaultLog,
@@ -182,7 +183,7 @@ def _send_sqs(stack: LocalStack, count: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def scenario(stack: LocalStack, request: pytest.FixtureRequest) -> Outcome:
+def scenario(stack: LocalStack) -> Outcome:
     settings = _settings(stack)
     secret = secret_store(settings).secrets("demo", settings.source_configs()["demo"])[0]
     store = DuckDBStore(Path(stack.env()["FLOWHOOK_DUCKDB_PATH"]), lock_timeout=120)
@@ -269,7 +270,7 @@ def scenario(stack: LocalStack, request: pytest.FixtureRequest) -> Outcome:
         replay_seconds=replay_seconds,
         recovered_after=all_stored,
     )
-    _report(request, outcome)
+    _report(outcome)
     return outcome
 
 
@@ -284,7 +285,7 @@ def _recovery(outcome: Outcome, fault: Fault) -> float | None:
     return None if rows[0][0] is None else max(0.0, float(rows[0][0]) - fault.ended)
 
 
-def _report(request: pytest.FixtureRequest, outcome: Outcome) -> None:
+def _report(outcome: Outcome) -> None:
     ids = list(outcome.acked) + outcome.sqs_ids
     stored = _stored(outcome.store, ids)
     rows: list[tuple[str, Any]] = [
@@ -311,9 +312,7 @@ def _report(request: pytest.FixtureRequest, outcome: Outcome) -> None:
         ("all stored", f"{outcome.recovered_after:.1f} s after the last fault ended"),
     ]
     text = summary_table(rows, outcome.faults, lambda fault: _recovery(outcome, fault))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(text)
+    SUMMARIES.append(text)
     print(text)
 
 
