@@ -49,6 +49,18 @@ class StackConfig:
     local_sqs: bool = False
     start_sources: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    prefect_database_url: str | None = None
+    """Prefect's database, e.g. `postgresql+asyncpg://postgres@127.0.0.1:5432/prefect`; None: SQLite under <data>."""
+    redis: tuple[str, int, int] | None = None
+    """(host, port, db) of a Redis that carries Prefect's events, caches, causal ordering and leases (prefect-redis)."""
+    api_processes: int = 1
+    """Prefect API server processes on the port; over 1 needs Postgres and Redis, and the services get a process."""
+    workers: int = 1
+    """Process workers polling the pool, each with `worker_limit` slots."""
+
+    def __post_init__(self) -> None:
+        if self.api_processes > 1 and (self.prefect_database_url is None or self.redis is None):
+            raise ValueError("more than one Prefect API process needs prefect_database_url (Postgres) and redis")
 
     @property
     def api_url(self) -> str:
@@ -136,6 +148,23 @@ class LocalStack:
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             }
         )
+        if cfg.prefect_database_url is not None:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = cfg.prefect_database_url
+        if cfg.api_processes > 1:
+            env["PREFECT_API_DATABASE_MIGRATE_ON_START"] = "false"  # `start_server` migrates first, once
+        if cfg.redis is not None:
+            host, port, db = cfg.redis
+            env.update(
+                {
+                    "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+                    "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+                    "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+                    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+                    "PREFECT_REDIS_MESSAGING_HOST": host,
+                    "PREFECT_REDIS_MESSAGING_PORT": str(port),
+                    "PREFECT_REDIS_MESSAGING_DB": str(db),
+                }
+            )
         env.update(self._sqs_env)
         env.update(cfg.extra_env)
         return env
@@ -149,7 +178,10 @@ class LocalStack:
                 )
         self.logs.mkdir(parents=True, exist_ok=True)
         _started_file(cfg.data_dir).write_text(json.dumps({"started": time.time(), "pid": os.getpid()}))
-        self._progress(f"starting Prefect server on {cfg.ui_url} (SQLite under {cfg.data_dir / 'prefect'})")
+        database = "Postgres" if cfg.prefect_database_url else f"SQLite under {cfg.data_dir / 'prefect'}"
+        broker = ", Redis" if cfg.redis else ""
+        processes = f", {cfg.api_processes} API processes" if cfg.api_processes > 1 else ""
+        self._progress(f"starting Prefect server on {cfg.ui_url} ({database}{broker}{processes})")
         self.start_server()
         if cfg.local_sqs:
             self._start_moto()
@@ -233,8 +265,16 @@ class LocalStack:
     def start_server(self) -> None:
         """Start the Prefect server (again, after `stop_part("server")`: same port, same database)."""
         cfg = self.config
-        self._spawn("server", [*_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)])
+        argv = [*_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)]
+        if cfg.api_processes > 1:
+            # Each API process would migrate the database as it starts, all at once: migrate first, once. The
+            # API processes run no services: one process of their own runs them.
+            self._run("migrate", [*_prefect(), "server", "database", "upgrade", "--yes"])
+            argv += ["--workers", str(cfg.api_processes)]
+        self._spawn("server", argv)
         self._wait_healthy("server", f"{cfg.api_url}/health", timeout=90)
+        if cfg.api_processes > 1 and "services" not in self.pids():
+            self._spawn("services", [*_prefect(), "server", "services", "start"])
 
     def start_sources(self) -> None:
         """Run the long-running source deployments (again, after their flow runs died with a worker)."""
@@ -251,23 +291,15 @@ class LocalStack:
         self._wait_running(tag="source", count=len(SOURCE_DEPLOYMENTS), timeout=90)
 
     def start_worker(self) -> None:
-        """Start the process worker of the `flowhook` pool (again, after it stopped or was killed)."""
-        self._spawn(
-            "worker",
-            [
-                *_prefect(),
-                "worker",
-                "start",
-                "--pool",
-                WORK_POOL,
-                "--type",
-                "process",
-                "--limit",
-                str(self.config.worker_limit),
-                "--name",
-                "flowhook-local",
-            ],
-        )
+        """Start the process workers of the `flowhook` pool (again, after they stopped or were killed): `worker`
+        (named flowhook-local on the server), then `worker-2`, ... when the stack has more than one."""
+        running = self.pids()
+        for n in range(1, self.config.workers + 1):
+            name, server_name = ("worker", "flowhook-local") if n == 1 else (f"worker-{n}", f"flowhook-local-{n}")
+            if name in running:
+                continue
+            argv = [*_prefect(), "worker", "start", "--pool", WORK_POOL, "--type", "process"]
+            self._spawn(name, [*argv, "--limit", str(self.config.worker_limit), "--name", server_name])
 
     def start_gateway(self) -> None:
         """Start the gateway and wait until it answers (again, after it stopped or was killed)."""
