@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 
 from flowhook import processing
 from flowhook.settings import get_settings
-from flowhook.spool import BatchRef, Spool
+from flowhook.spool import BatchRef, open_spool
 from flowhook.watchdog import HEARTBEAT_TYPE
 from tasks.batch import claim_batches, complete_batches, handle_events, next_batches, retry_events, store_events
 from tasks.heartbeat import announce_heartbeat
@@ -30,7 +30,7 @@ def process_batch(batch: BatchRef) -> dict[str, Any]:
     """Claim, handle and store the batch; then, while awake, every batch of its type that arrives."""
     settings, totals = get_settings(), {"batches": 0, "events": 0, "inserted": 0, "failed": 0}
     until = time.time() + settings.drain.max_seconds
-    spool = Spool(settings.spool_dir)
+    spool = open_spool(settings)
     # The lease first: a batch sealed from now on is ours to take, the gateway wakes no other run.
     with processing.lease(spool, batch.event_type, str(flow_run.get_id())):
         claimed = claim_batches([batch])

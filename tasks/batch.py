@@ -11,13 +11,13 @@ from prefect.runtime import flow_run
 from flowhook import processing
 from flowhook.events import load_catalog
 from flowhook.settings import get_settings
-from flowhook.spool import BatchRef, Spool
-from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.spool import BatchRef, BatchSpool, open_spool
+from flowhook.store import StoredEvent, store_from_settings
 from tasks import IO_RETRIES, Bulk
 
 
-def _spool() -> Spool:
-    return Spool(get_settings().spool_dir)
+def _spool() -> BatchSpool:
+    return open_spool(get_settings())
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
@@ -53,7 +53,7 @@ def retry_events(handled: Bulk[list[StoredEvent]]) -> Bulk[list[StoredEvent]]:
 @task(cache_policy=NONE, **IO_RETRIES)
 def store_events(events: Bulk[list[StoredEvent]]) -> int:
     settings = get_settings()
-    return processing.store(DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds), events.items)
+    return processing.store(store_from_settings(settings), events.items)
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
@@ -68,5 +68,10 @@ def next_batches(event_type: str, until: float) -> list[BatchRef]:
     """Batches of the type that arrived meanwhile; [] when the run should end."""
     drain = get_settings().drain
     return processing.next_batches(
-        _spool(), event_type, idle_seconds=drain.idle_seconds, until=until, max_events=drain.max_events
+        _spool(),
+        event_type,
+        idle_seconds=drain.idle_seconds,
+        until=until,
+        max_events=drain.max_events,
+        poll=drain.poll_seconds,
     )

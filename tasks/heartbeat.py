@@ -12,13 +12,12 @@ from prefect.events import emit_event
 from flowhook import watchdog
 from flowhook.settings import get_settings
 from flowhook.stack import started_at
-from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.store import EventStore, StoredEvent, store_exists, store_from_settings
 from tasks import IO_RETRIES, Bulk
 
 
-def _store() -> DuckDBStore:
-    settings = get_settings()
-    return DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+def _store() -> EventStore:
+    return store_from_settings(get_settings())
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
@@ -40,7 +39,7 @@ def announce_heartbeat(handled: Bulk[list[StoredEvent]]) -> bool:
 @task(cache_policy=NONE, **IO_RETRIES)
 def check_trigger_path(max_age_seconds: float) -> watchdog.Heartbeat:
     settings = get_settings()
-    last = _store().latest_heartbeat() if settings.database.exists() else None
+    last = _store().latest_heartbeat() if store_exists(settings) else None
     return watchdog.check_heartbeat(
         last, now=datetime.now(UTC), max_age_seconds=max_age_seconds, up_since=started_at(settings.data_dir)
     )

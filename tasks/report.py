@@ -17,22 +17,21 @@ from flowhook.reporting import (
     window_report,
 )
 from flowhook.settings import get_settings
-from flowhook.spool import Spool
+from flowhook.spool import open_spool
 from flowhook.stack import started_at
-from flowhook.store import DuckDBStore
+from flowhook.store import EventStore, store_from_settings
 from tasks import IO_RETRIES, Bulk
 
 
-def _store() -> DuckDBStore:
-    settings = get_settings()
-    return DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+def _store() -> EventStore:
+    return store_from_settings(get_settings())
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def compute_report(minutes: float, bucket_seconds: float, target_p99_seconds: float) -> Bulk[Report]:
     settings = get_settings()
     window = Window.last(minutes, bucket_seconds=bucket_seconds)
-    spool = Spool(settings.spool_dir)
+    spool = open_spool(settings)
     return Bulk(
         window_report(
             _store(),

@@ -13,7 +13,7 @@ from prefect.deployments import run_deployment
 
 from flowhook import sweeper
 from flowhook.settings import get_settings
-from flowhook.spool import BatchRef, Spool
+from flowhook.spool import BatchRef, open_spool
 from tasks import IO_RETRIES
 
 WORKER_FLOW = "process-batch"
@@ -45,7 +45,7 @@ def _unstarted(run_ids: list[str]) -> set[str]:
 def launch_stale_batches() -> sweeper.SweepResult:
     settings = get_settings()
     return sweeper.sweep(
-        Spool(settings.spool_dir),
+        open_spool(settings),
         unclaimed_after=settings.sweep_after_seconds,
         claimed_after=settings.claim_timeout_seconds,
         dead_run_after=settings.dead_run_after_seconds,
@@ -56,9 +56,9 @@ def launch_stale_batches() -> sweeper.SweepResult:
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def launch_batch(ref: BatchRef) -> None:
-    Spool(get_settings().spool_dir).note_launch(ref.batch_id, _launch(ref, reason="handed-over"))
+    open_spool(get_settings()).note_launch(ref.batch_id, _launch(ref, reason="handed-over"))
 
 
 @task(cache_policy=NONE)
 def prune_done_batches(older_than_hours: float) -> int:
-    return Spool(get_settings().spool_dir).prune_done(older_than=older_than_hours * 3600)
+    return open_spool(get_settings()).prune_done(older_than=older_than_hours * 3600)

@@ -37,3 +37,32 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     stack = LocalStack(config, progress=lambda message: None)
     with stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[str]:
+    """moto's standalone S3 server on 127.0.0.1 and a free port, in a thread of this process, for the whole
+    session (each test takes a fresh bucket); its endpoint URL."""
+    from tests.s3 import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Dummy AWS credentials in the environment and none of this machine's files, for code that builds its own
+    S3 client from boto3's chain (the gateway, `open_spool`); that client cache is emptied before and after."""
+    from flowhook.spool.s3_objects import s3_client
+    from tests.s3 import CREDENTIALS
+
+    for name, value in {
+        **CREDENTIALS,
+        "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    s3_client.cache_clear()
+    yield
+    s3_client.cache_clear()

@@ -2,9 +2,9 @@
 
 An event whose handler failed on every attempt stays in the store as a `failed` row (the view
 `dead_letters`) until a later copy of it is stored: `respool` writes the chosen ones back into the
-spool's `ready/` as sealed batches, one per type (chunked at the type's `max_events`), and
+spool (a folder or S3) as sealed, READY batches, one per type (chunked at the type's `max_events`), and
 `launch_all` starts a worker run for each. The run stores each event over its failed row, ok or
-failed again. A batch no run was launched for waits in `ready/` for the sweeper, or for an awake run
+failed again. A batch no run was launched for waits READY for the sweeper, or for an awake run
 of its type.
 """
 
@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 import httpx
 
 from flowhook.events import Event
-from flowhook.spool import BatchRef, Spool, State
+from flowhook.spool import BatchRef, BatchSpool
 from flowhook.store import DeadLetter
 
 
-def respool(spool: Spool, letters: Sequence[DeadLetter], *, max_events: Callable[[str], int]) -> list[BatchRef]:
-    """Write the letters' events into `ready/` as sealed batches, per type in chunks of `max_events(type)`."""
+def respool(spool: BatchSpool, letters: Sequence[DeadLetter], *, max_events: Callable[[str], int]) -> list[BatchRef]:
+    """Write the letters' events into the spool as sealed, READY batches, per type in chunks of `max_events(type)`."""
     by_type: dict[str, list[Event]] = {}
     for letter in letters:
         by_type.setdefault(letter.event.type, []).append(letter.event)
@@ -40,12 +40,12 @@ class LaunchResult:
     launched: list[BatchRef] = field(default_factory=list)
     failed: list[tuple[BatchRef, str]] = field(default_factory=list)
     unreachable: str | None = None
-    """Set when Prefect could not be reached: every batch not launched waits in `ready/`."""
+    """Set when Prefect could not be reached: every batch not launched waits READY in the spool."""
 
 
-def launch_all(spool: Spool, refs: Sequence[BatchRef], launch: Callable[[BatchRef], str | None]) -> LaunchResult:
-    """Launch a worker run for each batch, moving it to `sent/` (Prefect told); one failed launch stops no
-    other, but once Prefect is unreachable the rest are not tried: they all wait in `ready/`."""
+def launch_all(spool: BatchSpool, refs: Sequence[BatchRef], launch: Callable[[BatchRef], str | None]) -> LaunchResult:
+    """Launch a worker run for each batch, marking it SENT (Prefect told); one failed launch stops no
+    other, but once Prefect is unreachable the rest are not tried: they all wait READY."""
     result = LaunchResult()
     for index, ref in enumerate(refs):
         ref = ref.model_copy(update={"emitted": datetime.now(UTC)})
@@ -60,6 +60,6 @@ def launch_all(spool: Spool, refs: Sequence[BatchRef], launch: Callable[[BatchRe
             continue
         if run_id is not None:
             spool.note_launch(ref.batch_id, run_id)  # the sweeper leaves the batch to this run while it waits
-        spool.move(ref.batch_id, State.READY, State.SENT, touch=True)  # False if its run claimed it already
+        spool.mark_sent(ref.batch_id, touch=True)  # a no-op if its run claimed it already
         result.launched.append(ref)
     return result

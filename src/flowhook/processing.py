@@ -1,9 +1,9 @@
 """What a worker flow does to its batches, step by step, with no Prefect in sight.
 
-claim (atomic rename) → handle each event once (a failing event is recorded, never sinks its batch)
+claim (exactly one run wins a batch) → handle each event once (a failing event is recorded, never sinks its batch)
 → store in bulk, keyed by event id → call the failed ones again after backoff (`retry_failed`) and
-store them over their failed rows, ok at last or dead letters → complete (the batch file moves to
-`done/`) → wait a while for the next batches of the type (`next_batches`), holding a lease so the
+store them over their failed rows, ok at last or dead letters → complete (the batch is marked
+done) → wait a while for the next batches of the type (`next_batches`), holding a lease so the
 gateway knows this run is awake and need not wake another: a flow run costs seconds of CPU to start,
 a batch found by an awake run costs nothing.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,20 +22,29 @@ from typing import Any
 
 from flowhook.events import Catalog, Event
 from flowhook.settings import RetryPolicy
-from flowhook.spool import BatchRef, Spool
-from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.spool import BatchNotFound, BatchRef, BatchSpool
+from flowhook.store import EventStore, StoredEvent
+
+logger = logging.getLogger(__name__)
 
 Claimed = list[tuple[BatchRef, list[Event]]]
 """Batches a run holds, each with its events."""
 
 
-def claim(spool: Spool, batch: BatchRef, *, owner: str | None = None) -> list[Event] | None:
-    """The batch's events, now owned by the caller (`owner`: its lease owner); None if another run has (or had) them."""
-    path = spool.claim(batch.batch_id, owner=owner)
-    return None if path is None else spool.read(path)
+def claim(spool: BatchSpool, batch: BatchRef, *, owner: str | None = None) -> list[Event] | None:
+    """The batch's events, now owned by the caller (`owner`: its lease owner); None if another run has (or had) them.
+
+    A batch whose reference names another spool (a worker configured for another bucket or prefix) is refused
+    with a sentence saying so, not looked for in the wrong place.
+    """
+    if batch.spool is not None and batch.spool != spool.url:
+        raise BatchNotFound(
+            f"batch {batch.batch_id} waits in {batch.spool}, but this run's spool is {spool.url} (FLOWHOOK_SPOOL_URL)"
+        )
+    return spool.claim_events(batch.batch_id, owner=owner)
 
 
-def claim_all(spool: Spool, batches: Sequence[BatchRef], *, owner: str | None = None) -> Claimed:
+def claim_all(spool: BatchSpool, batches: Sequence[BatchRef], *, owner: str | None = None) -> Claimed:
     """Claim each batch; those another run has (or had) are left out."""
     claimed = []
     for batch in batches:
@@ -138,18 +148,18 @@ def failures(handled: Sequence[StoredEvent], retried: Sequence[StoredEvent] = ()
     return failed - sum(1 for event in retried if event.status == "ok")
 
 
-def store(db: DuckDBStore, events: Sequence[StoredEvent], *, now: datetime | None = None) -> int:
+def store(db: EventStore, events: Sequence[StoredEvent], *, now: datetime | None = None) -> int:
     """Write the batch with its `stored` time; returns how many were new (a re-run stores 0)."""
     return db.write_events(events, stored=now or datetime.now(UTC))
 
 
-def complete(spool: Spool, batch: BatchRef) -> None:
+def complete(spool: BatchSpool, batch: BatchRef) -> None:
     """The batch is stored: retire its file."""
     spool.complete(batch.batch_id)
 
 
 def next_batches(
-    spool: Spool,
+    spool: BatchSpool,
     event_type: str,
     *,
     idle_seconds: float,
@@ -170,13 +180,16 @@ def next_batches(
 
 
 @contextmanager
-def lease(spool: Spool, event_type: str, owner: str, *, every: float = 1.0) -> Iterator[None]:
+def lease(spool: BatchSpool, event_type: str, owner: str, *, every: float = 1.0) -> Iterator[None]:
     """Hold a lease on `event_type` (touched every `every` seconds from a thread) while the block runs."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(every):
-            spool.touch_lease(event_type, owner)
+            try:
+                spool.touch_lease(event_type, owner)
+            except OSError as exc:  # the spool (S3) hiccuped: the next beat tries again; 5 s of them is a dead run
+                logger.warning("cannot touch the lease on %s: %s", event_type, exc)
 
     spool.touch_lease(event_type, owner)
     thread = threading.Thread(target=beat, name=f"lease-{event_type}", daemon=True)
@@ -186,10 +199,13 @@ def lease(spool: Spool, event_type: str, owner: str, *, every: float = 1.0) -> I
     finally:
         stop.set()
         thread.join()
-        spool.drop_lease(event_type, owner)
+        try:
+            spool.drop_lease(event_type, owner)
+        except OSError as exc:  # left to go stale: the gateway sees the run gone after `lease_seconds`
+            logger.warning("cannot drop the lease on %s: %s", event_type, exc)
 
 
-def left_behind(spool: Spool, event_type: str) -> BatchRef | None:
+def left_behind(spool: BatchSpool, event_type: str) -> BatchRef | None:
     """After the lease is dropped: the oldest batch sealed while the gateway still saw it (to launch)."""
     pending = spool.pending(event_type, max_events=1)
     return pending[0] if pending else None

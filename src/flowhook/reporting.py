@@ -25,8 +25,8 @@ from flowhook.metrics.report import (
     build_report,
 )
 from flowhook.settings import Settings
-from flowhook.spool import Spool
-from flowhook.store import DuckDBStore
+from flowhook.spool import BatchSpool
+from flowhook.store import EventStore
 from flowhook.store.duckdb_store import seconds_between
 from flowhook.watchdog import check_heartbeat
 
@@ -163,7 +163,7 @@ def _records(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -
 
 
 def collect(
-    db: DuckDBStore, window: Window, *, in_flight: Sequence[tuple[str, str, datetime, datetime]], now: datetime
+    db: EventStore, window: Window, *, in_flight: Sequence[tuple[str, str, datetime, datetime]], now: datetime
 ) -> tuple[list[TypeTotals], list[BucketTotals]]:
     """The store's totals per type and per bucket for the window (in-flight events from the spool included)."""
     flying = pa.Table.from_pylist(
@@ -262,8 +262,8 @@ def chart_url(settings: Settings, name: str) -> str:
 
 
 def window_report(
-    db: DuckDBStore,
-    spool: Spool | None,
+    db: EventStore,
+    spool: BatchSpool | None,
     window: Window,
     *,
     target_p99_seconds: float,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowhook.sources.sqs.config import SqsConfig
@@ -51,6 +52,21 @@ class DrainPolicy(BaseModel):
     lease_seconds: float = Field(
         default=5.0, gt=1, description="A lease not touched for this long is a dead run's: the gateway wakes another."
     )
+    poll_seconds: float = Field(
+        default=0.1,
+        gt=0,
+        description="How often an awake run looks for new batches of its type (on the S3 spool: one LIST each).",
+    )
+
+
+class S3Connection(BaseModel):
+    """How flowhook reaches S3 for the spool; credentials come from boto3's chain (AWS_* variables, the ECS task
+    role, ~/.aws), so none are set here."""
+
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (moto, MinIO, LocalStack); None: AWS itself."
+    )
+    region: str | None = Field(default=None, description="AWS region of the bucket; None: boto3's own (AWS_REGION).")
 
 
 class RetryPolicy(BaseModel):
@@ -125,6 +141,15 @@ class Settings(BaseSettings):
         description="A claimed batch whose run has not touched its lease for this long (it died or failed) is "
         "released and launched again by the next sweep, before the claim timeout.",
     )
+    spool_url: str | None = Field(
+        default=None,
+        description="Where sealed batches wait for worker runs: unset for the folder <data_dir>/spool (one machine "
+        "or a shared volume), or `s3://bucket/prefix` so that worker runs on other machines can take them; the "
+        "gateway's inbox stays in <data_dir>/spool either way.",
+    )
+    s3: S3Connection = Field(
+        default_factory=S3Connection, description="How the S3 spool is reached (FLOWHOOK_S3__ENDPOINT_URL, ...)."
+    )
     sqs: SqsConfig | None = Field(
         default=None,
         description="The SQS queue to poll (FLOWHOOK_SQS__QUEUE_URL, …); the local stack makes one on moto when unset.",
@@ -134,7 +159,34 @@ class Settings(BaseSettings):
         default=None, description="Folder whose new or changed files become data_update events; <data>/incoming."
     )
     watch_interval_seconds: float = Field(default=2.0, gt=0, description="How often the watched folder is scanned.")
-    lock_timeout_seconds: float = Field(default=120.0, description="How long to wait for the DuckDB file lock.")
+    lock_timeout_seconds: float = Field(
+        default=120.0, description="How long to wait for the store's write lock (the DuckDB file's, or DuckLake's)."
+    )
+    store: Literal["duckdb", "ducklake"] = Field(
+        default="duckdb",
+        description="Where events and reports are stored: 'duckdb', the file `duckdb_path` (one machine); "
+        "'ducklake', a DuckLake shared by writers on many machines (`ducklake_*`).",
+    )
+    ducklake_catalog: SecretStr | None = Field(
+        default=None,
+        description="The DuckLake catalog: a PostgreSQL connection string (libpq key=value or postgresql:// URL). "
+        "Keep the password in PGPASSWORD or ~/.pgpass: DuckDB's errors echo this string.",
+    )
+    ducklake_data_path: str | None = Field(
+        default=None,
+        description="Where DuckLake writes Parquet files: a folder every writer sees, or s3://bucket/prefix/; "
+        "defaults to <data_dir>/lake. Fixed when the catalog is created.",
+    )
+    ducklake_s3_endpoint: str | None = Field(
+        default=None, description="host[:port] of an S3-compatible service for DuckLake's files; unset for AWS."
+    )
+    ducklake_s3_region: str | None = Field(default=None, description="The region of DuckLake's bucket.")
+    ducklake_s3_key_id: str | None = Field(default=None, description="S3 access key id for DuckLake's files.")
+    ducklake_s3_secret: SecretStr | None = Field(default=None, description="S3 secret access key for DuckLake's files.")
+    ducklake_s3_url_style: Literal["vhost", "path"] | None = Field(
+        default=None, description="'path' for MinIO or moto; unset: DuckDB's default."
+    )
+    ducklake_s3_use_ssl: bool = Field(default=True, description="HTTPS to DuckLake's S3 endpoint.")
     report_target_p99_seconds: float = Field(
         default=30.0, gt=0, description="The p99 latency target the report's capacity forecast sizes workers for."
     )
@@ -145,6 +197,15 @@ class Settings(BaseSettings):
         description="The trigger path is unhealthy when no scheduled heartbeat was stored for this long "
         "(two 5-minute ticks and a minute); keep the alert trigger's `within` in prefect.yaml equal.",
     )
+
+    @field_validator("spool_url")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("s3://") or not value[5:].split("/", 1)[0]):
+            raise ValueError(
+                f"the spool URL must be s3://bucket[/prefix], or unset for the local folder; not {value!r}"
+            )
+        return value
 
     @property
     def database(self) -> Path:

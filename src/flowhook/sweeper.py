@@ -6,12 +6,11 @@ every sealed batch that nobody claimed within a threshold is launched by the swe
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from flowhook.spool import BatchRef, Spool, State
+from flowhook.spool import BatchRef, BatchSpool, State
 
 
 @dataclass
@@ -25,7 +24,7 @@ class SweepResult:
 
 
 def _awaited(
-    spool: Spool, stale: list[tuple[State, str]], *, unstarted: Callable[[list[str]], set[str]], within: float
+    spool: BatchSpool, stale: list[tuple[State, str]], *, unstarted: Callable[[list[str]], set[str]], within: float
 ) -> set[str]:
     """The unclaimed stale batches whose last launch (less than `within` seconds ago) has yet to start."""
     noted = {}
@@ -40,7 +39,7 @@ def _awaited(
 
 
 def sweep(
-    spool: Spool,
+    spool: BatchSpool,
     *,
     unclaimed_after: float,
     claimed_after: float,
@@ -68,7 +67,7 @@ def sweep(
         try:
             ref = spool.ref(state, batch_id)
             # Restart its clock, so a launched batch waiting for a free worker is not launched twice.
-            os.utime(spool.path(state, batch_id))
+            spool.restart_clock(state, batch_id)
         except FileNotFoundError:
             continue  # claimed meanwhile: its trigger was only late
         ref = ref.model_copy(update={"emitted": datetime.now(UTC)})

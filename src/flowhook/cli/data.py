@@ -47,12 +47,12 @@ def report(
     """λ, μ, θ, τ, latency per stage, backlog, Little's law and a capacity forecast, from the DuckDB file."""
     from flowhook.metrics import Window, to_json_dict, to_rich
     from flowhook.reporting import window_report
-    from flowhook.spool import Spool
+    from flowhook.spool import open_spool
     from flowhook.stack import started_at
-    from flowhook.store import DuckDBStore, StoreLockTimeout
+    from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
 
     settings = get_settings()
-    if not settings.database.exists():
+    if not store_exists(settings):
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
     now = datetime.now(UTC)
     end = _utc(until) if until else now
@@ -60,8 +60,8 @@ def report(
     try:
         window = Window(start, min(end, now), bucket or settings.report_bucket_seconds)
         result = window_report(
-            DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds),
-            Spool(settings.spool_dir),
+            store_from_settings(settings),
+            open_spool(settings),
             window,
             target_p99_seconds=target_p99 or settings.report_target_p99_seconds,
             now=now,
@@ -92,12 +92,12 @@ def sql(
     import duckdb
     from rich.table import Table
 
-    from flowhook.store import DuckDBStore, StoreLockTimeout
+    from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
 
     settings = get_settings()
-    if not settings.database.exists():
+    if not store_exists(settings):
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
-    store = DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+    store = store_from_settings(settings)
     try:
         with store.connect(reports=True) as con:
             cursor = con.execute(query)
@@ -120,16 +120,16 @@ def status(
     """Show batches per spool state, events stored per type and whether the trigger path's heartbeat is fresh."""
     from rich.markup import escape
 
-    from flowhook.spool import Spool
+    from flowhook.spool import open_spool
     from flowhook.stack import started_at
-    from flowhook.store import DuckDBStore
+    from flowhook.store import store_exists, store_from_settings
     from flowhook.watchdog import check_heartbeat
 
     settings = get_settings()
-    console.print("batches:", Spool(settings.spool_dir).counts())
+    console.print("batches:", open_spool(settings).counts())
     last = None
-    if settings.database.exists():
-        store = DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+    if store_exists(settings):
+        store = store_from_settings(settings)
         console.print("stored events:", store.event_counts())
         last = store.latest_heartbeat()
     heartbeat = check_heartbeat(

@@ -51,17 +51,17 @@ def replay(
     deliveries), nor `dlq redrive` (the SQS queue's dead letters).
     """
     from flowhook.dead_letters import launch_all, respool
-    from flowhook.spool import Spool
-    from flowhook.store import DuckDBStore, StoreLockTimeout
+    from flowhook.spool import open_spool
+    from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
 
     settings = get_settings()
     start, end = _time("--since", since), _time("--until", until)
     if start is not None and end is not None and start >= end:
         raise fail(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})")
-    if not settings.database.exists():
+    if not store_exists(settings):
         console.print(f"nothing to replay: no DuckDB file at {settings.database}")
         return
-    store = DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+    store = store_from_settings(settings)
     try:
         letters = store.dead_letters(event_type=event_type, ids=ids, since=start, until=end)
     except StoreLockTimeout as exc:
@@ -74,7 +74,7 @@ def replay(
         _list(letters)
         console.print(f"would replay {len(letters):,} dead letters: {_per_type(types)} (dry run: nothing changed)")
         return
-    spool = Spool(settings.spool_dir)
+    spool = open_spool(settings)
     refs = respool(spool, letters, max_events=lambda name: settings.batch_policy(name).max_events)
     console.print(f"replayed {len(letters):,} dead letters as {len(refs)} batches: {_per_type(types)}")
     result = launch_all(spool, refs, _launcher(settings.prefect_api_url))
@@ -83,7 +83,7 @@ def replay(
     if result.unreachable is not None:
         console.print(
             f"Prefect is not reachable at {settings.prefect_api_url} ({result.unreachable}): "
-            f"{len(result.failed)} batches wait in {spool.root / 'ready'}; the sweeper (sweep-batches) launches "
+            f"{len(result.failed)} batches wait in {spool.url}; the sweeper (sweep-batches) launches "
             f"them once they are {settings.sweep_after_seconds:g} s old and Prefect is up again"
         )
     elif result.failed:

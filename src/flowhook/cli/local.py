@@ -27,7 +27,7 @@ from flowhook.stack import LocalStack, StackConfig, StackError
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
-    from flowhook.store import DuckDBStore
+    from flowhook.store import EventStore
 
 
 @app.command()
@@ -127,8 +127,8 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     from flowhook.demo import drop_files, plan_deliveries, send_deliveries, send_sqs_messages
     from flowhook.metrics import Window, latency_stats, to_rich
     from flowhook.reporting import REPORT_ARTIFACT_KEY, window_report
-    from flowhook.spool import Spool
-    from flowhook.store import DuckDBStore
+    from flowhook.spool import open_spool
+    from flowhook.store import store_from_settings
 
     settings = get_settings()
     config, secret = source_secret("demo")
@@ -159,7 +159,7 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     run_deployment("emit-tick/every-5-minutes", timeout=0)
     console.log("schedule: one emit-tick run started (one scheduled_tick)")
 
-    db = DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds)
+    db = store_from_settings(settings)
     ids = [event_id for group in expected.values() for event_id in group]
     stored = ticks = 0
     with progress_bar() as bar:
@@ -179,7 +179,7 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
         console.log(f"{name}: sent {len(group)}, stored {_count_stored(db, group)}")
     console.log(f"schedule: {ticks} tick(s) stored; duplicates: {duplicates}; {elapsed:.1f}s in all")
     if stored < len(ids) or not ticks:
-        console.log(f"[red]not everything was stored in time; spool: {Spool(settings.spool_dir).counts()}")
+        console.log(f"[red]not everything was stored in time; spool: {open_spool(settings).counts()}")
         return False
     minutes = elapsed / 60 + 1
     console.log("running the reporting flow (publish-report/on-demand)")
@@ -196,7 +196,7 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     console.log(f"report flow run {run.name}: {state}")
     report = window_report(
         db,
-        Spool(settings.spool_dir),
+        open_spool(settings),
         Window(since, datetime.now(UTC), bucket_seconds=DEMO_BUCKET_SECONDS),
         target_p99_seconds=settings.report_target_p99_seconds,
     )
@@ -212,13 +212,13 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     return stored == len(ids) and duplicates == 0 and state == "Completed"
 
 
-def _count_ticks(db: DuckDBStore, since: datetime) -> int:
+def _count_ticks(db: EventStore, since: datetime) -> int:
     rows = db.query(
         "SELECT count(*) FROM events WHERE source = 'schedule' AND received >= ?", [since.replace(tzinfo=None)]
     )
     return int(rows[0][0])
 
 
-def _count_stored(db: DuckDBStore, ids: list[str]) -> int:
+def _count_stored(db: EventStore, ids: list[str]) -> int:
     rows = db.query("SELECT count(*) FROM events WHERE id IN (SELECT unnest(?::VARCHAR[]))", [ids])
     return int(rows[0][0])

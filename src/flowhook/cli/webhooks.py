@@ -133,7 +133,7 @@ def quarantine_replay(
     from flowhook.gateway.forwarder import PrefectEventSink
     from flowhook.gateway.intake import Intake
     from flowhook.gateway.quarantine import Quarantine, replay
-    from flowhook.spool import Spool, State
+    from flowhook.spool import open_spool
 
     settings = get_settings()
     quarantine = Quarantine(settings.quarantine_dir)
@@ -143,7 +143,7 @@ def quarantine_replay(
         items = quarantine.items(source=source) if replay_all else [quarantine.get(i) for i in ids or []]
     except KeyError as exc:
         raise fail(str(exc.args[0])) from None
-    spool = Spool(settings.spool_dir)
+    spool = open_spool(settings)
     result = replay(quarantine, Intake(settings.source_configs(), load_catalog(settings.event_modules)), spool, items)
     for item_id, refs in result.batches.items():
         console.print(f"{item_id}: replayed as {', '.join(f'{r.batch_id} ({r.count})' for r in refs)}")
@@ -164,6 +164,6 @@ def quarantine_replay(
             console.print(f"Prefect not reached ({type(exc).__name__}); the sweeper will launch these batches")
         else:
             for ref in result.refs:
-                spool.move(ref.batch_id, State.READY, State.SENT)
+                spool.mark_sent(ref.batch_id)
     if result.failed:
         raise typer.Exit(1)

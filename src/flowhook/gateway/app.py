@@ -1,4 +1,4 @@
-"""The webhook gateway: verify → validate → persist (fsync) → 202 → forward to Prefect in batches."""
+"""The webhook gateway: verify → validate → persist (fsync) → 202 → (upload to S3) → forward to Prefect in batches."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from flowhook.gateway.limits import TokenBucket, retry_after, spool_bytes
 from flowhook.gateway.quarantine import Quarantine, quarantined
 from flowhook.gateway.schemes import SignatureError, verify
 from flowhook.gateway.secrets import SecretUnavailable, secret_store
+from flowhook.gateway.uploader import Uploader
 from flowhook.settings import Settings, get_settings
-from flowhook.spool import BatchRef, Inbox, InboxUnavailable, Spool, State
+from flowhook.spool import BatchRef, Inbox, InboxUnavailable, Spool, State, open_spool
 
 logger = logging.getLogger(__name__)
 _CHART_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}\.png")
@@ -62,10 +63,22 @@ class Gateway:
             for name, config in self.sources.items()
             if config.rate_limit is not None
         }
-        self.spool = Spool(settings.spool_dir)
+        # The inbox is always on this machine's disk; the batches it seals wait for runs in `spool`: that same
+        # folder, or S3 (then each is uploaded before Prefect hears of it).
+        self.spool = open_spool(settings)
+        self.local = self.spool if isinstance(self.spool, Spool) else Spool(settings.spool_dir)
+        self.uploader = (
+            None if self.spool is self.local else Uploader(self.local, self.spool, on_uploaded=self._uploaded)
+        )
+        self._remote_waiting: set[str] = set()
         self.sink = sink or PrefectEventSink(settings.prefect_api_url)
         self.forwarder = Forwarder(self.spool, self.sink)
-        self.inbox = Inbox(self.spool, policy=settings.batch_policy, on_sealed=self._sealed)
+        self.inbox = Inbox(
+            self.local,
+            policy=settings.batch_policy,
+            on_sealed=self._sealed,
+            waiting=None if self.uploader is None else self._waiting,
+        )
         self.wakeups_saved = 0
         self.accepted = 0
         self.quarantined = 0
@@ -80,11 +93,14 @@ class Gateway:
                     "source %r: secret in %s (`flowhook secret show %s`)", name, self.secrets.path(name), name
                 )
         for ref in await self.inbox.start():
-            self.forwarder.submit(ref)
+            (self.uploader or self.forwarder).submit(ref)  # sealed before a stop: on to S3 (if there), then Prefect
         tasks = [
             asyncio.create_task(self.forwarder.run(), name="forwarder"),
             asyncio.create_task(self._measure_spool(), name="spool-usage"),
         ]
+        if self.uploader is not None:
+            tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
+            tasks.append(asyncio.create_task(self._watch_remote(), name="remote-waiting"))
         try:
             yield
         finally:
@@ -97,7 +113,24 @@ class Gateway:
                 await self.sink.aclose()
 
     def _sealed(self, ref: BatchRef) -> None:
-        """Wake a worker run for the batch, unless one is awake for its type or already being woken.
+        """A batch was sealed on this disk: upload it first if the spool is elsewhere, else see whether to wake."""
+        if self.uploader is not None:
+            self.uploader.submit(ref)
+        elif self._wakes(ref):
+            self.forwarder.submit(ref)
+
+    async def _uploaded(self, ref: BatchRef) -> None:
+        """A batch is in the shared spool: only now may Prefect hear of it."""
+        try:
+            wake = await asyncio.to_thread(self._wakes, ref)
+        except OSError as exc:  # S3 went away again: a wake-up too many costs less than waiting for the sweeper
+            logger.warning("cannot see the runs awake for %s (%s); waking one", ref.event_type, exc)
+            wake = True
+        if wake:
+            self.forwarder.submit(ref)
+
+    def _wakes(self, ref: BatchRef) -> bool:
+        """Whether to wake a worker run for the batch: not if one is awake for its type or already being woken.
 
         Either way that run takes this batch too (runs stay awake for their type's next batches), and
         a flow run costs seconds of CPU to start; a wake-up lost on the way is the sweeper's to repeat.
@@ -108,15 +141,33 @@ class Gateway:
             or any(batch_id != ref.batch_id for batch_id in self.spool.waiting(ref.event_type))
         ):
             self.wakeups_saved += 1
-            return
-        self.forwarder.submit(ref)
+            return False
+        return True
+
+    def _waiting(self, event_type: str) -> bool:
+        """With the spool on S3: whether a batch of the type waits, here for the upload or there for a run (as
+        last seen: the inbox asks every tick, S3 is listed twice a second by `_watch_remote`)."""
+        return event_type in self._remote_waiting or bool(self.local.waiting(event_type))
+
+    async def _watch_remote(self, every: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(every)
+            for event_type in list(self.inbox.open_counts()):
+                try:
+                    waits = await asyncio.to_thread(self.spool.waiting, event_type)
+                except OSError:
+                    continue  # S3 unreachable: keep what was last seen
+                if waits:
+                    self._remote_waiting.add(event_type)
+                else:
+                    self._remote_waiting.discard(event_type)
 
     async def _drain(self) -> None:
-        while not self.forwarder.idle:
+        while (self.uploader is not None and not self.uploader.idle) or not self.forwarder.idle:
             await asyncio.sleep(0.05)
 
     async def _measure_spool(self) -> None:
-        folders = [self.spool.root / state.value for state in (State.OPEN, State.READY, State.SENT, State.CLAIMED)]
+        folders = [self.local.root / state.value for state in (State.OPEN, State.READY, State.SENT, State.CLAIMED)]
         while True:
             self.spool_bytes = await asyncio.to_thread(spool_bytes, folders)
             await asyncio.sleep(1.0)
@@ -199,6 +250,9 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
             "forward_backlog": gw.forwarder.backlog,
             "forwarded": gw.forwarder.sent,
             "forward_failures": gw.forwarder.failures,
+            "upload_backlog": gw.uploader.backlog if gw.uploader else 0,
+            "uploaded": gw.uploader.uploaded if gw.uploader else 0,
+            "upload_failures": gw.uploader.failures if gw.uploader else 0,
             "wakeups_saved": gw.wakeups_saved,
             "spool_bytes": gw.spool_bytes,
         }

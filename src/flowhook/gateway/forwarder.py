@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from flowhook.spool import BatchRef, Spool, State
+from flowhook.spool import BatchRef, BatchSpool
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class MemorySink:
 class Forwarder:
     """Sends sealed batches to a sink in order, with capped exponential backoff while it is down."""
 
-    def __init__(self, spool: Spool, sink: BatchSink, *, max_group: int = 100, max_backoff: float = 5.0) -> None:
+    def __init__(self, spool: BatchSpool, sink: BatchSink, *, max_group: int = 100, max_backoff: float = 5.0) -> None:
         self._spool = spool
         self._sink = sink
         self._queue: asyncio.Queue[BatchRef] = asyncio.Queue()
@@ -116,6 +116,9 @@ class Forwarder:
                 delay = min(delay * 2, self._max_backoff)
                 continue
             for ref in group:
-                await asyncio.to_thread(self._spool.move, ref.batch_id, State.READY, State.SENT)
+                try:
+                    await asyncio.to_thread(self._spool.mark_sent, ref.batch_id)
+                except OSError as exc:  # S3 went away meanwhile: it stays READY, which runs and the sweeper treat alike
+                    logger.warning("cannot mark %s as sent: %s", ref.batch_id, exc)
             self.sent += len(group)
             return

@@ -20,7 +20,7 @@ from flowhook.durable import write_file
 from flowhook.events import Event
 from flowhook.gateway.deliveries import DeliveryError
 from flowhook.gateway.intake import Delivery, Intake
-from flowhook.spool import BatchRef, Spool
+from flowhook.spool import BatchRef, BatchSpool
 
 # Kept out of the quarantine: credentials a sender or proxy may add (signatures are not secrets).
 _DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -110,7 +110,9 @@ class ReplayResult:
         return [ref for refs in self.batches.values() for ref in refs]
 
 
-def replay(quarantine: Quarantine, intake: Intake, spool: Spool, items: Sequence[QuarantinedDelivery]) -> ReplayResult:
+def replay(
+    quarantine: Quarantine, intake: Intake, spool: BatchSpool, items: Sequence[QuarantinedDelivery]
+) -> ReplayResult:
     """Map each delivery again with today's sources and catalog (its signature was checked on
     arrival); what now validates goes to the spool as sealed batches and leaves the quarantine."""
     result = ReplayResult()

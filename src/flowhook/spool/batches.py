@@ -13,16 +13,19 @@ died or failed) the sweeper can give the batch back at once, not after the claim
 `launches/<batch>` names the flow run last launched for a batch, so the sweeper does not launch
 it again while that run waits for a worker slot (each extra run costs seconds of CPU and lengthens
 the very queue it waits in).
+
+This is the embedded backend of the spool protocol (`flowhook.spool.protocol`); `S3Spool` is the other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -54,6 +57,11 @@ class BatchRef(BaseModel):
     emitted: datetime | None = Field(
         default=None, description="When it was handed on: Prefect told, or an awake run found it (UTC)."
     )
+    spool: str | None = Field(
+        default=None,
+        description="Where the batch waits, when not in a local folder: the S3 spool's URL (the claim check). "
+        "A worker run configured for another spool refuses it instead of looking in the wrong place.",
+    )
 
 
 class BatchNotFound(LookupError):
@@ -75,6 +83,43 @@ def encode_event(event: Event) -> bytes:
     return orjson.dumps(event.model_dump(mode="json")) + b"\n"
 
 
+def decode_events(lines: Iterable[bytes], name: str) -> list[Event]:
+    """The events in a batch's lines. A torn or garbled line is a write never acknowledged: skip it."""
+    events = []
+    for number, line in enumerate(lines, 1):
+        try:
+            if not line.endswith(b"\n"):
+                raise ValueError("no newline")
+            events.append(Event.model_validate(orjson.loads(line)))
+        except ValueError as exc:  # orjson's and pydantic's errors are ValueErrors
+            logger.warning("%s line %d skipped, never acknowledged: %s", name, number, exc)
+    return events
+
+
+def decode_batch(data: bytes, name: str) -> list[Event]:
+    """The events in a whole batch file's bytes (split at newlines only, as reading the file does)."""
+    return decode_events(io.BytesIO(data), name)
+
+
+def flight_rows(data: bytes) -> list[tuple[str, str, datetime, datetime]]:
+    """(id, type, occurred, received) of each whole line of a batch file; garbled lines are skipped."""
+    rows = []
+    for line in data.split(b"\n")[:-1]:  # the last piece is empty or a torn, unacknowledged write
+        try:
+            item = orjson.loads(line)
+            rows.append(
+                (
+                    item["id"],
+                    item["type"],
+                    datetime.fromisoformat(item["occurred"]),
+                    datetime.fromisoformat(item["received"]),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # garbled: `read` skips it too
+    return rows
+
+
 class Spool:
     """The state folders under one root, and the moves between them."""
 
@@ -86,6 +131,10 @@ class Spool:
         self.leases.mkdir(exist_ok=True)
         self.launches = root / "launches"
         self.launches.mkdir(exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
 
     def note_launch(self, batch_id: str, run_id: str) -> None:
         """Remember the flow run launched for a batch (a hint: without it, the sweeper launches by age alone)."""
@@ -177,6 +226,25 @@ class Spool:
             batch_id=batch_id, event_type=event_type_of(batch_id), count=len(events), sealed=datetime.now(UTC)
         )
 
+    def put_batch(self, ref: BatchRef, data: bytes) -> BatchRef:
+        """Write a sealed batch's lines into `ready/` (the spool protocol's upload; the gateway's own spool
+        seals in place instead)."""
+        write_file(self.path(State.READY, ref.batch_id), data)
+        return ref.model_copy(update={"count": data.count(b"\n")})
+
+    def mark_sent(self, batch_id: str, *, touch: bool = False) -> None:
+        """Prefect was told: READY → SENT (a no-op when a run claimed it already)."""
+        self.move(batch_id, State.READY, State.SENT, touch=touch)
+
+    def restart_clock(self, state: State, batch_id: str) -> None:
+        """Make the batch's age 0 again; FileNotFoundError when it left `state`."""
+        os.utime(self.path(state, batch_id))
+
+    def claim_events(self, batch_id: str, *, owner: str | None = None) -> list[Event] | None:
+        """`claim`, then `read`: the batch's events, or None when another run has it or it is done."""
+        path = self.claim(batch_id, owner=owner)
+        return None if path is None else self.read(path)
+
     def owner_path(self, batch_id: str) -> Path:
         """Where a claimed batch names the run that holds it (a hint: without it, the claim timeout applies)."""
         return self.root / State.CLAIMED.value / f"{batch_id}.owner"
@@ -229,16 +297,8 @@ class Spool:
 
     def read(self, path: Path) -> list[Event]:
         """The events in a batch file. A torn or garbled line is a write never acknowledged: skip it."""
-        events = []
         with path.open("rb") as fh:
-            for number, line in enumerate(fh, 1):
-                try:
-                    if not line.endswith(b"\n"):
-                        raise ValueError("no newline")
-                    events.append(Event.model_validate(orjson.loads(line)))
-                except ValueError as exc:  # orjson's and pydantic's errors are ValueErrors
-                    logger.warning("%s line %d skipped, never acknowledged: %s", path.name, number, exc)
-        return events
+            return decode_events(fh, path.name)
 
     def in_flight(self) -> list[tuple[str, str, datetime, datetime]]:
         """(id, type, occurred, received) of every event in a batch not yet stored: open, ready, sent or claimed.
@@ -250,22 +310,9 @@ class Spool:
         for state in (State.OPEN, State.READY, State.SENT, State.CLAIMED):
             for batch_id, _ in list(self.entries(state)):
                 try:
-                    lines = self.path(state, batch_id).read_bytes().split(b"\n")
+                    found += flight_rows(self.path(state, batch_id).read_bytes())
                 except FileNotFoundError:
                     continue
-                for line in lines[:-1]:  # the last piece is empty or a torn, unacknowledged write
-                    try:
-                        item = orjson.loads(line)
-                        found.append(
-                            (
-                                item["id"],
-                                item["type"],
-                                datetime.fromisoformat(item["occurred"]),
-                                datetime.fromisoformat(item["received"]),
-                            )
-                        )
-                    except (ValueError, KeyError, TypeError):
-                        continue  # garbled: `read` skips it too
         return found
 
     def ref(self, state: State, batch_id: str) -> BatchRef:

@@ -48,8 +48,11 @@ class Inbox:
         policy: Callable[[str], BatchPolicy],
         on_sealed: Callable[[BatchRef], None],
         tick_seconds: float = 0.05,
+        waiting: Callable[[str], bool] | None = None,
     ) -> None:
+        """`waiting(type)`: whether an earlier batch of the type waits for a run (default: one in `spool`)."""
         self._spool = spool
+        self._waiting = waiting or (lambda event_type: bool(spool.waiting(event_type)))
         self._policy = policy
         self._on_sealed = on_sealed
         self._tick = tick_seconds
@@ -188,7 +191,7 @@ class Inbox:
                 age = now - segment.opened
                 if age < policy.max_seconds:
                     continue
-                if age < policy.hold_seconds and self._spool.waiting(segment.event_type):
+                if age < policy.hold_seconds and self._waiting(segment.event_type):
                     continue  # an earlier batch of the type still waits for a run: keep growing
                 self._start_seal(segment)
 

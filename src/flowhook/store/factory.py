@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from flowhook.store.duckdb_store import DuckDBStore
 from flowhook.store.ducklake_store import DuckLakeStore, S3Options
 from flowhook.store.protocol import EventStore
+
+if TYPE_CHECKING:
+    from flowhook.settings import Settings
 
 StoreKind = Literal["duckdb", "ducklake"]
 
@@ -34,3 +37,29 @@ def open_store(
             raise ValueError("the ducklake store needs a data path: a folder or an s3:// URL")
         return DuckLakeStore(ducklake_catalog, ducklake_data_path, s3=s3, lock_timeout=lock_timeout)
     raise ValueError(f"unknown store {store!r}: 'duckdb' or 'ducklake'")
+
+
+def store_from_settings(settings: Settings) -> EventStore:
+    """The store the settings name (`FLOWHOOK_STORE`, `FLOWHOOK_DUCKLAKE_*`): what flows, tasks and the CLI use."""
+    secret = settings.ducklake_s3_secret
+    catalog = settings.ducklake_catalog
+    return open_store(
+        store=settings.store,
+        database=settings.database,
+        lock_timeout=settings.lock_timeout_seconds,
+        ducklake_catalog=catalog.get_secret_value() if catalog else None,
+        ducklake_data_path=settings.ducklake_data_path or settings.data_dir / "lake",
+        s3=S3Options(
+            endpoint=settings.ducklake_s3_endpoint,
+            region=settings.ducklake_s3_region,
+            key_id=settings.ducklake_s3_key_id,
+            secret=secret.get_secret_value() if secret else None,
+            url_style=settings.ducklake_s3_url_style,
+            use_ssl=settings.ducklake_s3_use_ssl,
+        ),
+    )
+
+
+def store_exists(settings: Settings) -> bool:
+    """Whether anything can have been stored yet: the DuckDB file exists (a DuckLake is made on first use)."""
+    return settings.store != "duckdb" or settings.database.exists()

@@ -1,0 +1,17 @@
+"""Choose the spool by one setting: the local folder, or an S3 bucket that worker runs on other machines reach."""
+
+from __future__ import annotations
+
+from flowhook.settings import Settings
+from flowhook.spool.batches import Spool
+from flowhook.spool.protocol import BatchSpool
+from flowhook.spool.s3 import S3Spool
+from flowhook.spool.s3_objects import s3_client
+
+
+def open_spool(settings: Settings) -> BatchSpool:
+    """The spool `FLOWHOOK_SPOOL_URL` names: unset, the folder `<data_dir>/spool`; `s3://bucket/prefix`, that
+    bucket and prefix, reached as `FLOWHOOK_S3__*` and boto3's credential chain say."""
+    if settings.spool_url is None:
+        return Spool(settings.spool_dir)
+    return S3Spool.from_url(settings.spool_url, client=s3_client(settings.s3.endpoint_url, settings.s3.region))
