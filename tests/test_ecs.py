@@ -28,6 +28,7 @@ from flowhook.ecs import (
     TaskSize,
     base_job_template,
     check_api_url,
+    check_shared_data,
     ecs_overlay,
     preview_flow_run,
     render_flow_run,
@@ -95,7 +96,7 @@ def test_the_template_keeps_every_prefect_aws_variable_but_the_vpc_lookup() -> N
     stock_names = set(stock["variables"]["properties"]) - {"vpc_id", "network_configuration"}
     assert stock_names < set(ours["variables"]["properties"])
     assert "vpc_id" not in ours["job_configuration"] and "network_configuration" not in ours["job_configuration"]
-    assert ours["variables"]["required"] == ["prefect_api_url", "subnets", "efs_file_system_id", "gateway_host"]
+    assert ours["variables"]["required"] == ["prefect_api_url", "subnets", "gateway_host"]
     for name in ours["variables"]["required"]:
         assert "default" not in ours["variables"]["properties"][name], name
     defaults = {name: spec.get("default") for name, spec in ours["variables"]["properties"].items()}
@@ -230,7 +231,13 @@ def test_a_flow_run_renders_as_a_fargate_task_reporting_to_the_remote_api(
     assert definition["containerDefinitions"][0]["mountPoints"] == [
         {"sourceVolume": "flowhook-data", "containerPath": "/mnt/flowhook"}
     ]
-    assert definition["volumes"][0]["efsVolumeConfiguration"]["fileSystemId"] == "fs-0abc"
+    assert definition["volumes"] == [
+        {
+            "name": "flowhook-data",
+            "efsVolumeConfiguration": {"fileSystemId": "fs-0abc", "rootDirectory": "/", "transitEncryption": "ENABLED"},
+        }
+    ]
+    assert "secrets" not in definition["containerDefinitions"][0]  # prefect-aws drops empty keys
     assert request["networkConfiguration"] == {
         "awsvpcConfiguration": {
             "subnets": ["subnet-0aaa", "subnet-0bbb"],
@@ -257,6 +264,52 @@ def test_pool_values_reach_the_request(overrides: dict[str, Any], expected: dict
     assert run.problems() == []
 
 
+S3_ENV = {
+    "FLOWHOOK_SPOOL_URL": "s3://flowhook-data/spool",
+    "FLOWHOOK_STORE": "ducklake",
+    "FLOWHOOK_DUCKLAKE_DATA_PATH": "s3://flowhook-data/lake/",
+}
+CATALOG_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:flowhook-catalog-AbCdEf"
+
+
+def test_a_pool_on_s3_and_ducklake_renders_a_task_without_a_file_system() -> None:
+    values = _values(efs_file_system_id=None, env=S3_ENV, secrets={"FLOWHOOK_DUCKLAKE_CATALOG": CATALOG_ARN})
+    check_shared_data(values)
+    run = _render(base_job_template(values))
+    definition, env = run.task_definition, run.environment()
+    assert definition is not None and run.problems() == []
+    assert "volumes" not in definition and "mountPoints" not in definition["containerDefinitions"][0]
+    assert {name: env[name] for name in S3_ENV} == S3_ENV
+    assert definition["containerDefinitions"][0]["secrets"] == [
+        {"name": "FLOWHOOK_DUCKLAKE_CATALOG", "valueFrom": CATALOG_ARN}
+    ]
+    assert "FLOWHOOK_DUCKLAKE_CATALOG" not in env  # ECS sets it from the secret; the pool's JSON has only the ARN
+
+
+def test_the_committed_template_renders_without_a_file_system() -> None:
+    template = base_job_template()
+    assert template["variables"]["properties"]["volumes"]["default"] == []
+    definition = _render(template).task_definition
+    assert definition is not None  # prefect-aws drops the empty lists: no volume, no mount point, no secret
+    assert {"volumes", "mountPoints", "secrets"}.isdisjoint({**definition, **definition["containerDefinitions"][0]})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"FLOWHOOK_SPOOL_URL": "s3://b/spool"},
+        {"FLOWHOOK_STORE": "ducklake", "FLOWHOOK_DUCKLAKE_DATA_PATH": "s3://b/lake/"},
+        {**S3_ENV, "FLOWHOOK_STORE": "duckdb"},
+        {**S3_ENV, "FLOWHOOK_DUCKLAKE_DATA_PATH": "/mnt/lake"},
+    ],
+)
+def test_a_pool_sharing_neither_efs_nor_s3_and_ducklake_is_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="no batch and no store"):
+        check_shared_data(_values(efs_file_system_id=None, env=env))
+    check_shared_data(_values(env=env))  # with EFS any of these is a pool
+
+
 def test_a_deployment_env_adds_to_the_pool_env_and_may_override_it() -> None:
     run = _render(
         base_job_template(_values()), {"env": {"FLOWHOOK_DRAIN__IDLE_SECONDS": "30", "FLOWHOOK_GATEWAY_PORT": "9000"}}
@@ -278,22 +331,35 @@ def test_problems_names_what_aws_would_refuse() -> None:
     assert "RunTask" in problems and "launchType" in problems
 
 
-def test_cloudwatch_logs_need_an_execution_role() -> None:
+def test_cloudwatch_logs_and_secrets_need_an_execution_role() -> None:
     with pytest.raises(ValueError, match="execution role"):
         _values(execution_role_arn=None, cloudwatch_logs=True)
+    with pytest.raises(ValueError, match="secrets need an execution role"):
+        _values(execution_role_arn=None, secrets={"PGPASSWORD": CATALOG_ARN})
+
+
+EFS = ["--efs", "fs-1"]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--api-url", LOCAL_API], "loopback"),
-        (["--api-url", REMOTE_API, "--cpu", "256", "--memory", "4096"], "256 CPU units"),
-        (["--api-url", REMOTE_API, "--env", "FLOWHOOK_X"], "NAME=VALUE"),
-        (["--api-url", REMOTE_API, "--cloudwatch-logs"], "execution role"),
+        ([*EFS, "--api-url", LOCAL_API], "loopback"),
+        ([*EFS, "--api-url", REMOTE_API, "--cpu", "256", "--memory", "4096"], "256 CPU units"),
+        ([*EFS, "--api-url", REMOTE_API, "--env", "FLOWHOOK_X"], "--env 'FLOWHOOK_X' is not NAME=VALUE"),
+        ([*EFS, "--api-url", REMOTE_API, "--cloudwatch-logs"], "execution role"),
+        ([*EFS, "--api-url", REMOTE_API, "--secret", "PGPASSWORD=arn:aws:ssm:x"], "secrets need an execution role"),
+        ([*EFS, "--api-url", REMOTE_API, "--secret", "PGPASSWORD"], "--secret 'PGPASSWORD' is not NAME=VALUE"),
+        ([*EFS, "--api-url", REMOTE_API, "--store", "sqlite"], "not 'sqlite'"),
+        (["--efs", "vol-1", "--api-url", REMOTE_API], "not an EFS file system id"),
+        (["--api-url", REMOTE_API, "--spool-url", "/mnt/spool", "--store", "ducklake"], "s3://bucket/prefix"),
+        (["--api-url", REMOTE_API], "ECS tasks would find no batch and no store: give --efs"),
+        (["--api-url", REMOTE_API, "--spool-url", "s3://b/spool", "--store", "ducklake"], "no batch and no store"),
+        (["--api-url", REMOTE_API, "--spool-url", "s3://b/spool", "--env", "FLOWHOOK_STORE=duckdb"], "no batch"),
     ],
 )
 def test_pool_refuses_bad_values_in_a_sentence(args: list[str], message: str) -> None:
-    required = ["--subnet", "subnet-1", "--efs", "fs-1", "--gateway-host", "gw.internal"]
+    required = ["--subnet", "subnet-1", "--gateway-host", "gw.internal"]
     result = runner.invoke(app, ["ecs", "pool", *required, *args])
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output

@@ -178,11 +178,46 @@ def test_render_prints_what_a_run_of_the_deployment_would_get(deployed: None) ->
     assert env["PREFECT_API_URL"] == REMOTE_API and container["command"] == ["prefect", "flow-run", "execute"]
 
 
+def test_a_pool_on_s3_and_ducklake_renders_tasks_without_a_file_system(deployed: None) -> None:
+    # After the EFS checks: it replaces the pool's template (the deployments stay).
+    catalog = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:flowhook-catalog-AbCdEf"
+    pool = runner.invoke(
+        app,
+        [
+            "ecs", "pool",
+            "--api-url", REMOTE_API,
+            "--image", IMAGE,
+            "--subnet", "subnet-0aaa",
+            "--gateway-host", "gateway.internal.example.com",
+            "--spool-url", "s3://flowhook-data/spool",
+            "--store", "ducklake",
+            "--ducklake-data-path", "s3://flowhook-data/lake/",
+            "--env", "FLOWHOOK_S3__REGION=eu-west-1",
+            "--secret", f"FLOWHOOK_DUCKLAKE_CATALOG={catalog}",
+            "--execution-role-arn", EXECUTION_ROLE,
+            "--task-role-arn", TASK_ROLE,
+        ],
+    )  # fmt: skip
+    assert pool.exit_code == 0, pool.output
+    _, run = asyncio.run(_create_and_render("user_request"))
+    definition, env = run.task_definition, run.environment()
+    assert definition is not None and run.problems() == []
+    container = definition["containerDefinitions"][0]
+    assert "volumes" not in definition and "mountPoints" not in container
+    assert container["secrets"] == [{"name": "FLOWHOOK_DUCKLAKE_CATALOG", "valueFrom": catalog}]
+    assert (env["FLOWHOOK_SPOOL_URL"], env["FLOWHOOK_STORE"], env["FLOWHOOK_S3__REGION"]) == (
+        "s3://flowhook-data/spool",
+        "ducklake",
+        "eu-west-1",
+    )
+    assert env["FLOWHOOK_DUCKLAKE_DATA_PATH"] == "s3://flowhook-data/lake/" and "FLOWHOOK_DUCKLAKE_CATALOG" not in env
+
+
 def test_a_pool_without_the_api_url_refuses_flow_runs(deployed: None) -> None:
     # Last in this file: it takes the URL's default out of the pool, as the committed template ships.
     async def without_url() -> None:
         async with get_client() as client:
-            values = PoolDefaults(subnets=("subnet-0aaa",), efs_file_system_id="fs-0abc", gateway_host="gw")
+            values = PoolDefaults(subnets=("subnet-0aaa",), gateway_host="gw")
             await apply_pool(client, base_job_template(values))
             deployment = await client.read_deployment_by_name("process-batch/user_request")
             await client.create_flow_run_from_deployment(deployment.id, parameters={"batch": _batch("user_request")})

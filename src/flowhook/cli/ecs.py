@@ -79,8 +79,22 @@ def generate(
 def pool(
     api_url: Annotated[str, typer.Option(help="The Prefect API as ECS tasks reach it (their PREFECT_API_URL).")],
     subnet: Annotated[list[str], typer.Option(help="A subnet of the tasks (repeat for more).")],
-    efs: Annotated[str, typer.Option(help="EFS file system id (fs-…) holding the data folder the gateway shares.")],
     gateway_host: Annotated[str, typer.Option(help="The gateway's address as ECS tasks reach it.")],
+    efs: Annotated[
+        str | None,
+        typer.Option(
+            help="EFS file system id (fs-…) of a data folder the gateway shares; not needed with S3 + DuckLake."
+        ),
+    ] = None,
+    spool_url: Annotated[
+        str | None, typer.Option(help="s3://bucket/prefix: the S3 spool (FLOWHOOK_SPOOL_URL); the task role reads it.")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="'ducklake' for a store tasks share (FLOWHOOK_STORE); catalog via --secret.")
+    ] = None,
+    ducklake_data_path: Annotated[
+        str | None, typer.Option(help="s3://bucket/lake/: DuckLake's Parquet files (FLOWHOOK_DUCKLAKE_DATA_PATH).")
+    ] = None,
     image: Annotated[str, typer.Option(help="The image built from deployments/ecs/Dockerfile.")] = DEFAULT_IMAGE,
     gateway_port: Annotated[int, typer.Option(help="The gateway's port.")] = 8000,
     security_group: Annotated[list[str] | None, typer.Option(help="A security group (repeat for more).")] = None,
@@ -95,12 +109,40 @@ def pool(
     cpu: Annotated[int, typer.Option(help="Default CPU units of a task (the worker deployments set their own).")] = 512,
     memory: Annotated[int, typer.Option(help="Default memory of a task in MiB.")] = 1024,
     env: Annotated[
-        list[str] | None, typer.Option(help="NAME=VALUE for every task, e.g. FLOWHOOK_SQS__QUEUE_URL.")
+        list[str] | None,
+        typer.Option(help="NAME=VALUE for every task, e.g. FLOWHOOK_SQS__QUEUE_URL; stored in the pool: no passwords."),
+    ] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=ARN: ECS sets NAME from a Secrets Manager secret or SSM parameter (needs the execution role), "
+            "e.g. FLOWHOOK_DUCKLAKE_CATALOG or FLOWHOOK_DUCKLAKE_S3_SECRET."
+        ),
     ] = None,
 ) -> None:
-    """Create or update the `flowhook-ecs` work pool: flowhook's ECS job template with these as defaults."""
-    from flowhook.ecs import PoolDefaults, TaskSize, apply_pool, base_job_template, credentials_block_id
+    """Create or update the `flowhook-ecs` work pool: flowhook's ECS job template with these as defaults.
 
+    Tasks need a shared spool and store: --efs fs-…, or S3 (--spool-url, --store ducklake, --ducklake-data-path).
+    """
+    from flowhook.ecs import (
+        PoolDefaults,
+        TaskSize,
+        apply_pool,
+        base_job_template,
+        check_shared_data,
+        credentials_block_id,
+    )
+
+    if store not in (None, "duckdb", "ducklake"):
+        raise fail(f"--store is 'duckdb' (the file, on EFS) or 'ducklake', not {store!r}")
+    if spool_url is not None and not spool_url.startswith("s3://"):
+        raise fail(f"--spool-url is an s3://bucket/prefix URL, not {spool_url!r}")
+    named = {
+        "FLOWHOOK_SPOOL_URL": spool_url,
+        "FLOWHOOK_STORE": store,
+        "FLOWHOOK_DUCKLAKE_DATA_PATH": ducklake_data_path,
+    }
+    task_env = {**dict(_pair(item, "--env") for item in env or []), **{k: v for k, v in named.items() if v}}
     try:
         values = PoolDefaults(
             image=image,
@@ -116,8 +158,10 @@ def pool(
             task_role_arn=task_role_arn,
             cloudwatch_logs=cloudwatch_logs,
             size=TaskSize(cpu, memory),
-            env=dict(_pair(item) for item in env or []),
+            env=task_env,
+            secrets=dict(_pair(item, "--secret") for item in secret or []),
         )
+        check_shared_data(values)
     except ValueError as exc:
         raise fail(str(exc)) from None
 
@@ -136,10 +180,10 @@ def pool(
     )
 
 
-def _pair(item: str) -> tuple[str, str]:
+def _pair(item: str, option: str) -> tuple[str, str]:
     name, sep, value = item.partition("=")
     if not sep or not name:
-        raise fail(f"--env {item!r} is not NAME=VALUE")
+        raise fail(f"{option} {item!r} is not NAME=VALUE")
     return name, value
 
 

@@ -1,7 +1,7 @@
 """flowhook on AWS ECS (Fargate) through prefect-aws's ECS worker: the same deployments, another work pool.
 
 Contract: `template` makes the `flowhook-ecs` pool's base job template (prefect-aws's default plus the
-variables a task away from this machine needs: a reachable Prefect API URL, the shared data folder, the
+variables a task away from this machine needs: a reachable Prefect API URL, an optional EFS data folder, the
 gateway, the network); `overlay` makes `deployments/ecs/prefect.yaml` from the root prefect.yaml, so its
 triggers never drift; `pool` creates the pool and deploys; `render` shows what a flow run's ECS task would
 be. Nothing here calls AWS.
@@ -10,7 +10,15 @@ be. Nothing here calls AWS.
 from flowhook.ecs.overlay import OVERLAY_FILE, TEMPLATE_FILE, WORKER_SIZES, ecs_overlay, stale_files, write_generated
 from flowhook.ecs.pool import PoolError, apply_pool, check_pool, credentials_block_id, deploy_argv
 from flowhook.ecs.render import EcsRun, preview_flow_run, render_flow_run
-from flowhook.ecs.template import POOL_NAME, PROJECT_DIR, PoolDefaults, TaskSize, base_job_template, check_api_url
+from flowhook.ecs.template import (
+    POOL_NAME,
+    PROJECT_DIR,
+    PoolDefaults,
+    TaskSize,
+    base_job_template,
+    check_api_url,
+    check_shared_data,
+)
 
 __all__ = [
     "OVERLAY_FILE",
@@ -26,6 +34,7 @@ __all__ = [
     "base_job_template",
     "check_api_url",
     "check_pool",
+    "check_shared_data",
     "credentials_block_id",
     "deploy_argv",
     "ecs_overlay",

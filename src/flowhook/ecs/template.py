@@ -4,9 +4,12 @@ What it adds to `ECSWorker.get_default_base_job_template()`:
 
 - `prefect_api_url` (required): the task's `PREFECT_API_URL`. Without it a task would inherit the
   worker's own Prefect settings, typically `http://127.0.0.1:4200/api`, which a task cannot reach.
-- the `FLOWHOOK_*` settings a flow run needs away from the worker's machine: the data folder (the
-  spool, the DuckDB file, managed secrets) on a shared EFS volume, and the gateway that the source
-  deployments deliver through; and `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, which the zombie automation needs.
+- the `FLOWHOOK_*` settings a flow run needs away from the worker's machine: the data folder, and the
+  gateway that the source deployments deliver through; and `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, which the
+  zombie automation needs.
+- the task definition's `volumes`, the container's `mount_points` and `secrets` as variables, empty by
+  default: `flowhook ecs pool --efs fs-…` fills the first two with an EFS data folder shared with the gateway;
+  with the S3 spool and DuckLake on S3 (`--spool-url`, `--store ducklake`) tasks need no shared file system.
 - the task's network as variables (`subnets` required, `security_groups`, `assign_public_ip`), written
   into the run-task request, so the worker needs no EC2 calls to infer a VPC (prefect-aws's
   `vpc_id`/`network_configuration` variables are removed).
@@ -33,7 +36,7 @@ DATA_VOLUME = "flowhook-data"
 HEARTBEAT_SECONDS = "30"
 """Flow runs' heartbeat period: deployments/automations.yaml marks a run silent for 90 s Crashed."""
 
-REQUIRED = ("prefect_api_url", "subnets", "efs_file_system_id", "gateway_host")
+REQUIRED = ("prefect_api_url", "subnets", "gateway_host")
 """Variables without a usable default: a flow run of a pool that lacks one is refused by the server (422)."""
 
 FARGATE_MEMORY: dict[int, tuple[int, ...]] = {
@@ -80,6 +83,7 @@ class PoolDefaults:
     security_groups: tuple[str, ...] = ()
     assign_public_ip: bool = True
     efs_file_system_id: str | None = None
+    efs_root_directory: str = "/"
     data_dir: str = DEFAULT_DATA_DIR
     gateway_host: str | None = None
     gateway_port: int = 8000
@@ -90,12 +94,51 @@ class PoolDefaults:
     cloudwatch_logs: bool = False
     size: TaskSize = DEFAULT_SIZE
     env: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """Environment variable → Secrets Manager secret or SSM parameter (ARN) that ECS injects at start."""
 
     def __post_init__(self) -> None:
         if self.prefect_api_url is not None:
             check_api_url(self.prefect_api_url)
         if self.cloudwatch_logs and not self.execution_role_arn:
             raise ValueError("CloudWatch logs need an execution role (with logs:CreateLogStream and PutLogEvents)")
+        if self.secrets and not self.execution_role_arn:
+            raise ValueError("secrets need an execution role (ECS reads them with it: secretsmanager:GetSecretValue)")
+        if self.efs_file_system_id is not None and not self.efs_file_system_id.startswith("fs-"):
+            raise ValueError(f"{self.efs_file_system_id!r} is not an EFS file system id (fs-…)")
+
+    def volumes(self) -> list[dict[str, Any]]:
+        """The task definition's volumes: the EFS data folder, or none."""
+        if self.efs_file_system_id is None:
+            return []
+        efs = {
+            "fileSystemId": self.efs_file_system_id,
+            "rootDirectory": self.efs_root_directory,
+            "transitEncryption": "ENABLED",
+        }
+        return [{"name": DATA_VOLUME, "efsVolumeConfiguration": efs}]
+
+    def mount_points(self) -> list[dict[str, Any]]:
+        """The container's mount points: the EFS data folder at `data_dir`, or none."""
+        if self.efs_file_system_id is None:
+            return []
+        return [{"sourceVolume": DATA_VOLUME, "containerPath": self.data_dir}]
+
+
+def check_shared_data(values: PoolDefaults) -> None:
+    """Refuse a pool whose tasks would share no spool and no store with the gateway and each other.
+
+    Either an EFS data folder, or both the S3 spool and DuckLake with its files on S3 (in the pool's env)."""
+    if values.efs_file_system_id is not None:
+        return
+    env = values.env
+    spool, store = env.get("FLOWHOOK_SPOOL_URL", ""), env.get("FLOWHOOK_STORE", "duckdb")
+    lake = env.get("FLOWHOOK_DUCKLAKE_DATA_PATH", "")
+    if not (spool.startswith("s3://") and store == "ducklake" and lake.startswith("s3://")):
+        raise ValueError(
+            "ECS tasks would find no batch and no store: give --efs fs-… (a data folder shared with the gateway), "
+            "or --spool-url s3://… with --store ducklake and --ducklake-data-path s3://…"
+        )
 
 
 def check_api_url(url: str) -> None:
@@ -130,6 +173,16 @@ def _strings(title: str, description: str, default: tuple[str, ...], **extra: An
     return {**schema, **extra}
 
 
+def _objects(title: str, description: str, default: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "title": title,
+        "type": "array",
+        "items": {"type": "object"},
+        "description": description,
+        "default": default,
+    }
+
+
 def _flowhook_variables(values: PoolDefaults) -> dict[str, dict[str, Any]]:
     return {
         "prefect_api_url": _string(
@@ -139,16 +192,30 @@ def _flowhook_variables(values: PoolDefaults) -> dict[str, dict[str, Any]]:
             values.prefect_api_url,
             pattern="^https?://",
         ),
-        "efs_file_system_id": _string(
-            "EFS file system ID",
-            "The EFS file system holding flowhook's data folder (spool, DuckDB file, managed secrets), "
-            "mounted by the gateway's host as well.",
-            values.efs_file_system_id,
-            pattern="^fs-",
-        ),
-        "efs_root_directory": _string("EFS root directory", "The directory of the file system to mount.", "/"),
         "data_dir": _string(
-            "Data folder", "Where the volume is mounted in the task: its FLOWHOOK_DATA_DIR.", values.data_dir
+            "Data folder",
+            "The task's FLOWHOOK_DATA_DIR: where `mount_points` mounts the EFS data folder, if any.",
+            values.data_dir,
+        ),
+        "volumes": _objects(
+            "Volumes",
+            "The task definition's volumes. `flowhook ecs pool --efs fs-…` sets the EFS data folder the gateway "
+            f'shares: [{{"name": "{DATA_VOLUME}", "efsVolumeConfiguration": {{"fileSystemId": "fs-…", '
+            '"rootDirectory": "/", "transitEncryption": "ENABLED"}}]. None with the S3 spool and DuckLake on S3.',
+            values.volumes(),
+        ),
+        "mount_points": _objects(
+            "Mount points",
+            f'The container\'s mount points, e.g. [{{"sourceVolume": "{DATA_VOLUME}", "containerPath": '
+            f'"{DEFAULT_DATA_DIR}"}}] (containerPath = the data folder).',
+            values.mount_points(),
+        ),
+        "secrets": _objects(
+            "Secrets",
+            "Environment variables ECS sets from Secrets Manager or SSM with the execution role, e.g. "
+            '[{"name": "FLOWHOOK_DUCKLAKE_CATALOG", "valueFrom": "arn:aws:secretsmanager:…"}]: '
+            "passwords belong here, not in `env`.",
+            [{"name": name, "valueFrom": arn} for name, arn in values.secrets.items()],
         ),
         "gateway_host": _string(
             "Gateway host",
@@ -162,7 +229,7 @@ def _flowhook_variables(values: PoolDefaults) -> dict[str, dict[str, Any]]:
         "subnets": _strings(
             "Subnets",
             "Subnets the task's network interface is placed in (awsvpc); they must reach the Prefect API, "
-            "the gateway, EFS and the image registry.",
+            "the gateway, S3 or EFS, and the image registry.",
             values.subnets,
             minItems=1,
         ),
@@ -227,19 +294,10 @@ def base_job_template(values: PoolDefaults | None = None) -> dict[str, Any]:
         "FLOWHOOK_GATEWAY_PORT": "{{ gateway_port }}",
     }
     task_definition = config["task_definition"]
-    task_definition["containerDefinitions"][0]["mountPoints"] = [
-        {"sourceVolume": DATA_VOLUME, "containerPath": "{{ data_dir }}"}
-    ]
-    task_definition["volumes"] = [
-        {
-            "name": DATA_VOLUME,
-            "efsVolumeConfiguration": {
-                "fileSystemId": "{{ efs_file_system_id }}",
-                "rootDirectory": "{{ efs_root_directory }}",
-                "transitEncryption": "ENABLED",
-            },
-        }
-    ]
+    container = task_definition["containerDefinitions"][0]
+    container["mountPoints"] = "{{ mount_points }}"
+    container["secrets"] = "{{ secrets }}"
+    task_definition["volumes"] = "{{ volumes }}"
     config["task_run_request"]["networkConfiguration"] = {
         "awsvpcConfiguration": {
             "subnets": "{{ subnets }}",
