@@ -6,13 +6,18 @@ import os
 from pathlib import Path
 
 
-def fsync_dir(path: Path) -> None:
-    """Make the folder's entries (a rename, a new file) durable."""
+def fsync_path(path: Path) -> None:
+    """Make a file's contents, or a folder's entries (a rename, a new file), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the folder's entries (a rename, a new file) durable."""
+    fsync_path(path)
 
 
 def write_file(path: Path, data: bytes, *, mode: int = 0o644) -> None:

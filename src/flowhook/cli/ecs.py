@@ -166,11 +166,10 @@ def pool(
         raise fail(str(exc)) from None
 
     async def create(client: PrefectClient) -> None:
+        pool = values
         if credentials_block is not None:
-            block_id = await credentials_block_id(client, credentials_block)
-            await apply_pool(client, base_job_template(replace(values, credentials_block_id=block_id)))
-        else:
-            await apply_pool(client, base_job_template(values))
+            pool = replace(values, credentials_block_id=await credentials_block_id(client, credentials_block))
+        await apply_pool(client, base_job_template(pool))
 
     _with_client(create)
     console.print(f"work pool {POOL_NAME!r} (ecs) is ready: image {image}, tasks report to {api_url}")

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from flowhook.durable import fsync_dir
+from flowhook.durable import fsync_dir, fsync_path
 from flowhook.store.base import StoreBase, delete_failed, one_by_id, stored_ids, upsert_reports
 from flowhook.store.protocol import StoreLockTimeout
 from flowhook.store.records import EVENT_SCHEMA, DeadLetter, StoredEvent, to_arrow
@@ -173,11 +173,7 @@ class DuckDBStore(StoreBase):
                 con.execute("CHECKPOINT")  # the table into the file itself, not a WAL left behind by the rename
             finally:
                 con.close()
-            fd = os.open(partial, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(partial)
             os.replace(partial, self.path)
             fsync_dir(self.path.parent)
         except BaseException:
