@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,22 +18,24 @@ def repo_root() -> Path:
     return ROOT
 
 
+def e2e_stack_config(data_dir: Path, *, extra_env: dict[str, str] | None = None, **changes: Any) -> StackConfig:
+    """The end-to-end tests' stack on free ports: no scheduler (the tests start every run they need; a
+    scheduled poller or tick would race them) and the tests' sources; `extra_env` and `changes` on top."""
+    env = {
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+        "FLOWHOOK_SOURCES_FILE": str(ROOT / "tests" / "fixtures" / "e2e-sources.yaml"),
+        **(extra_env or {}),
+    }
+    return StackConfig(
+        root=ROOT, data_dir=data_dir, prefect_port=free_port(), gateway_port=free_port(), extra_env=env, **changes
+    )
+
+
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Prefect server (SQLite), process pool, `prefect deploy --all`, worker and gateway, all real."""
-    data_dir = tmp_path_factory.mktemp("stack-data")
-    config = StackConfig(
-        root=ROOT,
-        data_dir=data_dir,
-        prefect_port=free_port(),
-        gateway_port=free_port(),
-        local_sqs=True,
-        extra_env={
-            # The tests start every run they need; a scheduled poller or tick would race them.
-            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-            "FLOWHOOK_SWEEP_AFTER_SECONDS": "5",
-            "FLOWHOOK_SOURCES_FILE": str(ROOT / "tests" / "fixtures" / "e2e-sources.yaml"),
-        },
+    config = e2e_stack_config(
+        tmp_path_factory.mktemp("stack-data"), local_sqs=True, extra_env={"FLOWHOOK_SWEEP_AFTER_SECONDS": "5"}
     )
     stack = LocalStack(config, progress=lambda message: None)
     with stack:

@@ -16,9 +16,10 @@ from flowhook.gateway.secrets import secret_store
 from flowhook.settings import Settings
 from flowhook.spool import S3Spool, Spool
 from flowhook.spool.batches import flight_rows
-from flowhook.stack import LocalStack, StackConfig, free_port
+from flowhook.stack import LocalStack
 from flowhook.store import DuckDBStore
 from tests import s3
+from tests.conftest import e2e_stack_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -27,20 +28,13 @@ DELIVERIES = 300
 
 
 @pytest.fixture(scope="module")
-def s3_stack(
-    repo_root: Path, moto_s3: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LocalStack, S3Spool]]:
+def s3_stack(moto_s3: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, S3Spool]]:
     """The real local stack (Prefect server, pool, deployments, worker, gateway) with FLOWHOOK_SPOOL_URL on moto."""
     client = s3.client(moto_s3)
     bucket = s3.new_bucket(client)
-    config = StackConfig(
-        root=repo_root,
-        data_dir=tmp_path_factory.mktemp("s3-stack-data"),
-        prefect_port=free_port(),
-        gateway_port=free_port(),
+    config = e2e_stack_config(  # no sweeper, no ticks: every run is a trigger's
+        tmp_path_factory.mktemp("s3-stack-data"),
         extra_env={
-            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",  # no sweeper, no ticks: every run is a trigger's
-            "FLOWHOOK_SOURCES_FILE": str(repo_root / "tests" / "fixtures" / "e2e-sources.yaml"),
             "FLOWHOOK_SPOOL_URL": f"s3://{bucket}/{PREFIX}",
             "FLOWHOOK_S3__ENDPOINT_URL": moto_s3,
             "FLOWHOOK_DRAIN__IDLE_SECONDS": "3",  # runs end (and drop their leases) soon after the last batch

@@ -19,8 +19,8 @@ import pytest
 import redis
 from prefect.client.orchestration import get_client
 
-from flowhook.stack import WORK_POOL, LocalStack, StackConfig, free_port
-from tests.conftest import ROOT
+from flowhook.stack import WORK_POOL, LocalStack
+from tests.conftest import e2e_stack_config
 from tests.e2e import test_pipeline as pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -81,22 +81,15 @@ def redis_db() -> Iterator[int]:
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory, prefect_database: str, redis_db: int) -> Iterator[LocalStack]:
     """The conftest stack, scaled out: Postgres, Redis, 2 API processes, 2 workers."""
-    config = StackConfig(
-        root=ROOT,
-        data_dir=tmp_path_factory.mktemp("scale-out"),
-        prefect_port=free_port(),
-        gateway_port=free_port(),
+    config = e2e_stack_config(
+        tmp_path_factory.mktemp("scale-out"),
         local_sqs=True,
         prefect_database_url=prefect_database,
         redis=(REDIS_HOST, REDIS_PORT, redis_db),
         api_processes=2,
         workers=2,
         worker_limit=3,  # 6 slots in all, as on the single-worker stack
-        extra_env={
-            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-            "FLOWHOOK_SWEEP_AFTER_SECONDS": "5",
-            "FLOWHOOK_SOURCES_FILE": str(ROOT / "tests" / "fixtures" / "e2e-sources.yaml"),
-        },
+        extra_env={"FLOWHOOK_SWEEP_AFTER_SECONDS": "5"},
     )
     with LocalStack(config, progress=lambda message: None) as stack:
         yield stack

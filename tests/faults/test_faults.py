@@ -36,8 +36,9 @@ from flowhook.events import derive_event_id
 from flowhook.gateway.secrets import secret_store
 from flowhook.settings import Settings
 from flowhook.spool import Spool
-from flowhook.stack import LocalStack, StackConfig, free_port
+from flowhook.stack import LocalStack
 from flowhook.store import DuckDBStore
+from tests.conftest import e2e_stack_config
 from tests.faults.conftest import SUMMARIES
 from tests.faults.faults import (
     Fault,
@@ -88,16 +89,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, duckdb_mount: Path) -> Itera
     # Outside pytest's rotating temp folders, so the parts' logs survive a failed run to be read.
     data_dir = Path(tempfile.mkdtemp(prefix="flowhook-faults-"))
     (data_dir / "flaky.flag").touch()
-    config = StackConfig(
-        root=ROOT,
-        data_dir=data_dir,
-        prefect_port=free_port(),
-        gateway_port=free_port(),
+    config = e2e_stack_config(  # no scheduler: the suite runs the sweeper itself
+        data_dir,
         local_sqs=True,
         start_sources=True,
         extra_env={
-            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",  # the suite runs the sweeper itself
-            "FLOWHOOK_SOURCES_FILE": str(ROOT / "tests" / "fixtures" / "e2e-sources.yaml"),
             "FLOWHOOK_DUCKDB_PATH": str(duckdb_mount / "flowhook.duckdb"),
             "FLOWHOOK_SWEEP_AFTER_SECONDS": "5",
             # The claim timeout stays at 600 s: a killed run's batches come back through its stale lease

@@ -229,29 +229,6 @@ def test_stale_counts_a_dead_runs_claimed_batch_only_when_asked(tmp_path: Path) 
     assert spool.stale(unclaimed_after=30, claimed_after=600, dead_run_after=30) == [(State.CLAIMED, batch_id)]
 
 
-def test_a_launch_is_noted_until_its_batch_is_done_or_pruned(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    done = write_batch(spool, State.READY, [make_event(1)])
-    assert spool.launch_of(done) is None
-    spool.note_launch(done, "run-1")
-    spool.note_launch(done, "run-2")  # launched again: the latest counts
-    run_id, since = spool.launch_of(done) or ("", -1.0)
-    assert run_id == "run-2" and 0 <= since < 5
-    spool.claim(done)
-    spool.complete(done)
-    assert spool.launch_of(done) is None
-
-    spool.note_launch("user_request-1-lost", "run-3")  # its batch file is gone
-    then = time.time() - 100
-    os.utime(spool.launches / "user_request-1-lost", (then, then))
-    waiting = write_batch(spool, State.SENT, [make_event(2)])
-    spool.note_launch(waiting, "run-4")
-    os.utime(spool.launches / waiting, (then, then))
-    spool.prune_done(older_than=50)
-    assert spool.launch_of("user_request-1-lost") is None
-    assert spool.launch_of(waiting) is not None  # its batch still waits
-
-
 def test_nothing_is_stale_in_a_fresh_spool(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     for state in State:
