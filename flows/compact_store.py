@@ -7,10 +7,11 @@ from typing import Any
 
 from prefect import flow
 
+from flows import scheduled_name
 from tasks.compaction import compact_lake
 
 
-@flow(name="compact-store", log_prints=True)
+@flow(name="compact-store", flow_run_name=scheduled_name("compact"), log_prints=True)
 def compact_store(keep_hours: float = 24.0) -> dict[str, Any]:
     """Compact the DuckLake store, keeping `keep_hours` of snapshots (time travel); a no-op for a DuckDB file."""
     done = compact_lake(keep_hours)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows import scheduled_name
 from tasks.sources import poll_queue
 
 
-@flow(name="poll-sqs", log_prints=True)
+@flow(name="poll-sqs", flow_run_name=scheduled_name("poll SQS"), log_prints=True)
 def poll_sqs(duration_seconds: float = 290.0) -> bool:
     """Deliver SQS messages to the gateway for `duration_seconds` (Lambda-style batches)."""
     if not poll_queue(duration_seconds):

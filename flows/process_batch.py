@@ -8,11 +8,20 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flowhook import processing
+from flowhook import processing, run_names
+from flowhook.run_summary import RunSummary
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, open_spool
 from flowhook.watchdog import HEARTBEAT_TYPE
-from tasks.batch import claim_batches, complete_batches, handle_events, next_batches, retry_events, store_events
+from tasks.batch import (
+    claim_batches,
+    complete_batches,
+    handle_events,
+    next_batches,
+    publish_run_summary,
+    retry_events,
+    store_events,
+)
 from tasks.heartbeat import announce_heartbeat
 from tasks.sweep import launch_batch
 
@@ -22,7 +31,8 @@ def batch_run_name() -> str:
     batch = flow_run.get_parameters().get("batch") or {}
     if isinstance(batch, BatchRef):
         batch = batch.model_dump()
-    return f"{batch.get('event_type', 'batch')} · {batch.get('count', '?')} events"
+    count = batch.get("count")
+    return run_names.batch(str(batch.get("event_type", "batch")), count if isinstance(count, int) else None)
 
 
 @flow(name="process-batch", flow_run_name=batch_run_name, log_prints=True)
@@ -31,6 +41,7 @@ def process_batch(batch: BatchRef) -> dict[str, Any]:
     settings, totals = get_settings(), {"batches": 0, "events": 0, "inserted": 0, "failed": 0}
     until = time.time() + settings.drain.max_seconds
     spool = open_spool(settings)
+    summary = RunSummary()  # the run's artifact: its batches, their outcome, the query for their rows
     # The lease first: a batch sealed from now on is ours to take, the gateway wakes no other run.
     with processing.lease(spool, batch.event_type, str(flow_run.get_id())):
         claimed = claim_batches([batch])
@@ -39,11 +50,12 @@ def process_batch(batch: BatchRef) -> dict[str, Any]:
         while claimed.items:
             handled = handle_events(claimed)
             totals["inserted"] += store_events(handled)
-            failed = processing.failures(handled.items)
+            failed, retried = processing.failures(handled.items), None
             if failed:  # their handlers again, after backoff; stored over their failed rows, ok or dead letters
                 retried = retry_events(handled)
                 store_events(retried)
                 failed = processing.failures(handled.items, retried.items)
+            summary.add(handled.items, retried.items if retried else ())
             complete_batches(claimed)
             if batch.event_type == HEARTBEAT_TYPE:  # the watchdog's proactive trigger expects this; never fail on it
                 announce_heartbeat(handled, return_state=True)
@@ -51,6 +63,8 @@ def process_batch(batch: BatchRef) -> dict[str, Any]:
             totals["events"] += len(handled.items)
             totals["failed"] += failed
             claimed = claim_batches(next_batches(batch.event_type, until))
+    if summary.lines:  # for the UI: which batches, how they ended, the query for their rows; never fails the run
+        publish_run_summary(batch.event_type, summary, return_state=True)
     leftover = processing.left_behind(spool, batch.event_type)
     if leftover is not None:
         launch_batch(leftover)  # sealed while the gateway still saw our lease: wake a fresh run for it

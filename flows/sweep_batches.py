@@ -6,10 +6,11 @@ from typing import Any
 
 from prefect import flow
 
+from flows import scheduled_name
 from tasks.sweep import launch_stale_batches, prune_done_batches
 
 
-@flow(name="sweep-batches", log_prints=True)
+@flow(name="sweep-batches", flow_run_name=scheduled_name("sweep"), log_prints=True)
 def sweep_batches(keep_done_hours: float = 24.0) -> dict[str, Any]:
     """Launch stale batches, then prune stored batch files older than `keep_done_hours`."""
     swept = launch_stale_batches()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import task
+from prefect import get_client, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from flowhook import processing
+from flowhook import processing, run_summary
 from flowhook.events import load_catalog
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, BatchSpool, open_spool
@@ -75,3 +76,22 @@ def next_batches(event_type: str, until: float) -> list[BatchRef]:
         max_events=drain.max_events,
         poll=drain.poll_seconds,
     )
+
+
+@task(cache_policy=NONE, **IO_RETRIES)
+def publish_run_summary(event_type: str, summary: run_summary.RunSummary) -> None:
+    """The run's batches and how to reach their rows, as an artifact on the run; its sources as `source:` tags.
+
+    The key is per type (`flowhook-run-user-request`), so the UI's artifact page keeps that type's history.
+    """
+    run_id = flow_run.get_id()
+    create_markdown_artifact(
+        markdown=summary.markdown(event_type, str(run_id)),
+        key=run_summary.artifact_key(event_type),
+        description=f"{event_type}: the batches this run stored, their first rows and the query for all of them",
+    )
+    tags = set(flow_run.get_tags())
+    sources = {f"source:{source}" for source in summary.sources}
+    if run_id and not sources <= tags:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run_id, tags=sorted(tags | sources))

@@ -181,14 +181,13 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     if stored < len(ids) or not ticks:
         console.log(f"[red]not everything was stored in time; spool: {open_spool(settings).counts()}")
         return False
-    minutes = elapsed / 60 + 1
     console.log("running the reporting flow (publish-report/on-demand)")
     # run_deployment is sync-compatible: called from sync code it returns the FlowRun itself.
     run = cast(
         "FlowRun",
         run_deployment(
             "publish-report/on-demand",
-            parameters={"minutes": minutes, "bucket_seconds": DEMO_BUCKET_SECONDS},
+            parameters={"since": since.isoformat(), "bucket_seconds": DEMO_BUCKET_SECONDS},
             timeout=300,
         ),
     )
