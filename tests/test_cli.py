@@ -270,6 +270,25 @@ def test_report_reads_a_time_without_an_offset_as_utc(known_store: DuckDBStore, 
     assert report["rows"][-1]["n"] == EXPECTED_N["all"]
 
 
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["--since", "yesterday"], "--since 'yesterday' is not an ISO time like 2024-05-01T10:00:00"),
+        (["--until", "2024-13-01"], "--until '2024-13-01' is not an ISO time"),
+    ],
+)
+def test_report_reads_times_as_replay_does(known_store: DuckDBStore, args: list[str], sentence: str) -> None:
+    """One parser for every command's --since/--until: the same sentence for the same bad time."""
+    _assert_clean_error(runner.invoke(app, ["report", *args]), sentence)
+
+
+def test_report_takes_a_date_or_minutes_without_seconds(known_store: DuckDBStore) -> None:
+    report = _report_json("--since", "2024-05-01T10:00", "--until", "2024-05-01T10:10")
+    assert report["rows"][-1]["n"] == EXPECTED_N["all"]
+    day = _report_json("--since", "2024-05-01", "--until", "2024-05-02", "--bucket", "3600")
+    assert (day["window_start"], day["window_end"]) == ("2024-05-01T00:00:00+00:00", "2024-05-02T00:00:00+00:00")
+
+
 def test_report_counts_the_spools_in_flight_events(data_dir: Path) -> None:
     spooled = [make_event(n) for n in (1, 2, 3, 4)]  # received 10:00:01 .. 10:00:04
     Spool(get_settings().spool_dir).write_batch(spooled)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -24,6 +25,20 @@ def fail(message: str) -> typer.Exit:
     """Print an error sentence (never a traceback); raise the result to exit 1."""
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(1)
+
+
+def parse_time(option: str, value: str | None) -> datetime | None:
+    """An ISO time from a `--since`/`--until` option, in UTC; one without an offset is UTC already.
+
+    Every command reads times the same way (`2024-05-01`, `2024-05-01 10:00`, `…T10:00:00Z`, `…+02:00`).
+    """
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{option} {value!r} is not an ISO time like 2024-05-01T10:00:00 (UTC without an offset)") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def interrupt_on_sigterm() -> None:

@@ -9,25 +9,11 @@ from typing import Annotated
 
 import typer
 
-from flowhook.cli._app import (
-    app,
-    console,
-    fail,
-)
+from flowhook.cli._app import app, console, fail, parse_time
 from flowhook.settings import get_settings
 
 MinutesOpt = Annotated[float, typer.Option(help="Report on the last N minutes (unless --since is given).", min=0.01)]
-TimeOpt = Annotated[
-    datetime | None,
-    typer.Option(
-        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f%z"],
-        help="ISO time; without an offset it is UTC.",
-    ),
-]
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+TimeOpt = Annotated[str | None, typer.Option(help="ISO time; without an offset it is UTC.")]
 
 
 @app.command()
@@ -55,8 +41,8 @@ def report(
     if not store_exists(settings):
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
     now = datetime.now(UTC)
-    end = _utc(until) if until else now
-    start = _utc(since) if since else end - timedelta(minutes=minutes)
+    end = parse_time("--until", until) or now
+    start = parse_time("--since", since) or end - timedelta(minutes=minutes)
     try:
         window = Window(start, min(end, now), bucket or settings.report_bucket_seconds)
         result = window_report(

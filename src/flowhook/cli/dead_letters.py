@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from flowhook.cli._app import app, console, fail
+from flowhook.cli._app import app, console, fail, parse_time
 from flowhook.settings import get_settings
 
 if TYPE_CHECKING:
@@ -20,16 +19,6 @@ if TYPE_CHECKING:
 
 WORKER_FLOW = "process-batch"
 """The worker flow; its deployment per type is `process-batch/<type>` (prefect.yaml)."""
-
-
-def _time(option: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise fail(f"{option} {value!r} is not an ISO time like 2024-05-01T10:00:00 (UTC without an offset)") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _per_type(types: Counter[str]) -> str:
@@ -55,7 +44,7 @@ def replay(
     from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
 
     settings = get_settings()
-    start, end = _time("--since", since), _time("--until", until)
+    start, end = parse_time("--since", since), parse_time("--until", until)
     if start is not None and end is not None and start >= end:
         raise fail(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})")
     if not store_exists(settings):
