@@ -75,6 +75,9 @@ def test_markdown_says_what_the_run_did_and_how_to_reach_its_rows() -> None:
 
     assert text.startswith("### user_request · 1 batch · 2 events: 1 ok, 1 dead letters\n")
     assert "| `user_request-1-aa` | 2 | 1 | 1 | webhook |" in text
+    one = RunSummary()
+    one.add([stored(1, "b")])
+    assert one.markdown("user_request", RUN).startswith("### user_request · 1 batch · 1 event: 1 ok\n")
     assert f'flowhook sql "{rows_query(RUN)}"' in text
     # A cell never breaks the table: pipes escaped, newlines folded.
     assert "| `e2` | webhook | failed | 2024-05-01T10:00:02+00:00 | boom \\| twice over |" in text

@@ -80,7 +80,7 @@ def markdown(event_type: str, flow_run_id: str, lines: Sequence[BatchLine], samp
     events, failed = sum(line.events for line in lines), sum(line.failed for line in lines)
     outcome = f"{events - failed} ok" + (f", {failed} dead letters" if failed else "")
     parts = [
-        f"### {event_type} · {len(lines)} {_plural(len(lines), 'batch')} · {events} events: {outcome}",
+        f"### {event_type} · {_count(len(lines), 'batch', 'batches')} · {_count(events, 'event', 'events')}: {outcome}",
         "",
         "| batch | events | ok | failed | sources |",
         "|---|---:|---:|---:|---|",
@@ -129,5 +129,5 @@ def _quote(value: str) -> str:
     return value.replace("'", "''")
 
 
-def _plural(n: int, word: str) -> str:
-    return word if n == 1 else word + "es"
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
