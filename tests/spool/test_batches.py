@@ -1,15 +1,12 @@
-"""Batch files on a real disk: state moves by rename, exactly-once claims (across processes too), staleness."""
+"""Batch files on a real disk: state moves by rename, exactly-once claims, staleness (the process race runs in
+the spool contract tests, on the folder and on S3)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
-from collections import Counter
 from datetime import UTC, datetime
-from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,8 +14,6 @@ from flowhook.events import Event
 from flowhook.spool import BatchNotFound, Spool, State, event_type_of, new_batch_id
 from flowhook.spool.batches import encode_event
 from tests import factories
-
-SPAWN = multiprocessing.get_context("spawn")
 
 
 def make_event(n: int, event_type: str = "user_request") -> Event:
@@ -255,39 +250,3 @@ def test_counts_per_state(tmp_path: Path) -> None:
         for i in range(n):
             write_batch(spool, state, [make_event(i)])
     assert spool.counts() == {"open": 0, "ready": 2, "sent": 0, "claimed": 1, "done": 3}
-
-
-# --- several processes ---------------------------------------------------------------------------------
-
-RACERS, RACE_BATCHES = 4, 20
-
-
-def _claim_all(root: Path, batch_ids: list[str], ready: Any, go: MpEvent, out: Any) -> None:
-    spool = Spool(root)
-    ready.put(os.getpid())
-    go.wait(30)
-    won = [batch_id for batch_id in batch_ids if spool.claim(batch_id) is not None]
-    out.put((os.getpid(), won))
-
-
-@pytest.mark.timeout(60)
-def test_processes_racing_for_the_same_batches_each_claim_a_batch_exactly_once(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    batch_ids = [write_batch(spool, State.READY if n % 2 else State.SENT, [make_event(n)]) for n in range(RACE_BATCHES)]
-    ready, go, out = SPAWN.Queue(), SPAWN.Event(), SPAWN.Queue()
-    racers = [SPAWN.Process(target=_claim_all, args=(tmp_path, batch_ids, ready, go, out)) for _ in range(RACERS)]
-    for racer in racers:
-        racer.start()
-    try:
-        for _ in racers:
-            ready.get(timeout=30)
-        go.set()  # every racer is past its imports: they start together
-        results = dict(out.get(timeout=30) for _ in racers)
-    finally:
-        for racer in racers:
-            racer.join(10)
-    assert [racer.exitcode for racer in racers] == [0] * RACERS
-    claims = Counter(batch_id for won in results.values() for batch_id in won)
-    assert set(claims) == set(batch_ids)
-    assert set(claims.values()) == {1}
-    assert spool.counts()["claimed"] == RACE_BATCHES

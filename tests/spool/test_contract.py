@@ -250,7 +250,7 @@ def test_counts_per_state(spool_spec: SpoolSpec) -> None:
 
 # --- racing claimers ----------------------------------------------------------------------------------
 
-RACERS, RACE_BATCHES = 3, 12
+RACERS, RACE_BATCHES = 4, 20
 
 
 @pytest.mark.timeout(60)
@@ -291,6 +291,8 @@ def _claim_all(spec: SpoolSpec, batch_ids: list[str], ready: Any, go: MpEvent, o
 def test_processes_racing_for_the_same_batches_each_claim_a_batch_exactly_once(spool_spec: SpoolSpec) -> None:
     spool = spool_spec.open()
     batch_ids = [batch_of(spool, n) for n in range(RACE_BATCHES)]
+    for batch_id in batch_ids[::2]:  # claimed from ready and from sent alike
+        spool.mark_sent(batch_id)
     ready, go, out = SPAWN.Queue(), SPAWN.Event(), SPAWN.Queue()
     racers = [SPAWN.Process(target=_claim_all, args=(spool_spec, batch_ids, ready, go, out)) for _ in range(RACERS)]
     for racer in racers:
