@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
+from flowhook.settings import get_settings
+from flowhook.spool import BatchSpool, open_spool
+from flowhook.store import EventStore, store_from_settings
+
 T = TypeVar("T")
 
 IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
@@ -26,3 +30,13 @@ class Bulk(Generic[T]):
     def __repr__(self) -> str:
         size = len(self.items) if hasattr(self.items, "__len__") else "?"
         return f"Bulk({size} items)"
+
+
+def current_store() -> EventStore:
+    """The store the settings name (FLOWHOOK_STORE: the DuckDB file or a DuckLake), opened per call."""
+    return store_from_settings(get_settings())
+
+
+def current_spool() -> BatchSpool:
+    """The spool the settings name (a local folder, or S3 with FLOWHOOK_SPOOL_URL), opened per call."""
+    return open_spool(get_settings())

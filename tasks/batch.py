@@ -12,19 +12,15 @@ from prefect.runtime import flow_run
 from flowhook import processing, run_summary
 from flowhook.events import load_catalog
 from flowhook.settings import get_settings
-from flowhook.spool import BatchRef, BatchSpool, open_spool
-from flowhook.store import StoredEvent, store_from_settings
-from tasks import IO_RETRIES, Bulk
-
-
-def _spool() -> BatchSpool:
-    return open_spool(get_settings())
+from flowhook.spool import BatchRef
+from flowhook.store import StoredEvent
+from tasks import IO_RETRIES, Bulk, current_spool, current_store
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def claim_batches(batches: list[BatchRef]) -> Bulk[processing.Claimed]:
     # Claimed in the name of the run, which holds the lease (`process_batch`): a dead run's batches go back sooner.
-    return Bulk(processing.claim_all(_spool(), batches, owner=flow_run.get_id()))
+    return Bulk(processing.claim_all(current_spool(), batches, owner=flow_run.get_id()))
 
 
 @task(cache_policy=NONE)
@@ -53,13 +49,12 @@ def retry_events(handled: Bulk[list[StoredEvent]]) -> Bulk[list[StoredEvent]]:
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def store_events(events: Bulk[list[StoredEvent]]) -> int:
-    settings = get_settings()
-    return processing.store(store_from_settings(settings), events.items)
+    return processing.store(current_store(), events.items)
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def complete_batches(claimed: Bulk[processing.Claimed]) -> None:
-    spool = _spool()
+    spool = current_spool()
     for batch, _ in claimed.items:
         processing.complete(spool, batch)
 
@@ -69,7 +64,7 @@ def next_batches(event_type: str, until: float) -> list[BatchRef]:
     """Batches of the type that arrived meanwhile; [] when the run should end."""
     drain = get_settings().drain
     return processing.next_batches(
-        _spool(),
+        current_spool(),
         event_type,
         idle_seconds=drain.idle_seconds,
         until=until,

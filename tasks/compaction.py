@@ -7,19 +7,14 @@ from datetime import timedelta
 from prefect import task
 from prefect.cache_policies import NONE
 
-from flowhook.settings import get_settings
-from flowhook.store import Compaction, DuckLakeStore, EventStore, compact, store_from_settings
-from tasks import IO_RETRIES
-
-
-def _store() -> EventStore:
-    return store_from_settings(get_settings())
+from flowhook.store import Compaction, DuckLakeStore, compact
+from tasks import IO_RETRIES, current_store
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def compact_lake(keep_hours: float) -> Compaction | None:
     """Compact the store if it is a DuckLake (None for the DuckDB file: it has nothing to compact)."""
-    store = _store()
+    store = current_store()
     if not isinstance(store, DuckLakeStore):
         return None
     return compact(store, keep=timedelta(hours=keep_hours))

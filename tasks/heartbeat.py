@@ -12,12 +12,8 @@ from prefect.events import emit_event
 from flowhook import watchdog
 from flowhook.settings import get_settings
 from flowhook.stack import started_at
-from flowhook.store import EventStore, StoredEvent, store_exists, store_from_settings
-from tasks import IO_RETRIES, Bulk
-
-
-def _store() -> EventStore:
-    return store_from_settings(get_settings())
+from flowhook.store import StoredEvent, store_exists
+from tasks import IO_RETRIES, Bulk, current_store
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
@@ -25,7 +21,7 @@ def announce_heartbeat(handled: Bulk[list[StoredEvent]]) -> bool:
     """Emit `flowhook.heartbeat.stored` when the step stored a heartbeat: the proactive trigger expects one."""
     if not any(watchdog.is_heartbeat(event.type, event.source) for event in handled.items):
         return False
-    last = _store().latest_heartbeat()
+    last = current_store().latest_heartbeat()
     if last is None:
         return False
     emit_event(
@@ -39,7 +35,7 @@ def announce_heartbeat(handled: Bulk[list[StoredEvent]]) -> bool:
 @task(cache_policy=NONE, **IO_RETRIES)
 def check_trigger_path(max_age_seconds: float) -> watchdog.Heartbeat:
     settings = get_settings()
-    last = _store().latest_heartbeat() if store_exists(settings) else None
+    last = current_store().latest_heartbeat() if store_exists(settings) else None
     return watchdog.check_heartbeat(
         last, now=datetime.now(UTC), max_age_seconds=max_age_seconds, up_since=started_at(settings.data_dir)
     )

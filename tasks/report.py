@@ -20,12 +20,7 @@ from flowhook.reporting import (
 from flowhook.settings import get_settings
 from flowhook.spool import open_spool
 from flowhook.stack import started_at
-from flowhook.store import EventStore, store_from_settings
-from tasks import IO_RETRIES, Bulk
-
-
-def _store() -> EventStore:
-    return store_from_settings(get_settings())
+from tasks import IO_RETRIES, Bulk, current_store
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
@@ -40,7 +35,7 @@ def compute_report(
     spool = open_spool(settings)
     return Bulk(
         window_report(
-            _store(),
+            current_store(),
             spool,
             window,
             target_p99_seconds=target_p99_seconds,
@@ -59,7 +54,7 @@ def draw_chart(report: Bulk[Report]) -> Path:
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def save_report(report: Bulk[Report], chart: Path | None) -> None:
-    _store().write_report(to_store_rows(report.items, chart_path=None if chart is None else str(chart)))
+    current_store().write_report(to_store_rows(report.items, chart_path=None if chart is None else str(chart)))
 
 
 @task(cache_policy=NONE, **IO_RETRIES)

@@ -14,7 +14,7 @@ from prefect.deployments import run_deployment
 from flowhook import sweeper
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, open_spool
-from tasks import IO_RETRIES
+from tasks import IO_RETRIES, current_spool
 
 WORKER_FLOW = "process-batch"
 
@@ -56,9 +56,9 @@ def launch_stale_batches() -> sweeper.SweepResult:
 
 @task(cache_policy=NONE, **IO_RETRIES)
 def launch_batch(ref: BatchRef) -> None:
-    open_spool(get_settings()).note_launch(ref.batch_id, _launch(ref, reason="handed-over"))
+    current_spool().note_launch(ref.batch_id, _launch(ref, reason="handed-over"))
 
 
 @task(cache_policy=NONE)
 def prune_done_batches(older_than_hours: float) -> int:
-    return open_spool(get_settings()).prune_done(older_than=older_than_hours * 3600)
+    return current_spool().prune_done(older_than=older_than_hours * 3600)
