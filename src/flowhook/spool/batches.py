@@ -25,7 +25,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -99,6 +99,26 @@ def decode_events(lines: Iterable[bytes], name: str) -> list[Event]:
 def decode_batch(data: bytes, name: str) -> list[Event]:
     """The events in a whole batch file's bytes (split at newlines only, as reading the file does)."""
     return decode_events(io.BytesIO(data), name)
+
+
+def take_batches(
+    ref: Callable[[State, str], BatchRef], unclaimed: Iterable[tuple[State, str]], *, max_events: int
+) -> list[BatchRef]:
+    """The first of `unclaimed` (oldest first) up to about `max_events` events (at least one batch), stamped as
+    handed on now (as a trigger would have emitted them); one claimed meanwhile is skipped."""
+    refs: list[BatchRef] = []
+    total = 0
+    now = datetime.now(UTC)
+    for state, batch_id in unclaimed:
+        try:
+            found = ref(state, batch_id)
+        except FileNotFoundError:
+            continue  # claimed meanwhile (or, on S3, a stray marker: the claim that meets it clears it)
+        if refs and total + found.count > max_events:
+            break
+        refs.append(found.model_copy(update={"emitted": now}))
+        total += found.count
+    return refs
 
 
 def flight_rows(data: bytes) -> list[tuple[str, str, datetime, datetime]]:
@@ -180,19 +200,8 @@ class Spool:
 
     def pending(self, event_type: str, *, max_events: int) -> list[BatchRef]:
         """Sealed, unclaimed batches of one type, oldest first, up to about `max_events` events (at least one)."""
-        refs: list[BatchRef] = []
-        total = 0
-        now = datetime.now(UTC)  # found now: handed on now (as a trigger would have emitted it)
-        for state, batch_id, _ in sorted(self._unclaimed(event_type), key=lambda item: -item[2]):
-            try:
-                ref = self.ref(state, batch_id)
-            except FileNotFoundError:
-                continue  # claimed meanwhile
-            if refs and total + ref.count > max_events:
-                break
-            refs.append(ref.model_copy(update={"emitted": now}))
-            total += ref.count
-        return refs
+        oldest_first = sorted(self._unclaimed(event_type), key=lambda item: -item[2])
+        return take_batches(self.ref, ((state, batch_id) for state, batch_id, _ in oldest_first), max_events=max_events)
 
     def path(self, state: State, batch_id: str) -> Path:
         return self.root / state.value / f"{batch_id}.jsonl"

@@ -38,6 +38,7 @@ from flowhook.spool.batches import (
     event_type_of,
     flight_rows,
     new_batch_id,
+    take_batches,
 )
 from flowhook.spool.s3_objects import S3Objects, parse_s3_url
 
@@ -160,19 +161,8 @@ class S3Spool:
         return [batch_id for _, batch_id in self._unclaimed(event_type)]
 
     def pending(self, event_type: str, *, max_events: int) -> list[BatchRef]:
-        refs: list[BatchRef] = []
-        total = 0
-        now = _now()  # found now: handed on now (as a trigger would have emitted it)
-        for _, batch_id in self._unclaimed(event_type):
-            try:
-                ref = self.ref(State.READY, batch_id)
-            except FileNotFoundError:
-                continue  # a stray marker: the claim that meets it clears it
-            if refs and total + ref.count > max_events:
-                break
-            refs.append(ref.model_copy(update={"emitted": now}))
-            total += ref.count
-        return refs
+        unclaimed = ((State.READY, batch_id) for _, batch_id in self._unclaimed(event_type))
+        return take_batches(self.ref, unclaimed, max_events=max_events)
 
     def stale(
         self, *, unclaimed_after: float, claimed_after: float, dead_run_after: float | None = None
