@@ -189,6 +189,7 @@ def test_the_compaction_task_compacts_a_lake_and_skips_a_file(
 ) -> None:
     from pydantic import SecretStr
 
+    import tasks
     import tasks.compaction
 
     settings = _settings(
@@ -197,7 +198,7 @@ def test_the_compaction_task_compacts_a_lake_and_skips_a_file(
         ducklake_catalog=SecretStr(lake_spec.catalog or ""),
         ducklake_data_path=str(lake_spec.path),
     )
-    monkeypatch.setattr(tasks.compaction, "get_settings", lambda: settings)
+    monkeypatch.setattr(tasks, "get_settings", lambda: settings)  # what `tasks.current_store` opens from
     lake(lake_spec).write_events([make_event(f"e{i}") for i in range(20)])
     done = tasks.compaction.compact_lake.fn(keep_hours=0)
     assert done is not None and done.snapshots_expired > 0
