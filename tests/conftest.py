@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from flowhook.stack import LocalStack, StackConfig, free_port
+from tests.figures import FIGURES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,3 +70,11 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     s3_client.cache_clear()
     yield
     s3_client.cache_clear()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures tests measured (tests/figures.py), at the end of the run."""
+    if FIGURES:
+        terminalreporter.section("figures measured")
+        for text in FIGURES:
+            terminalreporter.write_line(text)

@@ -39,7 +39,6 @@ from flowhook.spool import Spool
 from flowhook.stack import LocalStack
 from flowhook.store import DuckDBStore
 from tests.conftest import e2e_stack_config
-from tests.faults.conftest import SUMMARIES
 from tests.faults.faults import (
     Fault,
     FaultLog,
@@ -54,6 +53,7 @@ from tests.faults.faults import (
     store_locked,
     summary_table,
 )
+from tests.figures import report
 
 ROOT = Path(__file__).resolve().parents[2]
 SOAK = os.environ.get("FLOWHOOK_FAULTS_SOAK") == "1"
@@ -308,7 +308,7 @@ def _report(outcome: Outcome) -> None:
         ("all stored", f"{outcome.recovered_after:.1f} s after the last fault ended"),
     ]
     text = summary_table(rows, outcome.faults, lambda fault: _recovery(outcome, fault))
-    SUMMARIES.append(text)
+    report(text)
     print(text)
 
 
