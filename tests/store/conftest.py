@@ -14,13 +14,13 @@ from tests.store.backends import StoreSpec, fresh_lake, lake_template, postgres_
 
 @pytest.fixture(scope="session")
 def lake_catalog_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An empty DuckLake catalog database to clone. Without PostgreSQL the tests that need it fail (.ci/run
+    """An empty DuckLake catalog database to clone. Without PostgreSQL the tests that need it fail (`make test`
     starts one); FLOWHOOK_TESTS_WITHOUT_POSTGRES=1 skips them instead, for a machine that has none."""
     reason = postgres_unreachable()
     if reason:
         if os.environ.get("FLOWHOOK_TESTS_WITHOUT_POSTGRES") == "1":
             pytest.skip(reason)
-        pytest.fail(f"{reason} (.ci/run starts PostgreSQL; FLOWHOOK_TESTS_WITHOUT_POSTGRES=1 skips these tests)")
+        pytest.fail(f"{reason} (`make test` starts PostgreSQL: scripts/test-services.sh; FLOWHOOK_TESTS_WITHOUT_POSTGRES=1 skips these tests)")
     with lake_template(tmp_path_factory.mktemp("lake-template")) as name:
         yield name
 
