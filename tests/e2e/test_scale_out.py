@@ -54,7 +54,7 @@ def prefect_database() -> Iterator[str]:
     try:
         asyncio.run(_admin(f"CREATE DATABASE {name}"))
     except OSError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} ({exc}); `make test` starts it (scripts/test-services.sh)")
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} ({exc}); `make test` starts it")
     try:
         yield f"postgresql+asyncpg://{POSTGRES}/{name}"
     finally:
@@ -68,7 +68,7 @@ def redis_db() -> Iterator[int]:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT} ({exc}); `make test` starts it (scripts/test-services.sh)")
+        pytest.fail(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT} ({exc}); `make test` starts it")
     free = [n for n in range(1, 16) if redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=n).dbsize() == 0]
     assert free, "every Redis database holds keys: none to use"
     db = random.choice(free)

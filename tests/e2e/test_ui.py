@@ -93,7 +93,7 @@ def demo(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (scripts/test-services.sh) or set FLOWHOOK_CHROMIUM")
+        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it, or set FLOWHOOK_CHROMIUM")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser

@@ -20,7 +20,7 @@ def lake_catalog_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     if reason:
         if os.environ.get("FLOWHOOK_TESTS_WITHOUT_POSTGRES") == "1":
             pytest.skip(reason)
-        pytest.fail(f"{reason} (`make test` starts PostgreSQL: scripts/test-services.sh; FLOWHOOK_TESTS_WITHOUT_POSTGRES=1 skips these tests)")
+        pytest.fail(f"{reason} (`make test` starts PostgreSQL; FLOWHOOK_TESTS_WITHOUT_POSTGRES=1 skips these tests)")
     with lake_template(tmp_path_factory.mktemp("lake-template")) as name:
         yield name
 
