@@ -17,7 +17,7 @@ from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig, load_sources
 from flowhook.stack import free_port
 from tests.conftest import ROOT
-from tests.servers import serve
+from tests.servers import prefect_server, serve
 
 GRACE = 3600.0
 T0 = 1_714_557_600.0
@@ -272,3 +272,23 @@ def test_githubs_example_secret_is_one_secret_through_the_gateway(
             refused = deliver(client, forged)
             assert refused.status_code == 401, (word, refused.text)
             assert refused.json()["code"] == "invalid_signature"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_prefect_secret_block_follows_the_same_rule(tmp_path: Path) -> None:
+    from prefect.blocks.system import Secret
+
+    new, old = generate_secret(SignatureConfig()), generate_secret(SignatureConfig())
+    with prefect_server(tmp_path / "prefect") as api_url:
+        Secret(value=EVERYBODY + "\n").save("github-webhook", overwrite=True)
+        Secret(value=f"{new} {old}").save("demo-webhook", overwrite=True)
+        store = SecretStore(
+            tmp_path / "secrets",
+            grace_seconds=GRACE,
+            generate=lambda c: generate_secret(c.signature),
+            prefect_api_url=api_url,
+        )
+        github = SourceConfig(signature=GITHUB, secret="block:github-webhook")
+        assert store.secrets("github", github) == [EVERYBODY + "\n"]  # a block's value is taken exactly
+        assert store.secrets("demo", reference("block:demo-webhook")) == [new, old]
