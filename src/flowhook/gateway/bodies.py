@@ -47,14 +47,15 @@ def _too_deep(what: str) -> BodyError:
 
 
 def _deeper_than(document: Any, limit: int) -> bool:
-    """Whether containers nest past `limit` levels; iterative, so depth costs no stack."""
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
+    """Whether containers nest past `limit` levels; level by level, so depth costs no stack."""
+    level = [document] if isinstance(document, dict | list) else []
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return bool(level)
