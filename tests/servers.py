@@ -1,4 +1,4 @@
-"""Real servers for tests: the gateway app on a loopback socket in a background thread."""
+"""Real servers for tests: the gateway app on a loopback socket in a background thread; a lone Prefect server."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,14 @@ from fastapi import FastAPI, Request
 from flowhook.gateway import MemorySink, create_app
 from flowhook.gateway.forwarder import BatchSink
 from flowhook.settings import Settings
+from flowhook.stack import LocalStack, StackConfig, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+IDLE_SERVICES = (
+    "SCHEDULER", "LATE_RUNS", "FOREMAN", "REPOSSESSOR", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "DB_VACUUM",
+    "CLEANUP_RECONCILER", "TASK_RUN_RECORDER", "EVENT_PERSISTER", "EVENT_LOGGER", "TRIGGERS",
+)  # fmt: skip
+"""Server services a test of blocks, pools or deployments needs none of; without them the server starts faster."""
 
 
 @contextmanager
@@ -65,3 +74,28 @@ def events_api(port: int) -> Iterator[list[dict[str, Any]]]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def prefect_server(data_dir: Path) -> Iterator[str]:
+    """A Prefect server alone (SQLite under `data_dir`, no UI, idle services off), the default API of this
+    process while it runs (its URL is yielded); stopped by PID at the end."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    config = StackConfig(
+        root=ROOT,
+        data_dir=data_dir,
+        prefect_port=free_port(),
+        extra_env={
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            **{f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in IDLE_SERVICES},
+        },
+    )
+    stack = LocalStack(config, progress=lambda message: None)
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    try:
+        stack.start_server()
+        with temporary_settings(updates={PREFECT_API_URL: config.api_url}):
+            yield config.api_url
+    finally:
+        stack.stop()

@@ -17,14 +17,13 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_aws import AwsCredentials
 from typer.testing import CliRunner
 
 from flowhook.cli import app
 from flowhook.ecs import POOL_NAME, WORKER_SIZES, EcsRun, PoolDefaults, apply_pool, base_job_template, render_flow_run
 from flowhook.spool import new_batch_id
-from flowhook.stack import LocalStack, StackConfig, free_port
+from tests.servers import prefect_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -34,34 +33,14 @@ IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/flowhook:e2e"
 EXECUTION_ROLE = "arn:aws:iam::123456789012:role/flowhook-execution"
 TASK_ROLE = "arn:aws:iam::123456789012:role/flowhook-task"
 CREDENTIALS_BLOCK = "flowhook-aws"
-IDLE_SERVICES = (
-    "SCHEDULER", "LATE_RUNS", "FOREMAN", "REPOSSESSOR", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "DB_VACUUM",
-    "CLEANUP_RECONCILER", "TASK_RUN_RECORDER", "EVENT_PERSISTER", "EVENT_LOGGER", "TRIGGERS",
-)  # fmt: skip
-"""Server services this test needs none of (nothing runs or is scheduled); without them the server starts faster."""
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Prefect server alone (SQLite in a temporary PREFECT_HOME), stopped by PID at the end."""
-    config = StackConfig(
-        root=ROOT,
-        data_dir=tmp_path_factory.mktemp("ecs-data"),
-        prefect_port=free_port(),
-        extra_env={
-            "PREFECT_SERVER_UI_ENABLED": "false",
-            **{f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in IDLE_SERVICES},
-        },
-    )
-    stack = LocalStack(config, progress=lambda message: None)
-    stack.logs.mkdir(parents=True, exist_ok=True)
-    try:
-        stack.start_server()
-        with temporary_settings(updates={PREFECT_API_URL: config.api_url}):
-            yield config.api_url
-    finally:
-        stack.stop()
+    with prefect_server(tmp_path_factory.mktemp("ecs-data")) as api_url:
+        yield api_url
 
 
 @pytest.fixture(scope="module")

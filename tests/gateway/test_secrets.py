@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
 
-from flowhook.gateway.schemes import generate_secret
+from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.gateway.secrets import REFERENCE_TTL, SecretStore, SecretUnavailable
-from flowhook.sources.webhook import SignatureConfig, SourceConfig
+from flowhook.settings import Settings
+from flowhook.sources.webhook import SignatureConfig, SourceConfig, load_sources
 from flowhook.stack import free_port
+from tests.conftest import ROOT
+from tests.servers import prefect_server, serve
 
 GRACE = 3600.0
 T0 = 1_714_557_600.0
@@ -28,24 +34,62 @@ def reference(secret: str) -> SourceConfig:
 # --- references -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["new old", "new,old", "new\nold\n", " new , old "])
-def test_an_env_reference_gives_each_secret_newest_first(
+GITHUB = SignatureConfig(scheme="github")
+# GitHub's documented example secret: one secret, with spaces and a quote.
+EVERYBODY = "It's a Secret to Everybody"
+
+
+@pytest.mark.parametrize("value", [EVERYBODY, "new,old", " padded ", 'say "cheese"', "tab\there"])
+def test_an_env_reference_is_one_secret_whatever_it_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.setenv("SHOP_WEBHOOK_SECRET", value)
-    assert make_store(tmp_path).secrets("shop", reference("env:SHOP_WEBHOOK_SECRET")) == ["new", "old"]
+    config = SourceConfig(signature=GITHUB, secret="env:SHOP_WEBHOOK_SECRET")
+    assert make_store(tmp_path).secrets("shop", config) == [value]
+
+
+@pytest.mark.parametrize(("text", "secret"), [(EVERYBODY + "\n", EVERYBODY), ("a b\r\n", "a b"), ("s1\ns0", "s1\ns0")])
+def test_a_file_reference_is_its_text_without_the_trailing_newline(tmp_path: Path, text: str, secret: str) -> None:
+    path = tmp_path / "shop.secret"
+    path.write_bytes(text.encode())
+    config = SourceConfig(signature=GITHUB, secret=f"file:{path}")
+    assert make_store(tmp_path / "secrets").secrets("shop", config) == [secret]
+
+
+def test_several_secrets_are_a_list_of_references_newest_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEW_SECRET", "new one")
+    (tmp_path / "old.secret").write_text("old, older\n")
+    config = SourceConfig(signature=GITHUB, secret=["env:NEW_SECRET", f"file:{tmp_path / 'old.secret'}"])
+    assert make_store(tmp_path / "secrets").secrets("shop", config) == ["new one", "old, older"]
+
+
+def test_standard_webhooks_alone_reads_whitespace_separated_whsec_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new, old = generate_secret(SignatureConfig()), generate_secret(SignatureConfig())
+    monkeypatch.setenv("SHOP_WEBHOOK_SECRET", f" {new}\n{old} ")
+    assert make_store(tmp_path).secrets("shop", reference("env:SHOP_WEBHOOK_SECRET")) == [new, old]
+
+    # Words that are not whsec_ keys are not split: the value is refused whole, and not echoed.
+    monkeypatch.setenv("OTHER_SECRET", f"{new} and more")
+    with pytest.raises(SecretUnavailable, match="whsec_` keys separated by whitespace") as caught:
+        make_store(tmp_path).secrets("other", reference("env:OTHER_SECRET"))
+    assert new not in str(caught.value)
+    monkeypatch.setenv("OTHER_SECRET", f"{new},{old}")  # a comma is no separator: not base64 either
+    with pytest.raises(SecretUnavailable, match="not usable: a Standard Webhooks secret is"):
+        make_store(tmp_path).secrets("other", reference("env:OTHER_SECRET"))
 
 
 def test_a_file_reference_is_read_again_after_the_ttl(tmp_path: Path) -> None:
     path = tmp_path / "shop.secret"
-    path.write_text("s1\ns0\n")
+    path.write_text("s1\n")
     store = make_store(tmp_path / "secrets")
-    config = reference(f"file:{path}")
-    assert store.secrets("shop", config, now=T0) == ["s1", "s0"]
+    config = SourceConfig(signature=GITHUB, secret=f"file:{path}")
+    assert store.secrets("shop", config, now=T0) == ["s1"]
 
-    path.write_text("s2 s1\n")  # rotated where the secret lives
-    assert store.secrets("shop", config, now=T0 + REFERENCE_TTL - 1) == ["s1", "s0"]
-    assert store.secrets("shop", config, now=T0 + REFERENCE_TTL + 1) == ["s2", "s1"]
+    path.write_text("s2\n")  # rotated where the secret lives
+    assert store.secrets("shop", config, now=T0 + REFERENCE_TTL - 1) == ["s1"]
+    assert store.secrets("shop", config, now=T0 + REFERENCE_TTL + 1) == ["s2"]
     assert not (tmp_path / "secrets").exists()  # a referenced secret is never copied into the store
 
 
@@ -91,17 +135,27 @@ def test_an_unknown_reference_is_unavailable_without_echoing_it(tmp_path: Path, 
 
 @pytest.mark.parametrize("kind", ["env", "file"])
 def test_a_reference_to_blank_text_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    monkeypatch.setenv("SHOP_WEBHOOK_SECRET", " , ")
+    monkeypatch.setenv("SHOP_WEBHOOK_SECRET", "  ")
     (tmp_path / "shop.secret").write_text("\n")
     target = "env:SHOP_WEBHOOK_SECRET" if kind == "env" else f"file:{tmp_path / 'shop.secret'}"
     with pytest.raises(SecretUnavailable):
         make_store(tmp_path / "secrets").secrets("shop", reference(target))
 
 
-def test_the_shared_default_secret_serves_sources_that_name_none(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "secrets", default="current previous")
-    assert store.secrets("shop", SourceConfig()) == ["current", "previous"]
+def test_the_shared_default_secret_serves_sources_that_name_none_by_the_same_rule(tmp_path: Path) -> None:
+    new, old = generate_secret(SignatureConfig()), generate_secret(SignatureConfig())
+    store = make_store(tmp_path / "secrets", default=f"{new} {old}")
+    assert store.secrets("shop", SourceConfig()) == [new, old]  # Standard Webhooks: two whsec_ keys
+    assert make_store(tmp_path / "secrets", default=EVERYBODY).secrets("gh", SourceConfig(signature=GITHUB)) == [
+        EVERYBODY
+    ]
     assert not (tmp_path / "secrets").exists()
+
+
+@pytest.mark.parametrize("secret", ["", []])
+def test_an_empty_reference_is_a_configuration_error(secret: str | list[str]) -> None:
+    with pytest.raises(ValueError, match="none empty"):
+        SourceConfig(secret=secret)
 
 
 # --- managed secrets ----------------------------------------------------------------------------------------
@@ -167,3 +221,74 @@ def test_rotating_a_referenced_secret_raises_and_writes_nothing(
     assert "whsec_abc" not in str(caught.value)
     assert not (tmp_path / "secrets").exists()
     assert store.secrets("stripe", config) == ["whsec_abc"]
+
+
+# --- through the gateway: GitHub's documented example -------------------------------------------------------
+
+# https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries#testing-the-webhook-payload-validation
+HELLO = b"Hello, World!"
+DOCUMENTED = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+
+def deliver(client: httpx.Client, signature: str) -> httpx.Response:
+    """GitHub's example payload to the github source, as a ping (its template maps a ping to no event)."""
+    headers = {"content-type": "application/json", "x-github-event": "ping", "x-hub-signature-256": signature}
+    return client.post("/hooks/github", content=HELLO, headers=headers)
+
+
+def test_githubs_documented_signature_is_the_hmac_of_its_example() -> None:
+    digest = hmac.new(EVERYBODY.encode(), HELLO, hashlib.sha256).hexdigest()
+    assert f"sha256={digest}" == DOCUMENTED
+    assert sign(GITHUB, HELLO, EVERYBODY, msg_id="d1")["X-Hub-Signature-256"] == DOCUMENTED
+
+
+@pytest.mark.parametrize("given", ["env", "file", "list", "default"])
+def test_githubs_example_secret_is_one_secret_through_the_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    monkeypatch.setenv("GITHUB_SECRET", EVERYBODY)
+    (tmp_path / "github.secret").write_text(EVERYBODY + "\n")
+    (tmp_path / "old.secret").write_text("the old one, until senders switch\n")
+    secret: str | list[str] | None = {
+        "env": "env:GITHUB_SECRET",
+        "file": f"file:{tmp_path / 'github.secret'}",
+        "list": ["env:GITHUB_SECRET", f"file:{tmp_path / 'old.secret'}"],
+        "default": None,
+    }[given]
+    config = load_sources(ROOT / "sources.yaml")["github"].model_copy(update={"secret": secret})
+    extra = {"webhook_secret": EVERYBODY} if given == "default" else {}
+
+    options = Settings(data_dir=tmp_path / "data", sources={"github": config}, **extra)
+    with serve(options) as client:
+        accepted = deliver(client, DOCUMENTED)
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json() == {"accepted": 0, "ids": []}
+        if given == "list":
+            old = sign(GITHUB, HELLO, "the old one, until senders switch", msg_id="d2")["X-Hub-Signature-256"]
+            assert deliver(client, old).status_code == 202
+
+        for word in [*EVERYBODY.split(), "the", "old"]:
+            forged = "sha256=" + hmac.new(word.encode(), HELLO, hashlib.sha256).hexdigest()
+            refused = deliver(client, forged)
+            assert refused.status_code == 401, (word, refused.text)
+            assert refused.json()["code"] == "invalid_signature"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_prefect_secret_block_follows_the_same_rule(tmp_path: Path) -> None:
+    from prefect.blocks.system import Secret
+
+    new, old = generate_secret(SignatureConfig()), generate_secret(SignatureConfig())
+    with prefect_server(tmp_path / "prefect") as api_url:
+        Secret(value=EVERYBODY + "\n").save("github-webhook", overwrite=True)
+        Secret(value=f"{new} {old}").save("demo-webhook", overwrite=True)
+        store = SecretStore(
+            tmp_path / "secrets",
+            grace_seconds=GRACE,
+            generate=lambda c: generate_secret(c.signature),
+            prefect_api_url=api_url,
+        )
+        github = SourceConfig(signature=GITHUB, secret="block:github-webhook")
+        assert store.secrets("github", github) == [EVERYBODY + "\n"]  # a block's value is taken exactly
+        assert store.secrets("demo", reference("block:demo-webhook")) == [new, old]

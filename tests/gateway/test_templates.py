@@ -308,7 +308,7 @@ def test_output_that_is_not_json_is_a_template_error_quoting_its_start() -> None
         ('{"type": "t", "id": {"n": 1}}', ["id"], "not a string"),
         ('"user_request"', [], "JSON string"),
         ('[{"type": "t"}, 3]', [], "item 1"),
-        ('{"type": "t", "data": {"v": NaN}}', None, "NaN is not JSON"),
+        ('{"type": "t", "data": {"v": NaN}}', None, "not render valid JSON (unexpected character"),
     ],
 )
 def test_output_that_is_not_an_event_is_a_template_error(template: str, loc: list[str] | None, words: str) -> None:

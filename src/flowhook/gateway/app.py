@@ -191,6 +191,11 @@ def _is_json(content_type: str | None) -> bool:
     return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _is_identity(content_encoding: str | None) -> bool:
+    """Compressed bodies are refused: the signature covers the bytes sent, and inflating is a bomb to defuse."""
+    return all(coding.strip().lower() in ("", "identity") for coding in (content_encoding or "").split(","))
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorPublic, "description": text}
     for status, text in {
@@ -198,7 +203,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Missing or wrong signature, or a timestamp outside the tolerance.",
         404: "No such source.",
         413: "The body or the number of events is over the limit.",
-        415: "The body is not JSON.",
+        415: "The body is not JSON, or is compressed.",
         422: "The events do not match their types; kept in quarantine.",
         429: "Over the source's rate limit; see Retry-After.",
         503: "The spool is full or cannot be written; see Retry-After.",
@@ -285,6 +290,8 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
             )
         if not _is_json(request.headers.get("content-type")):
             return _error(415, "unsupported_media_type", "The body must be JSON (Content-Type: application/json).")
+        if not _is_identity(request.headers.get("content-encoding")):
+            return _error(415, "unsupported_encoding", "The body must not be compressed (no Content-Encoding).")
         limit = gw.settings.max_body_bytes
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:

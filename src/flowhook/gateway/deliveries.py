@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowhook.events import Catalog, Event, derive_event_id
+from flowhook.gateway.bodies import BodyError, parse_json
 
 
 class DeliveryItem(BaseModel):
@@ -59,9 +59,9 @@ def parse_delivery(
 def json_items(body: bytes) -> tuple[list[Any], bool]:
     """The items of a JSON body, and whether it was a single object rather than a list."""
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise DeliveryError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+        document = parse_json(body)
+    except BodyError as exc:
+        raise DeliveryError(400, exc.code, str(exc)) from None
     return (document, False) if isinstance(document, list) else ([document], True)
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 import jinja2
 
 from flowhook.events import Catalog, Event
+from flowhook.gateway.bodies import BodyError
 from flowhook.gateway.deliveries import DeliveryError, json_items, validate_items
 from flowhook.gateway.templates import MappingError, cloudevents_items, compile_template, render_template
 from flowhook.sources.webhook import SourceConfig
@@ -66,6 +67,8 @@ class Intake:
                 items = cloudevents_items(delivery.body, delivery.headers)
             else:
                 items, single = json_items(delivery.body)
+        except BodyError as exc:  # a template's or a CloudEvent's body: JSON, but too deep to read
+            raise DeliveryError(400, exc.code, str(exc)) from None
         except MappingError as exc:
             raise DeliveryError(422, exc.code, str(exc), exc.errors) from None
         return validate_items(

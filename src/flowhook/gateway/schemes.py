@@ -60,7 +60,7 @@ def verify(
     """Accept a delivery signed with any of `secrets` (current first, then those kept during a rotation)."""
     if not secrets:
         raise ValueError("no secret to verify deliveries against")
-    keys = [_key(config, secret) for secret in secrets]
+    keys = [signing_key(config, secret) for secret in secrets]
     lowered = {key.lower(): value for key, value in headers.items()}
     clock = time.time() if now is None else now
     if config.scheme == "standard":
@@ -83,7 +83,7 @@ def sign(
     timestamp: float | None = None,
 ) -> dict[str, str]:
     """The headers a real sender attaches to `body`; `msg_id` is used by standard and github only."""
-    key = _key(config, secret)
+    key = signing_key(config, secret)
     seconds = math.floor(time.time() if timestamp is None else timestamp)
     if config.scheme == "standard":
         msg_id = f"msg_{token_urlsafe(18)}" if msg_id is None else msg_id
@@ -185,7 +185,7 @@ def _verify_hmac(
     return Verified(None, _within(seconds, now, config.tolerance_seconds))
 
 
-def _key(config: SignatureConfig, secret: str) -> bytes:
+def signing_key(config: SignatureConfig, secret: str) -> bytes:
     """The HMAC key for `secret`: base64 after `whsec_` for standard, the UTF-8 text for the others."""
     if not secret:
         raise ValueError("an empty secret authenticates nothing")

@@ -1,6 +1,10 @@
 """Webhook secrets: resolved from a reference (environment, file, Prefect Secret block) or managed
 by flowhook in `<data>/secrets/<source>.json`, where `rotate` keeps the old secret valid for a grace
-period so senders can switch over. Secrets are never logged."""
+period so senders can switch over. Secrets are never logged.
+
+A referenced value is one secret, whatever characters it holds ("It's a Secret to Everybody" is
+one secret, not five); several are several references. Only Standard Webhooks defines several
+keys in one value: `whsec_` keys separated by whitespace."""
 
 from __future__ import annotations
 
@@ -12,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from flowhook.durable import write_file
-from flowhook.gateway.schemes import generate_secret
+from flowhook.gateway.schemes import generate_secret, signing_key
 from flowhook.settings import Settings
-from flowhook.sources.webhook import SourceConfig
+from flowhook.sources.webhook import SignatureConfig, SourceConfig
 
 REFERENCE_TTL = 30.0
 
@@ -23,14 +27,27 @@ class SecretUnavailable(RuntimeError):
     """A source's secret reference cannot be resolved (unset variable, missing file or block)."""
 
 
-def _split(value: str) -> list[str]:
-    """Several secrets in one value (newest first), separated by spaces, commas or newlines."""
-    return [part for part in value.replace(",", " ").split() if part]
+_WHSEC = "whsec_"
 
 
-def _nonblank(secrets: list[str], source: str, where: str) -> list[str]:
-    if not secrets:
+def _secrets_in(value: str, signature: SignatureConfig, source: str, where: str) -> list[str]:
+    """The secrets one value holds: the value itself, or for Standard Webhooks its whitespace-separated
+    `whsec_` keys (newest first); each checked to be a key of the source's scheme, never echoed."""
+    if not value.strip():
         raise SecretUnavailable(f"the secret of source {source!r} ({where}) is blank")
+    secrets = [value]
+    if signature.scheme == "standard":
+        secrets = value.split()
+        if len(secrets) > 1 and not all(secret.startswith(_WHSEC) for secret in secrets):
+            raise SecretUnavailable(
+                f"the secret of source {source!r} ({where}) holds several words: several Standard Webhooks "
+                "secrets in one value are `whsec_` keys separated by whitespace"
+            )
+    for secret in secrets:
+        try:
+            signing_key(signature, secret)
+        except ValueError as exc:
+            raise SecretUnavailable(f"the secret of source {source!r} ({where}) is not usable: {exc}") from None
     return secrets
 
 
@@ -66,7 +83,7 @@ class SecretStore:
         # Managed secrets per source, re-read when the file changes (a `flowhook secret rotate`):
         # (file mtime, current secret, [(previous secret, expiry)]).
         self._cache: dict[str, tuple[float, str, list[tuple[str, float]]]] = {}
-        self._resolved: dict[str, tuple[float, list[str]]] = {}
+        self._resolved: dict[tuple[str, ...], tuple[float, list[str]]] = {}
 
     def path(self, source: str) -> Path:
         return self._root / f"{source}.json"
@@ -74,33 +91,41 @@ class SecretStore:
     def secrets(self, source: str, config: SourceConfig, *, now: float | None = None) -> list[str]:
         """The secrets deliveries from `source` may be signed with; a managed one is made on first use."""
         now = time.time() if now is None else now
-        reference = config.secret
-        if reference is None and self._default is not None:
-            return _nonblank(_split(self._default), source, "the default webhook secret")
-        if reference is None:
+        references = config.secret_references
+        if not references and self._default is not None:
+            return _secrets_in(self._default, config.signature, source, "the default webhook secret")
+        if not references:
             return self._managed(source, config, now=now)
         # References are re-read every REFERENCE_TTL seconds, so a rotation there is picked up.
-        cached = self._resolved.get(reference)
+        key = (config.signature.scheme, *references)
+        cached = self._resolved.get(key)
         if cached is None or now - cached[0] > REFERENCE_TTL:
-            cached = (now, _nonblank(self._resolve(source, reference), source, reference))
-            self._resolved[reference] = cached
+            secrets = [
+                secret
+                for reference in references
+                for secret in _secrets_in(self._resolve(source, reference), config.signature, source, reference)
+            ]
+            cached = (now, secrets)
+            self._resolved[key] = cached
         return cached[1]
 
-    def _resolve(self, source: str, reference: str) -> list[str]:
+    def _resolve(self, source: str, reference: str) -> str:
+        """The text a reference holds: exactly, except that a file's trailing newline is not part of it."""
         kind, _, name = reference.partition(":")
         if kind == "env":
             value = os.environ.get(name)
             if not value:
                 raise SecretUnavailable(f"environment variable {name} (secret of source {source!r}) is not set")
-            return _split(value)
+            return value
         if kind == "file":
             try:
-                return _split(Path(name).read_text())
-            except OSError as exc:
-                raise SecretUnavailable(f"cannot read the secret file of source {source!r}: {exc.strerror}") from None
+                return Path(name).read_text().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise SecretUnavailable(f"cannot read the secret file of source {source!r}: {why}") from None
         if kind == "block":
             try:
-                return _split(_prefect_block(name, self._prefect_api_url))
+                return _prefect_block(name, self._prefect_api_url)
             except Exception as exc:
                 raise SecretUnavailable(f"cannot load Prefect Secret block {name!r}: {type(exc).__name__}") from None
         raise SecretUnavailable(f"secret reference of source {source!r} must start with env:, file: or block:")
@@ -108,7 +133,8 @@ class SecretStore:
     def rotate(self, source: str, config: SourceConfig, *, now: float | None = None) -> str:
         """Make a new managed secret; the current one stays valid for the grace period. Returns the new one."""
         if config.secret is not None:
-            raise SecretUnavailable(f"source {source!r} takes its secret from {config.secret}: rotate it there")
+            where = ", ".join(config.secret_references)
+            raise SecretUnavailable(f"source {source!r} takes its secret from {where}: rotate it there")
         now = time.time() if now is None else now
         state = self._read(source) or {"current": None, "previous": []}
         previous = [p for p in state.get("previous", []) if p["expires"] > now]

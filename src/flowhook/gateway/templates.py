@@ -36,6 +36,8 @@ from urllib.parse import parse_qsl, unquote
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flowhook.gateway.bodies import BodyError, parse_json
+
 # Each flowhook key and its Prefect Cloud synonym.
 _SYNONYMS = {"type": "event", "data": "payload", "timestamp": "occurred"}
 _KEPT_IN_DATA = ("resource", "related")
@@ -82,11 +84,13 @@ def render_template(
     query: Mapping[str, str],
     method: str = "POST",
 ) -> list[dict[str, Any]]:
-    """Render the request into delivery items (`{type, data, timestamp?, id?}`), or say what went wrong."""
+    """Render the request into delivery items (`{type, data, timestamp?, id?}`), or say what went wrong.
+
+    A body that is JSON but too deep raises BodyError; one that is not JSON at all is given as text."""
     text = body.decode("utf-8", errors="replace")
     lowered = _Headers((name.lower(), value) for name, value in headers.items() if name.lower() != "authorization")
     context = {
-        "body": _parse_body(text, lowered.get("content-type", "")),
+        "body": _parse_body(body, text, lowered.get("content-type", "")),
         "raw_body": text,
         "headers": lowered,
         "query": dict(query),
@@ -106,11 +110,11 @@ def render_template(
             [{"loc": ["template"], "line": where, "msg": str(exc)}],
         ) from None
     try:
-        document = _loads(output)
-    except ValueError as exc:
+        document = parse_json(output, what="The output")
+    except BodyError as exc:
         raise MappingError(
             "template_error",
-            f"The template did not render valid JSON ({exc}); it rendered: {output.strip()[:200]!r}.",
+            f"The template did not render valid JSON ({exc.detail}); it rendered: {output.strip()[:200]!r}.",
         ) from None
     return _items_from_output(document)
 
@@ -130,8 +134,10 @@ def cloudevents_items(body: bytes, headers: Mapping[str, str]) -> list[dict[str,
         }
         if body.strip():
             try:
-                attributes["data"] = _loads(body.decode("utf-8"))
-            except ValueError:
+                attributes["data"] = parse_json(body)
+            except BodyError as exc:
+                if exc.code != "invalid_json":
+                    raise
                 raise MappingError(
                     "invalid_cloudevent",
                     "The binary-mode CloudEvent's body (its data) is not JSON.",
@@ -186,20 +192,14 @@ def _from_cloud_event(body: Any, headers: Mapping[str, str]) -> str:
     return _tojson(cloudevents_items(raw, headers))
 
 
-def _loads(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_body(text: str, content_type: str) -> Any:
+def _parse_body(body: bytes, text: str, content_type: str) -> Any:
     if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
         return dict(parse_qsl(text, keep_blank_values=True))
     try:
-        return _loads(text)
-    except ValueError:
+        return parse_json(body)
+    except BodyError as exc:
+        if exc.code != "invalid_json":
+            raise  # JSON, but not to be walked: no template should see it as text
         return text
 
 
@@ -256,8 +256,10 @@ def _json_kind(value: Any) -> str:
 
 def _json_body(body: bytes, what: str) -> Any:
     try:
-        return _loads(body.decode("utf-8"))
-    except ValueError:
+        return parse_json(body, what=what)
+    except BodyError as exc:
+        if exc.code != "invalid_json":
+            raise
         raise MappingError("invalid_cloudevent", f"{what} is not valid JSON.") from None
 
 
@@ -290,8 +292,8 @@ def _cloudevent_data(event: dict[str, Any], index: int, errors: list[dict[str, A
     data = event.get("data")
     if "data_base64" in event:
         try:
-            data = _loads(base64.b64decode(event["data_base64"], validate=True).decode("utf-8"))
-        except (TypeError, ValueError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+            data = parse_json(base64.b64decode(event["data_base64"], validate=True), what="data_base64")
+        except (TypeError, ValueError):  # binascii.Error and BodyError are ValueErrors
             errors.append({"index": index, "loc": ["data_base64"], "msg": "not base64-encoded JSON"})
             return {}
     if data is None:

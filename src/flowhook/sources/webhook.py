@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SchemeName = Literal["standard", "github", "stripe", "hmac"]
 
@@ -35,10 +35,11 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     signature: SignatureConfig = Field(default_factory=SignatureConfig, description="Signature scheme.")
-    secret: str | None = Field(
+    secret: str | list[str] | None = Field(
         default=None,
-        description="Where the secret is: `env:NAME`, `block:NAME` (a Prefect Secret block) or `file:PATH`; "
-        "unset: managed by flowhook under <data>/secrets/ (`flowhook secret rotate`).",
+        description="Where the secret is: `env:NAME`, `block:NAME` (a Prefect Secret block) or `file:PATH`, "
+        "each holding one secret, whatever characters it has; a list of them accepts each (newest first, "
+        "for a rotation); unset: managed by flowhook under <data>/secrets/ (`flowhook secret rotate`).",
     )
     format: Literal["flowhook", "template", "cloudevents"] = Field(
         default="flowhook",
@@ -51,6 +52,19 @@ class SourceConfig(BaseModel):
     )
     rate_limit: float | None = Field(default=None, gt=0, description="Sustained deliveries per second allowed.")
     burst: int = Field(default=100, ge=1, description="Deliveries allowed at once above the rate.")
+
+    @field_validator("secret")
+    @classmethod
+    def _some_reference(cls, value: str | list[str] | None) -> str | list[str] | None:
+        references = [value] if isinstance(value, str) else value
+        if references is not None and (not references or "" in references):
+            raise ValueError("`secret` is a reference or a list of them, none empty")
+        return value
+
+    @property
+    def secret_references(self) -> list[str]:
+        """The secret references, newest first; empty when flowhook manages the secret."""
+        return [self.secret] if isinstance(self.secret, str) else list(self.secret or [])
 
 
 class SourcesFile(BaseModel):
