@@ -18,7 +18,9 @@ def nested(depth: int) -> bytes:
     [
         (b'{"a": 1, "a": 2}', {"a": 2}),  # the last duplicate counts
         (b"18446744073709551615", 2**64 - 1),
-        (b"100000000000000000000", 1e20),  # past 64 bits: a double
+        (b"-9223372036854775808", -(2**63)),
+        (b"1.8446744073709551616e19", 2.0**64),  # a double, written as one
+        (b'{"id": "100000000000000000000"}', {"id": "100000000000000000000"}),  # long digits in a string
         (b"1e308", 1e308),
         ('"\u00e9"'.encode(), "\u00e9"),
         (b'"\\ud83d\\ude00"', "\U0001f600"),  # an escaped surrogate pair is one character
@@ -50,6 +52,9 @@ def test_nesting_up_to_the_limit_is_read() -> None:
         (b'"\xed\xa0\x80"', "invalid_json", "UTF-8"),  # a surrogate encoded as bytes
         (b'"\\ud800"', "invalid_json", "surrogate"),
         (b"\xef\xbb\xbf{}", "invalid_json", "not valid JSON"),  # a byte order mark
+        (b"18446744073709551616", "number_out_of_range", "outside 64 bits"),  # orjson alone: a rounded double
+        (b'{"id": -9223372036854775809}', "number_out_of_range", "-9223372036854775809"),
+        (b'[1, "x", {"a": [' + b"1" * 40 + b"]}]", "number_out_of_range", "outside 64 bits"),
         (nested(MAX_DEPTH + 1), "too_deep", f"more than {MAX_DEPTH} levels"),
         (b'{"a": ' * 1000 + b"1" + b"}" * 1000, "too_deep", "levels"),
         (nested(10_000), "too_deep", "levels"),  # past orjson's own limit

@@ -177,6 +177,7 @@ CASES: dict[str, tuple[bytes, dict[str, str | None], set[int]]] = {
     "float 1e400": (_event("1e400"), JSON, {400, 422}),
     "integer of 5,000 digits": (_event("1" + "0" * 5000), JSON, {400, 422}),
     "negative 1e400": (_event("-1e400"), JSON, {400, 422}),
+    "integer past 64 bits": (_event("18446744073709551616"), JSON, {400, 422}),
     "created 1e300": (_event("1").replace(b"1714557600", b"1e300"), JSON, {202, 400, 422}),
     "invalid UTF-8": (_event('"\xff\xfe"').replace(b"\xc3\xbf\xc3\xbe", b"\xff\xfe"), JSON, {400, 422}),
     "lone surrogate escaped": (_event('"\\ud800"'), JSON, {400, 422}),

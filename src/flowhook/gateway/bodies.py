@@ -5,12 +5,15 @@ cannot hold (`1e400`, an integer of 5,000 digits); it stops at depth 1,024 witho
 What parses is then held to `MAX_DEPTH` levels, because later steps recurse through it (pydantic,
 Jinja's `tojson`, the spool's orjson writer, which stops at 254) and no sender needs more.
 
-Accepted as JSON allows: a duplicate key keeps its last value (as `JSON.parse` does), and an integer
-past 64 bits is read as a double (as in JavaScript).
+A duplicate key keeps its last value (as `JSON.parse` does). An integer outside 64 bits is refused
+(`number_out_of_range`) rather than read as a double, as orjson would: a 20-digit id must not arrive
+rounded. Only a body with a run of 19 digits is read a second time, by the standard library, to tell.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -19,8 +22,13 @@ MAX_DEPTH = 128
 """How deeply arrays and objects may nest in a body (or in a CloudEvent's `data_base64`)."""
 
 
+_LONG_DIGITS = re.compile(rb"\d{19}")
+_INT_RANGE = range(-(2**63), 2**64)  # what orjson reads as an integer
+
+
 class BodyError(ValueError):
-    """A body that is not usable JSON; `code` is `invalid_json` or `too_deep`, `detail` the parser's words."""
+    """A body that is not usable JSON; `code` is `invalid_json`, `too_deep` or `number_out_of_range`, `detail` the
+    parser's words."""
 
     def __init__(self, code: str, message: str, detail: str) -> None:
         super().__init__(message)
@@ -38,7 +46,25 @@ def parse_json(body: bytes | str, *, what: str = "The body") -> Any:
         raise BodyError("invalid_json", f"{what} is not valid JSON: {exc}.", str(exc)) from None
     if _deeper_than(document, MAX_DEPTH):
         raise _too_deep(what)
+    if _LONG_DIGITS.search(body.encode() if isinstance(body, str) else body):
+        _check_integers(body, what)
     return document
+
+
+def _check_integers(body: bytes | str, what: str) -> None:
+    """Raise if an integer literal in `body` (valid JSON, at most MAX_DEPTH deep) is outside 64 bits."""
+
+    def parse_int(literal: str) -> int:
+        if len(literal) > 25 or int(literal) not in _INT_RANGE:
+            raise BodyError(
+                "number_out_of_range",
+                f"{what} holds the integer {literal[:30]}{'…' if len(literal) > 30 else ''}, outside 64 bits; "
+                "send it as a string.",
+                "integer outside 64 bits",
+            )
+        return int(literal)
+
+    json.loads(body, parse_int=parse_int)
 
 
 def _too_deep(what: str) -> BodyError:

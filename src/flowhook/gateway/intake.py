@@ -67,7 +67,7 @@ class Intake:
                 items = cloudevents_items(delivery.body, delivery.headers)
             else:
                 items, single = json_items(delivery.body)
-        except BodyError as exc:  # a template's or a CloudEvent's body: JSON, but too deep to read
+        except BodyError as exc:  # a template's or a CloudEvent's body: too deep, or an integer past 64 bits
             raise DeliveryError(400, exc.code, str(exc)) from None
         except MappingError as exc:
             raise DeliveryError(422, exc.code, str(exc), exc.errors) from None
