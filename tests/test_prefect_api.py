@@ -60,6 +60,10 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with httpx.Client(base_url=config.api_url + "/", auth=(USER, PASSWORD), timeout=30) as api:
             flow_id = _created(api, "flows/", {"name": "process-batch"})
             _created(api, "deployments/", {"name": EVENT_TYPE, "flow_id": flow_id, "entrypoint": "flows/x.py:f"})
+        # The stack's own calls (automations, run counts) send the auth string it gives its processes.
+        assert stack.env()["PREFECT_API_AUTH_STRING"] == AUTH
+        with stack.api() as api:
+            assert api.post("automations/filter", json={}).status_code == 200
         yield config.api_url
     finally:
         stack.stop()
