@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import httpx
 
 from flowhook.events import Event
+from flowhook.prefect_api import explain, refused
 from flowhook.spool import BatchRef, BatchSpool
 from flowhook.store import DeadLetter
 
@@ -41,6 +42,8 @@ class LaunchResult:
     failed: list[tuple[BatchRef, str]] = field(default_factory=list)
     unreachable: str | None = None
     """Set when Prefect could not be reached: every batch not launched waits READY in the spool."""
+    refused: str | None = None
+    """Set when Prefect refused the credentials (401/403), with how to fix them; the batches wait as above."""
 
 
 def launch_all(spool: BatchSpool, refs: Sequence[BatchRef], launch: Callable[[BatchRef], str | None]) -> LaunchResult:
@@ -56,6 +59,10 @@ def launch_all(spool: BatchSpool, refs: Sequence[BatchRef], launch: Callable[[Ba
             result.failed += [(left, result.unreachable) for left in refs[index:]]
             break
         except Exception as exc:  # e.g. no deployment for the type
+            if refused(exc):  # every other launch would be refused alike
+                result.refused = explain(exc)
+                result.failed += [(left, result.refused) for left in refs[index:]]
+                break
             result.failed.append((ref, f"{type(exc).__name__}: {exc}"))
             continue
         if run_id is not None:

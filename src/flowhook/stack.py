@@ -24,6 +24,8 @@ from typing import IO, Any
 import httpx
 import yaml
 
+from flowhook.prefect_api import sync_client
+
 WORK_POOL = "flowhook"
 AUTOMATIONS_FILE = Path("deployments") / "automations.yaml"
 """Automations beside the deployment triggers (created by `create_automations`)."""
@@ -167,7 +169,14 @@ class LocalStack:
             )
         env.update(self._sqs_env)
         env.update(cfg.extra_env)
+        if env.get("PREFECT_SERVER_API_AUTH_STRING") and not env.get("PREFECT_API_AUTH_STRING"):
+            # The stack's own server guards its API with this string: its clients (worker, deploy, gateway) send it.
+            env["PREFECT_API_AUTH_STRING"] = env["PREFECT_SERVER_API_AUTH_STRING"]
         return env
+
+    def api(self, *, timeout: float = 30.0) -> httpx.Client:
+        """A client of this stack's Prefect API with the credentials its children send (`env()`)."""
+        return sync_client(self.config.api_url, timeout=timeout, env=self.env())
 
     def start(self) -> None:
         cfg = self.config
@@ -205,7 +214,8 @@ class LocalStack:
         """The automations of `deployments/automations.yaml` that the server does not have yet (by name)."""
         path = self.config.root / AUTOMATIONS_FILE
         wanted = [a["name"] for a in yaml.safe_load(path.read_text())["automations"]]
-        found = httpx.post(f"{self.config.api_url}/automations/filter", json={}, timeout=30.0).json()
+        with self.api() as api:
+            found = api.post("automations/filter", json={}).raise_for_status().json()
         if set(wanted) - {a["name"] for a in found}:
             self._run("automations", [*_prefect(), "--no-prompt", "automation", "create", "--from-file", str(path)])
 
@@ -216,15 +226,16 @@ class LocalStack:
     def _wait_running(self, *, tag: str, count: int, timeout: float) -> None:
         body = {"flow_runs": {"tags": {"all_": [tag]}, "state": {"type": {"any_": ["RUNNING"]}}}}
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                running = httpx.post(f"{self.config.api_url}/flow_runs/count", json=body, timeout=5.0).json()
-            except (httpx.HTTPError, ValueError):
-                running = 0
-            if isinstance(running, int) and running >= count:
-                return
-            time.sleep(0.5)
+        with self.api(timeout=5.0) as api:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                try:
+                    running = api.post("flow_runs/count", json=body).raise_for_status().json()
+                except (httpx.HTTPError, ValueError):
+                    running = 0
+                if isinstance(running, int) and running >= count:
+                    return
+                time.sleep(0.5)
         self._progress(f"the source flow runs are not all running after {timeout:.0f}s; going on")
 
     def _start_moto(self) -> None:

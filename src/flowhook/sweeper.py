@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from flowhook.prefect_api import explain, refused
 from flowhook.spool import BatchRef, BatchSpool, State
 
 
@@ -74,7 +75,9 @@ def sweep(
         try:
             run_id = launch(ref)
         except Exception as exc:  # e.g. no deployment for the type: report it, go on with the rest
-            result.failed.append((ref, f"{type(exc).__name__}: {exc}"))
+            result.failed.append((ref, explain(exc)))
+            if refused(exc):  # Prefect refuses the credentials: every other launch would fail alike
+                break
             continue
         if run_id is not None:
             spool.note_launch(batch_id, run_id)

@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="flowhook: signed webhooks → Prefect worker flows → DuckDB.", no_args_is_help=True)
 console = Console()
+errors = Console(stderr=True)
+"""Error sentences go to stderr, so stdout stays what the command produces (e.g. its JSON)."""
 
 
 def fail(message: str) -> typer.Exit:
-    """Print an error sentence (never a traceback); raise the result to exit 1."""
-    console.print(f"[bold red]error:[/] {message}")
+    """Print an error sentence on stderr (never a traceback); raise the result to exit 1."""
+    errors.print(f"[bold red]error:[/] {message}")
     return typer.Exit(1)
 
 

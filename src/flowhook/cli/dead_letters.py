@@ -69,6 +69,11 @@ def replay(
     result = launch_all(spool, refs, _launcher(settings.prefect_api_url))
     for ref in result.launched:
         console.print(f"  {WORKER_FLOW}/{ref.event_type} launched for {ref.batch_id} ({ref.count:,} events)")
+    if result.refused is not None:
+        raise fail(
+            f"{result.refused}. {len(result.failed)} batches wait in {spool.url}; the sweeper (sweep-batches) "
+            f"launches them once they are {settings.sweep_after_seconds:g} s old"
+        )
     if result.unreachable is not None:
         console.print(
             f"Prefect is not reachable at {settings.prefect_api_url} ({result.unreachable}): "
@@ -97,9 +102,10 @@ def _launcher(api_url: str) -> Callable[[BatchRef], str | None]:
 
     def launch(ref: BatchRef) -> str | None:
         from prefect.deployments import run_deployment
-        from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        from flowhook.prefect_api import prefect_settings
+
+        with prefect_settings(api_url):
             # Sync-compatible: called from sync code it returns the FlowRun itself.
             run = cast(
                 "FlowRun",

@@ -55,6 +55,10 @@ def _with_client(body: Callable[[PrefectClient], Awaitable[T]]) -> T:
     except (PoolError, ValueError) as exc:
         raise fail(str(exc)) from None
     except httpx.HTTPError as exc:
+        from flowhook.prefect_api import explain, refused
+
+        if refused(exc):
+            raise fail(explain(exc, api)) from None
         raise fail(f"the Prefect API at {api} failed: {type(exc).__name__}: {exc}") from None
 
 

@@ -97,6 +97,8 @@ def _stack(prefect_port: int) -> LocalStack:
     )
     # This process talks to the same server (run_deployment, artifacts).
     os.environ["PREFECT_API_URL"] = config.api_url
+    if os.environ.get("PREFECT_SERVER_API_AUTH_STRING") and not os.environ.get("PREFECT_API_AUTH_STRING"):
+        os.environ["PREFECT_API_AUTH_STRING"] = os.environ["PREFECT_SERVER_API_AUTH_STRING"]  # as the stack's children
     os.environ["FLOWHOOK_DATA_DIR"] = str(config.data_dir)
     return LocalStack(config, progress=lambda msg: console.log(msg))
 

@@ -161,7 +161,10 @@ def quarantine_replay(
         try:
             asyncio.run(announce())
         except Exception as exc:
-            console.print(f"Prefect not reached ({type(exc).__name__}); the sweeper will launch these batches")
+            from flowhook.prefect_api import explain, refused
+
+            why = explain(exc) if refused(exc) else type(exc).__name__
+            console.print(f"Prefect not reached ({why}); the sweeper will launch these batches")
         else:
             for ref in result.refs:
                 spool.mark_sent(ref.batch_id)

@@ -255,6 +255,7 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
             "forward_backlog": gw.forwarder.backlog,
             "forwarded": gw.forwarder.sent,
             "forward_failures": gw.forwarder.failures,
+            "forward_refused": gw.forwarder.refused,
             "upload_backlog": gw.uploader.backlog if gw.uploader else 0,
             "uploaded": gw.uploader.uploaded if gw.uploader else 0,
             "upload_failures": gw.uploader.failures if gw.uploader else 0,

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from flowhook.prefect_api import async_client, explain, refused
 from flowhook.spool import BatchRef, BatchSpool
 
 logger = logging.getLogger(__name__)
@@ -42,11 +43,16 @@ class BatchSink(Protocol):
 
 
 class PrefectEventSink:
-    """Posts batch events to a Prefect server's `POST /api/events`."""
+    """Posts batch events to a Prefect server's `POST /api/events`, with Prefect's credentials and TLS settings.
+
+    One long-lived client (built once: Prefect's settings are read when the gateway starts). Plain HTTP, not
+    Prefect's websocket events client: a 2xx says the server took the events, and only then is a batch
+    marked sent; a websocket `emit` returns once the bytes are written, with no acknowledgement.
+    """
 
     def __init__(self, api_url: str, client: httpx.AsyncClient | None = None) -> None:
         self._url = api_url.rstrip("/") + "/events"
-        self._client = client or httpx.AsyncClient(timeout=10.0)
+        self._client = client or async_client(api_url)
 
     async def emit(self, refs: Sequence[BatchRef]) -> None:
         response = await self._client.post(self._url, json=[batch_event(ref) for ref in refs])
@@ -77,6 +83,8 @@ class Forwarder:
         self._max_backoff = max_backoff
         self.sent = 0
         self.failures = 0
+        self.refused: str | None = None
+        """Why Prefect refuses the forwarder's credentials, while it does; None otherwise."""
         self._sending = False
 
     def submit(self, ref: BatchRef) -> None:
@@ -111,10 +119,13 @@ class Forwarder:
                 await self._sink.emit(stamped)
             except (httpx.HTTPError, OSError) as exc:
                 self.failures += 1
-                logger.warning("cannot reach Prefect (%s); %d batches wait, retry in %.1fs", exc, len(group), delay)
+                self._log_failure(exc, len(group), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
                 continue
+            if self.refused is not None:
+                logger.warning("Prefect accepts the forwarder's credentials again; %d batches sent", len(group))
+                self.refused = None
             for ref in group:
                 try:
                     await asyncio.to_thread(self._spool.mark_sent, ref.batch_id)
@@ -122,3 +133,15 @@ class Forwarder:
                     logger.warning("cannot mark %s as sent: %s", ref.batch_id, exc)
             self.sent += len(group)
             return
+
+    def _log_failure(self, exc: Exception, waiting: int, delay: float) -> None:
+        """A refusal (401/403) is logged once, when it starts: retrying does not fix credentials, so a line per
+        retry would only bury it. An outage is logged on every retry, as before."""
+        if not refused(exc):
+            logger.warning("cannot reach Prefect (%s); %d batches wait, retry in %.1fs", exc, waiting, delay)
+            self.refused = None
+            return
+        reason = explain(exc)
+        if reason != self.refused:
+            logger.error("%s; %d batches wait in the spool, retried with backoff", reason, waiting)
+            self.refused = reason

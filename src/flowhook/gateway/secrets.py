@@ -17,6 +17,7 @@ from typing import Any
 
 from flowhook.durable import write_file
 from flowhook.gateway.schemes import generate_secret, signing_key
+from flowhook.prefect_api import explain, prefect_settings, refused
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 
@@ -53,14 +54,17 @@ def _secrets_in(value: str, signature: SignatureConfig, source: str, where: str)
 
 def _prefect_block(name: str, api_url: str | None) -> str:
     from prefect.blocks.system import Secret
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     load: Any = Secret.load
-    updates = {PREFECT_API_URL: api_url} if api_url else {}
-    with temporary_settings(updates=updates):  # flowhook's setting names the server, whatever Prefect's says
+    with prefect_settings(api_url):  # flowhook's setting names the server, whatever Prefect's says
         block = load(name, _sync=True)  # `_sync`: the sync path even inside the gateway's event loop
     value = block.get()
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _why(exc: Exception) -> str:
+    """The error's type, or how to fix refused credentials: never its text, which might quote a secret."""
+    return explain(exc) if refused(exc) else type(exc).__name__
 
 
 class SecretStore:
@@ -127,7 +131,7 @@ class SecretStore:
             try:
                 return _prefect_block(name, self._prefect_api_url)
             except Exception as exc:
-                raise SecretUnavailable(f"cannot load Prefect Secret block {name!r}: {type(exc).__name__}") from None
+                raise SecretUnavailable(f"cannot load Prefect Secret block {name!r}: {_why(exc)}") from None
         raise SecretUnavailable(f"secret reference of source {source!r} must start with env:, file: or block:")
 
     def rotate(self, source: str, config: SourceConfig, *, now: float | None = None) -> str:
