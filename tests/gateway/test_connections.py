@@ -26,6 +26,7 @@ from tests.servers import serve
 
 TIMEOUT = 1.0  # the tests' header and body timeouts: short, so that each test takes seconds
 
+EARLY = 0.01  # asyncio runs a timer up to its clock resolution early, and the server's clock starts first
 Start = Callable[..., tuple[int, Settings]]
 
 
@@ -61,6 +62,13 @@ def log_records(*names: str) -> Iterator[list[logging.LogRecord]]:
     finally:
         for logger in loggers:
             logger.removeHandler(handler)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
 
 
 def spooled(settings: Settings) -> list[str]:
@@ -101,8 +109,8 @@ def assert_json_error(answer: bytes, status: int, code: str) -> dict[str, str]:
 def test_a_head_not_in_after_the_timeout_is_408_and_cut(gateway: Start, sent: str) -> None:
     port, settings = gateway()
     request = delivery("msg_1")
+    started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        started = time.monotonic()
         if sent == "half a head":
             sock.sendall(request[: request.index(b"\r\n\r\n") // 2])
         elif sent == "a head byte by byte":  # each byte well within the timeout: the deadline is the head's
@@ -112,7 +120,7 @@ def test_a_head_not_in_after_the_timeout_is_408_and_cut(gateway: Start, sent: st
                 sock.sendall(bytes([byte]))
         held, answer = held_until_cut(sock, started)
     assert_json_error(answer, 408, "request_timeout")
-    assert TIMEOUT <= held < TIMEOUT + 0.5, held
+    assert TIMEOUT - EARLY <= held < TIMEOUT + 1.0, held
     if sent == "half a head":
         report(f"gateway: a half-sent header is held {held:.1f} s before the connection is cut (timeout {TIMEOUT:g} s)")
     assert spooled(settings) == []
@@ -125,9 +133,10 @@ def test_a_stalled_body_is_408_one_log_line_with_the_delivery_id_and_nothing_sto
         sock.sendall(request[:-10])  # the head and all the body but its last 10 bytes
         started = time.monotonic()
         held, answer = held_until_cut(sock, started)
-        time.sleep(0.2)  # the app's log line follows the 408
+        wait_for(lambda: bool(records))  # the app's log line follows the 408
+        time.sleep(0.2)  # a second line would be logged by now
     assert_json_error(answer, 408, "request_timeout")
-    assert TIMEOUT <= held < TIMEOUT + 0.5, held
+    assert TIMEOUT - EARLY <= held < TIMEOUT + 1.0, held
     report(f"gateway: a stalled body is held {held:.1f} s before the connection is cut (timeout {TIMEOUT:g} s)")
     [record] = records
     assert "msg_stalled" in record.getMessage() and "did not arrive in time" in record.getMessage()
@@ -142,9 +151,7 @@ def test_a_client_gone_mid_body_is_one_log_line_with_the_delivery_id_and_nothing
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.sendall(delivery(f"msg_gone_{n}", body_bytes=2000)[:-1000])
                 time.sleep(0.1)  # the app is reading the body
-        deadline = time.monotonic() + 5
-        while len(records) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: len(records) >= 3)
         time.sleep(0.2)  # any line more would be logged by now
     assert [r.getMessage().split()[1] for r in records] == [f"msg_gone_{n}" for n in range(3)]
     assert all("was cut off" in r.getMessage() and r.exc_info is None for r in records)
@@ -185,7 +192,7 @@ def test_idle_connections_over_the_cap_give_way_to_a_real_sender(gateway: Start)
             status, _, body = conn.response()
             took = time.monotonic() - started
         assert status == 202, body
-        assert took < 1.0, took
+        assert took < 2.0, took
         still_open = 0
         for sock in flood:
             sock.setblocking(False)
@@ -217,7 +224,7 @@ def test_with_every_connection_busy_a_new_request_is_503_at_once(gateway: Start)
         assert status == 503, body
         assert orjson.loads(body)["code"] == "too_many_connections"
         assert int(headers["retry-after"]) >= 1
-        assert took < 0.5, took
+        assert took < 1.0, took
         report(
             f"gateway: at the connection cap ({cap}, all busy) a new request is answered 503 in {took * 1000:.0f} ms"
         )
