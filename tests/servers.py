@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 
 from flowhook.gateway import MemorySink, create_app
 from flowhook.gateway.forwarder import BatchSink
+from flowhook.gateway.http import server_config
 from flowhook.settings import Settings
 from flowhook.stack import LocalStack, StackConfig, free_port
 
@@ -29,14 +30,14 @@ IDLE_SERVICES = (
 
 
 @contextmanager
-def serve(settings: Settings, sink: BatchSink | None = None, *, http: Any = "auto") -> Iterator[httpx.Client]:
-    """The app on a real server in a background thread; a client for it. `http` is uvicorn's HTTP protocol
-    (`flowhook gateway` runs `flowhook.gateway.http.BoundedHttpToolsProtocol`)."""
+def serve(settings: Settings, sink: BatchSink | None = None) -> Iterator[httpx.Client]:
+    """The app on a real server in a background thread, configured as `flowhook gateway` runs it (bounded
+    protocol, the settings' timeouts and connection cap); a client for it."""
     app = create_app(settings, sink=sink or MemorySink())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", http=http))
+    server = uvicorn.Server(server_config(app, settings, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gateway", daemon=True)
     thread.start()
     try:

@@ -69,6 +69,30 @@ class S3Connection(BaseModel):
     region: str | None = Field(default=None, description="AWS region of the bucket; None: boto3's own (AWS_REGION).")
 
 
+class IngressLimits(BaseModel):
+    """What the gateway spends on a client before it has proven anything: time, connections, and answers to
+    deliveries that fail verification (each client address has its own budget, apart from the sources')."""
+
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's header section must arrive within this long, or 408 and close."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request's body must arrive within this long of its headers, or 408 and close.",
+    )
+    max_connections: int = Field(
+        default=1000, ge=2, description="Open connections at most; a request past it is answered 503 at once."
+    )
+    unverified_rate: float = Field(
+        default=5.0, gt=0, description="Deliveries per second a client address may send that fail verification."
+    )
+    unverified_burst: int = Field(default=20, ge=1, description="Such deliveries at once, before 429.")
+    unverified_addresses: int = Field(
+        default=10_000, ge=1, description="Client addresses whose budget is kept; the least recent are forgotten."
+    )
+
+
 class RetryPolicy(BaseModel):
     """How often a failing event's handler is called before the event is dead-lettered.
 
@@ -112,6 +136,11 @@ class Settings(BaseSettings):
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds.")
     gateway_port: int = Field(default=8000, description="Port the gateway listens on.")
     max_body_bytes: int = Field(default=5_000_000, description="Largest delivery body the gateway accepts.")
+    ingress: IngressLimits = Field(
+        default_factory=IngressLimits,
+        description="The gateway's timeouts, connection cap and budget for unverified deliveries "
+        "(FLOWHOOK_INGRESS__HEADER_TIMEOUT_SECONDS, …).",
+    )
     prefect_api_url: str = Field(
         default="http://127.0.0.1:4200/api",
         validation_alias=AliasChoices("FLOWHOOK_PREFECT_API_URL", "PREFECT_API_URL"),

@@ -213,6 +213,7 @@ def test_an_unknown_event_type_is_422_with_the_known_types(gateway: Callable[...
         ("POST", "/hooks/Shop", 404, "unknown_source"),
         ("POST", "/hooks/-shop", 404, "unknown_source"),
         ("GET", "/hooks/shop", 405, "method_not_allowed"),
+        ("DELETE", "/health", 405, "method_not_allowed"),
     ],
 )
 def test_unknown_paths_and_methods_are_json_errors(
@@ -220,7 +221,11 @@ def test_unknown_paths_and_methods_are_json_errors(
 ) -> None:
     client, _, _ = gateway()
     body = orjson.dumps(item())
-    assert_error(client.request(method, path, content=body, headers=signed(body, "msg_1")), status, code)
+    response = client.request(method, path, content=body, headers=signed(body, "msg_1"))
+    payload = assert_error(response, status, code)
+    assert payload["message"][:1].isupper() and payload["message"].endswith("."), payload["message"]
+    if status == 405:  # RFC 9110: a 405 lists the methods the resource takes
+        assert response.headers["allow"] == ("POST" if path.startswith("/hooks") else "GET")
 
 
 def test_a_fractional_timestamp_that_verifies_is_not_a_server_error(gateway: Callable[..., Any]) -> None:

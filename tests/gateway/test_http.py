@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from flowhook.events import derive_event_id
-from flowhook.gateway.http import MAX_HEADER_BYTES, BoundedHttpToolsProtocol
+from flowhook.gateway.http import MAX_HEADER_BYTES
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
@@ -32,7 +32,7 @@ MB = 1024 * 1024
 def port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.delenv("FLOWHOOK_WEBHOOK_SECRET", raising=False)
     settings = Settings(data_dir=tmp_path, webhook_secret=SECRET, sources={"shop": SourceConfig()})
-    with serve(settings, http=BoundedHttpToolsProtocol) as client:
+    with serve(settings) as client:
         assert client.base_url.port is not None
         yield client.base_url.port
 

@@ -1,4 +1,5 @@
-"""What the live gateway refuses before a delivery becomes events (404, 415, 413, 429, 503), what it
+"""What the live gateway refuses before a delivery becomes events (404, 415, 413, 429, 503, and an
+unsigned flood kept off the sources' budgets), what it
 keeps in quarantine (422) and replays later, and managed-secret rotation while it runs."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ import base64
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ from flowhook.gateway.secrets import secret_store
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import Spool, State
+from tests.figures import report
 from tests.servers import serve
 
 STANDARD = SignatureConfig()
@@ -136,6 +139,49 @@ def test_a_source_over_its_rate_limit_is_429_until_retry_after(gateway: Start) -
         derive_event_id("other", "msg_4"),
         derive_event_id("shop", "msg_3"),
     }
+
+
+def test_an_unsigned_flood_at_ten_times_the_signed_rate_leaves_the_signed_sender_whole(gateway: Start) -> None:
+    # The source's budget (20/s) holds the signed sender (10/s), but not the flood as well: only verification
+    # keeps the flood off it. Both send from 127.0.0.1, so the flood's own budget must not hold the sender.
+    client, settings = gateway(sources={"shop": SourceConfig(rate_limit=20, burst=20)})
+    seconds, signed_rate = 3.0, 10
+    base = str(client.base_url)
+
+    def paced(rate: float, send: Callable[[httpx.Client, int], httpx.Response]) -> list[httpx.Response]:
+        responses: list[httpx.Response] = []
+        with httpx.Client(base_url=base, timeout=10) as own:
+            started = time.monotonic()
+            for n in range(int(seconds * rate)):
+                time.sleep(max(0.0, started + n / rate - time.monotonic()))
+                responses.append(send(own, n))
+        return responses
+
+    def forged(own: httpx.Client, n: int) -> httpx.Response:
+        body = orjson.dumps(item())
+        headers = (
+            {"content-type": "application/json"} if n % 2 else signed(body, f"forged_{n}", generate_secret(STANDARD))
+        )
+        return own.post("/hooks/shop", content=body, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        floods = [pool.submit(paced, signed_rate * 5, forged) for _ in range(2)]
+        real = paced(signed_rate, lambda own, n: post(own, item(), msg_id=f"real_{n}"))
+        unsigned = [response for flood in floods for response in flood.result()]
+
+    accepted = [r for r in real if r.status_code == 202]
+    refused_429 = [r for r in unsigned if r.status_code == 429]
+    assert {r.status_code for r in unsigned} == {401, 429}
+    assert all(r.json()["code"] == "too_many_unverified" and int(r.headers["retry-after"]) >= 1 for r in refused_429)
+    assert len(unsigned) == 10 * len(real)
+    spooled_ids = {e.id for e in spooled_events(settings)}
+    assert {i for r in accepted for i in r.json()["ids"]} <= spooled_ids
+    report(
+        f"gateway under an unsigned flood: signed sender {len(accepted)}/{len(real)} accepted "
+        f"({100 * len(accepted) / len(real):.1f} %), unsigned {len(unsigned)} sent, {len(refused_429)} refused 429"
+    )
+    assert [r.status_code for r in real] == [202] * len(real)
+    assert spooled_ids == {derive_event_id("shop", f"real_{n}") for n in range(len(real))}
 
 
 def test_a_spool_over_its_disk_budget_is_503_and_the_delivery_not_spooled(tmp_path: Path, gateway: Start) -> None:

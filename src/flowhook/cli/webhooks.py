@@ -24,21 +24,14 @@ if TYPE_CHECKING:
 
 @app.command()
 def gateway() -> None:
-    """Run the webhook gateway in the foreground (FLOWHOOK_GATEWAY_HOST/PORT)."""
+    """Run the webhook gateway in the foreground (FLOWHOOK_GATEWAY_HOST/PORT, FLOWHOOK_INGRESS__*)."""
     import uvicorn
 
     from flowhook.gateway import create_app
-    from flowhook.gateway.http import BoundedHttpToolsProtocol
+    from flowhook.gateway.http import server_config
 
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        http=BoundedHttpToolsProtocol,  # httptools for throughput, with a bound on header sections
-        log_level="warning",
-        access_log=False,
-    )
+    uvicorn.Server(server_config(create_app(settings), settings)).run()
 
 
 @app.command()

@@ -15,12 +15,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from flowhook.events import load_catalog
 from flowhook.gateway.deliveries import DeliveryError
 from flowhook.gateway.forwarder import BatchSink, Forwarder, PrefectEventSink
+from flowhook.gateway.http import BODY_TIMED_OUT
 from flowhook.gateway.intake import Delivery, Intake
-from flowhook.gateway.limits import TokenBucket, retry_after, spool_bytes
+from flowhook.gateway.limits import AddressBuckets, TokenBucket, retry_after, spool_bytes
 from flowhook.gateway.quarantine import Quarantine, quarantined
 from flowhook.gateway.schemes import SignatureError, verify
 from flowhook.gateway.secrets import SecretUnavailable, secret_store
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 _CHART_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}\.png")
 
 _JSON_TYPES = ("application/json", "text/json")
+# Where the schemes carry a delivery id in a header (stripe's is in the body), for log lines about a delivery
+# whose body never arrived.
+_ID_HEADERS = {"standard": "webhook-id", "github": "x-github-delivery"}
 
 
 class ErrorPublic(BaseModel):
@@ -63,6 +68,10 @@ class Gateway:
             for name, config in self.sources.items()
             if config.rate_limit is not None
         }
+        ingress = settings.ingress
+        self.unverified = AddressBuckets(
+            ingress.unverified_rate, ingress.unverified_burst, max_addresses=ingress.unverified_addresses
+        )
         # The inbox is always on this machine's disk; the batches it seals wait for runs in `spool`: that same
         # folder, or S3 (then each is uploaded before Prefect hears of it).
         self.spool = open_spool(settings)
@@ -199,13 +208,14 @@ def _is_identity(content_encoding: str | None) -> bool:
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorPublic, "description": text}
     for status, text in {
-        400: "The body is not JSON.",
+        400: "The body is not JSON, or the client went away before it was whole.",
         401: "Missing or wrong signature, or a timestamp outside the tolerance.",
+        408: "The headers or the body did not arrive in time.",
         404: "No such source.",
         413: "The body or the number of events is over the limit.",
         415: "The body is not JSON, or is compressed.",
         422: "The events do not match their types; kept in quarantine.",
-        429: "Over the source's rate limit; see Retry-After.",
+        429: "Over the source's rate limit, or too many unverified deliveries from the address; see Retry-After.",
         503: "The spool is full or cannot be written; see Retry-After.",
     }.items()
 }
@@ -232,7 +242,11 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        message = {
+            404: f"Nothing is served at {request.url.path}.",
+            405: f"{request.method} is not allowed on {request.url.path}.",
+        }.get(exc.status_code, f"{str(exc.detail).rstrip('.')}.")
+        return _error(exc.status_code, code, message, dict(exc.headers or {}))  # 405 keeps its Allow
 
     @app.exception_handler(RequestValidationError)
     async def _request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -283,12 +297,6 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
         config = gw.sources.get(source)
         if config is None:
             return _error(404, "unknown_source", f"No source is named {source!r}.")
-        limiter = gw.limiters.get(source)
-        wait = limiter.take() if limiter else 0.0
-        if wait:
-            return _error(
-                429, "rate_limited", f"Source {source!r} is over its rate limit.", {"Retry-After": retry_after(wait)}
-            )
         if not _is_json(request.headers.get("content-type")):
             return _error(415, "unsupported_media_type", "The body must be JSON (Content-Type: application/json).")
         if not _is_identity(request.headers.get("content-encoding")):
@@ -301,7 +309,19 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
             return _error(
                 503, "inbox_full", "The spool is over its disk budget; try again later.", {"Retry-After": "30"}
             )
-        body = await _read_body(request, limit)
+        try:
+            body = await _read_body(request, limit)
+        except ClientDisconnect:
+            why = "did not arrive in time" if getattr(request.state, BODY_TIMED_OUT, False) else "was cut off"
+            delivery_id = request.headers.get(config.delivery_id_header or _ID_HEADERS.get(config.signature.scheme, ""))
+            logger.warning(
+                "delivery %s to %r from %s: the body %s; nothing stored",
+                delivery_id or "(no id)",
+                source,
+                _client(request),
+                why,
+            )
+            return _error(400, "body_incomplete", "The body did not arrive whole; nothing was stored.")
         if body is None:
             return _error(413, "body_too_large", f"The body exceeds {limit} bytes.")
         try:
@@ -312,7 +332,22 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
         try:
             verified = verify(config.signature, body, request.headers, secrets)
         except SignatureError as exc:
+            # Spends the address's budget for unverified deliveries, never the source's.
+            wait = gw.unverified.take(_client(request))
+            if wait:
+                return _error(
+                    429,
+                    "too_many_unverified",
+                    "Too many deliveries from this address failed verification; try again later.",
+                    {"Retry-After": retry_after(wait)},
+                )
             return _error(401, exc.code, f"The delivery is not authentic: {str(exc).rstrip('.')}.")
+        limiter = gw.limiters.get(source)
+        wait = limiter.take() if limiter else 0.0
+        if wait:
+            return _error(
+                429, "rate_limited", f"Source {source!r} is over its rate limit.", {"Retry-After": retry_after(wait)}
+            )
         delivery = Delivery(
             source=source,
             body=body,
@@ -337,6 +372,10 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
         return JSONResponse({"accepted": len(events), "ids": [e.id for e in events]}, status_code=202)
 
     return app
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

@@ -1,35 +1,51 @@
-"""uvicorn's httptools protocol with a bound on each request's header section.
+"""uvicorn's httptools protocol, bounded against hostile and broken clients.
 
-httptools puts no limit on a request's headers: a client that never ends them makes the server read and
-keep all it sends. `BoundedHttpToolsProtocol` answers `431 Request Header Fields Too Large` (JSON, like
-the gateway's other errors) and hangs up once a header section passes `MAX_HEADER_BYTES`. Pass the
-class as `uvicorn.run(..., http=BoundedHttpToolsProtocol)`.
+httptools puts no limit on a request's headers and uvicorn no time limit on a head or a body: a client
+that never ends them keeps its connection, and what it sent, as long as it likes. `BoundedHttpToolsProtocol`
+answers `431` once a header section passes `MAX_HEADER_BYTES`, `408` when a head or a body is not in
+after its timeout, and gives a request that finds every connection taken the slot of the longest-idle
+connection (one between requests, or still sending its head), or `503` if none is idle. Every answer
+it writes itself is JSON in the gateway's error shape. `server_config` builds the uvicorn configuration
+every place that runs the gateway uses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
-from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
+import uvicorn
+from uvicorn._types import ASGIApplication, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-__all__ = ["MAX_HEADER_BYTES", "BoundedHttpToolsProtocol"]
+from flowhook.settings import Settings
+
+__all__ = ["MAX_HEADER_BYTES", "BoundedHttpToolsProtocol", "server_config"]
 
 MAX_HEADER_BYTES = 64 * 1024
 """The largest header section (request line and header fields) the gateway reads; common servers use 8–64 KiB."""
 
-_BODY = orjson.dumps(
-    {"code": "headers_too_large", "message": f"The request's headers exceed {MAX_HEADER_BYTES} bytes."}
-)
-_HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"content-length", str(len(_BODY)).encode()),
-    (b"connection", b"close"),
-]
+BODY_TIMED_OUT = "body_timed_out"
+"""Set (True) in `request.state` when the protocol cut a request whose body did not arrive in time."""
+
+
+def _json_error(code: str, message: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    body = orjson.dumps({"code": code, "message": message})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    return body, headers
+
+
+_BODY, _HEADERS = _json_error("headers_too_large", f"The request's headers exceed {MAX_HEADER_BYTES} bytes.")
+_BUSY_BODY, _BUSY_HEADERS = _json_error("too_many_connections", "The gateway is at its connection limit; try again.")
+_BUSY_HEADERS = [*_BUSY_HEADERS, (b"retry-after", b"1")]
 
 
 async def _headers_too_large(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
@@ -37,10 +53,39 @@ async def _headers_too_large(scope: Scope, receive: ASGIReceiveCallable, send: A
     await send({"type": "http.response.body", "body": _BODY, "more_body": False})
 
 
+async def _too_many_connections(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    await send({"type": "http.response.start", "status": 503, "headers": _BUSY_HEADERS})
+    await send({"type": "http.response.body", "body": _BUSY_BODY, "more_body": False})
+
+
+def server_config(app: ASGIApplication, settings: Settings, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the gateway: the bounded protocol with the settings' timeouts and cap."""
+    limits = settings.ingress
+    protocol = type(
+        "GatewayHttpProtocol",
+        (BoundedHttpToolsProtocol,),
+        {"header_timeout": limits.header_timeout_seconds, "body_timeout": limits.body_timeout_seconds},
+    )
+    return uvicorn.Config(
+        app,
+        **{
+            "host": settings.gateway_host,
+            "port": settings.gateway_port,
+            "http": protocol,
+            "limit_concurrency": limits.max_connections,
+            "log_level": "warning",
+            "access_log": False,
+            **options,
+        },
+    )
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """`HttpToolsProtocol` that refuses a request whose header section passes `max_header_bytes` with a 431."""
+    """`HttpToolsProtocol` with a bound on header size, time limits on head and body, and a connection cap."""
 
     max_header_bytes = MAX_HEADER_BYTES
+    header_timeout = 10.0
+    body_timeout = 30.0
 
     def __init__(
         self,
@@ -50,12 +95,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self.cap, self.limit_concurrency = self.limit_concurrency, None  # checked here, answered in JSON
         self._in_head = False  # from on_message_begin until on_headers_complete
         self._head_bytes = 0  # the head's bytes in chunks read whole while it was open: never more than it sent
         self._chunk = 0  # length of the chunk being parsed
         self._ended = False  # a message ended in the chunk being parsed, so where the next one began is unknown
         self._straddled = False  # the head began after such an end, in a chunk not counted in _head_bytes
         self._refusing = False  # a 431 waits for the pipelined responses before it
+        self._timer: asyncio.TimerHandle | None = None  # the head's or the body's deadline
+        self.idle_since: float | None = None  # when it began waiting for a head; None while a request runs
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.idle_since = time.monotonic()
+        self._make_room()  # if none is idle, it waits for its head like any other, then is answered 503
+        self._arm(self.header_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._chunk, self._ended = len(data), False
@@ -74,31 +132,108 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes, self._straddled = True, 0, False
+        if self._timer is None:  # the first head's deadline runs from the connection, not its first byte
+            self._arm(self.header_timeout, self._head_timed_out)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self.idle_since = None
+        self._arm(self.body_timeout, self._body_timed_out)
         # Cheap bound first: a head that completed in this chunk is at most what was counted plus the chunk.
         if (self._straddled or self._head_bytes + self._chunk > self.max_header_bytes) and (
             self._head_size() > self.max_header_bytes
         ):
             # Answered through uvicorn's own cycle, so it waits its turn behind pipelined requests and the
             # body that may follow is parsed as usual; `connection: close` ends the connection after it.
-            app, self.app = self.app, _headers_too_large
-            try:
-                super().on_headers_complete()
-            finally:
-                self.app = app
+            self._answer_with(_headers_too_large)
+            return
+        if self.cap is not None and (len(self.tasks) >= self.cap or not self._make_room()):
+            self._answer_with(_too_many_connections)
             return
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._ended = True
+        self._disarm()
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if not self.pipeline:
+            self.idle_since = time.monotonic()
         if self._refusing and self.cycle.response_complete and not self.transport.is_closing():
             self._refuse()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP, in the gateway's JSON shape."""
+        self._write_error(400, *_json_error("invalid_http", "The request is not valid HTTP/1.1."))
+
+    def _answer_with(self, app: Any) -> None:
+        app, self.app = self.app, app
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
+
+    def _make_room(self) -> bool:
+        """Whether there is a connection slot for this one: if all `cap` are taken, the longest-idle other
+        connection (between requests, or still sending its head) is closed to make one; False if none is idle."""
+        if self.cap is None or len(self.connections) <= self.cap:
+            return True
+        others = [
+            conn
+            for conn in self.connections
+            if conn is not self and isinstance(conn, BoundedHttpToolsProtocol) and not conn.transport.is_closing()
+        ]
+        if len(others) < self.cap:  # some are closed already and only wait for connection_lost
+            return True
+        idle = [conn for conn in others if conn.idle_since is not None]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda conn: conn.idle_since or 0.0)
+        oldest.idle_since = None
+        oldest.transport.close()
+        return True
+
+    def _arm(self, seconds: float, handler: Any) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, handler)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the server stopped reading (pipelining), not the client sending
+            self._arm(self.header_timeout, self._head_timed_out)
+        elif self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # a response is still being written: close after it
+            self.flow.pause_reading()
+        elif self._in_head or self.idle_since is not None:
+            message = f"The request's headers did not arrive within {self.header_timeout:g} seconds."
+            self._write_error(408, *_json_error("request_timeout", message))
+
+    def _body_timed_out(self) -> None:
+        self._timer = None
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None:
+            return
+        if self.flow.read_paused:  # the app has not read what came, or a pipelined request waits its turn
+            self._arm(self.body_timeout, self._body_timed_out)
+            return
+        if cycle.response_started:
+            self.transport.close()
+            return
+        # The app waits for the rest of the body: it reads a disconnect and its answers go nowhere.
+        cycle.scope["state"][BODY_TIMED_OUT] = True
+        cycle.disconnected = True
+        cycle.message_event.set()
+        message = f"The request's body did not arrive within {self.body_timeout:g} seconds."
+        self._write_error(408, *_json_error("request_timeout", message))
 
     def _refuse(self) -> None:
         """Answer 431 and close, for a head over the limit that is not complete: after the responses still owed."""
@@ -106,9 +241,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self._refusing = True  # pipelined: on_response_complete comes back here once the last one is sent
             return
-        head = [STATUS_LINE[431]]
-        head += [name + b": " + value + b"\r\n" for name, value in [*self.server_state.default_headers, *_HEADERS]]
-        self.transport.write(b"".join([*head, b"\r\n", _BODY]))
+        self._write_error(431, _BODY, _HEADERS)
+
+    def _write_error(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        head = [STATUS_LINE[status]]
+        head += [name + b": " + value + b"\r\n" for name, value in [*self.server_state.default_headers, *headers]]
+        self.transport.write(b"".join([*head, b"\r\n", body]))
         self.transport.close()
 
     def _head_size(self) -> int:

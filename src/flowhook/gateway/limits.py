@@ -1,21 +1,23 @@
-"""Per-source rate limits (token buckets) and the spool's disk budget."""
+"""Rate limits (token buckets per source, and per client address for unverified deliveries) and the spool's
+disk budget."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 
 class TokenBucket:
     """`rate` deliveries a second on average, `burst` at once; `take` says how long to wait if empty."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, *, now: float | None = None) -> None:
         self.rate = rate
         self.burst = burst
         self._tokens = float(burst)
-        self._stamp = time.monotonic()
+        self._stamp = time.monotonic() if now is None else now
 
     def take(self, *, now: float | None = None) -> float:
         """0.0 if a delivery may pass now, else the seconds until one may."""
@@ -47,3 +49,31 @@ def spool_bytes(roots: list[Path]) -> int:
             except FileNotFoundError:
                 continue
     return total
+
+
+class AddressBuckets:
+    """One `TokenBucket` per client address, for deliveries that fail verification.
+
+    Unsigned or forged traffic spends these, never a source's budget, so it cannot make real senders
+    wait. At most `max_addresses` buckets are kept (least recently used dropped first): an address
+    forgotten starts again with a full burst, which is the worst a flood of many addresses gets.
+    """
+
+    def __init__(self, rate: float, burst: int, max_addresses: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_addresses = max_addresses
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, address: str, *, now: float | None = None) -> float:
+        """0.0 if one more unverified delivery from `address` may be answered 401 now, else the wait."""
+        bucket = self._buckets.pop(address, None)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, now=now)
+            if len(self._buckets) >= self.max_addresses:
+                self._buckets.popitem(last=False)
+        self._buckets[address] = bucket
+        return bucket.take(now=now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
