@@ -25,7 +25,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from flowhook.gateway.schemes import generate_secret, sign
-from flowhook.settings import Settings
+from flowhook.settings import IngressLimits, Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig, load_sources
 from tests.conftest import ROOT
 from tests.figures import report
@@ -110,7 +110,9 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         secrets[name] = generate_secret(config.signature)
         (data_dir / f"{name}.secret").write_text(secrets[name] + "\n")
         sources[name] = config.model_copy(update={"secret": f"file:{data_dir / f'{name}.secret'}"})
-    config = Settings(data_dir=data_dir, webhook_secret=SECRET, sources=sources)
+    # Every unsigned request here must reach the signature check, not the per-address budget for them.
+    unlimited = IngressLimits(unverified_rate=1e6, unverified_burst=10**6)
+    config = Settings(data_dir=data_dir, webhook_secret=SECRET, sources=sources, ingress=unlimited)
     with serve(config) as client:
         yield Hostile(client, config, secrets)
 
