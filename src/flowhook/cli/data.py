@@ -74,19 +74,24 @@ def report(
 def sql(
     query: Annotated[str, typer.Argument(help="One SQL statement, e.g. SELECT type, count(*) FROM events GROUP BY 1")],
 ) -> None:
-    """Run a query on the DuckDB file, taking the same lock as the pipeline (safe while it runs)."""
+    """Run one read-only query on the store (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN); anything that writes is refused."""
     import duckdb
     from rich.table import Table
 
     from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
+    from flowhook.store.read_only import NotReadOnly, read_only_statement
 
     settings = get_settings()
+    try:
+        statement = read_only_statement(query)
+    except (NotReadOnly, duckdb.Error) as exc:
+        raise fail(str(exc)) from None
     if not store_exists(settings):
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
-    store = store_from_settings(settings)
     try:
-        with store.connect(reports=True) as con:
-            cursor = con.execute(query)
+        # The store is held for the query alone: the rows are printed after it is released.
+        with store_from_settings(settings).read_only() as con:
+            cursor = con.execute(statement)
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall()
     except (duckdb.Error, StoreLockTimeout) as exc:
