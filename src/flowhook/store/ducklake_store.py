@@ -34,7 +34,7 @@ from duckdb_extensions import import_extension
 from flowhook.store.base import StoreBase, delete_failed, one_by_id, stored_ids, upsert_reports
 from flowhook.store.protocol import StoreLockTimeout
 from flowhook.store.records import EVENT_SCHEMA, StoredEvent, to_arrow
-from flowhook.store.schema import EVENTS_DDL, REPORT_KEYS, ensure_report_schema, report_rows
+from flowhook.store.schema import EVENTS_DDL, STORE_KEYS, ensure_report_schema, report_rows
 
 if TYPE_CHECKING:
     import psycopg
@@ -386,7 +386,7 @@ class DuckLakeStore(StoreBase):
 
 def _merge(table: str) -> str:
     # DuckLake has no keys, so no INSERT OR REPLACE: a MERGE on the key columns, under the write lock.
-    keys = ", ".join(REPORT_KEYS[table])
+    keys = ", ".join(STORE_KEYS[table])
     return (
         f"MERGE INTO {table} USING incoming_report USING ({keys}) "
         "WHEN MATCHED THEN UPDATE BY NAME WHEN NOT MATCHED THEN INSERT BY NAME"
