@@ -15,6 +15,7 @@ from prefect.deployments import run_deployment
 from flowhook import audit, sweeper
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, open_spool
+from flowhook.store import store_exists
 from tasks import IO_RETRIES, current_spool, current_store
 
 WORKER_FLOW = "process-batch"
@@ -70,6 +71,8 @@ def prune_done_batches(older_than_hours: float | None = None) -> int:
 def audit_store() -> audit.Audit | None:
     """Audit the store against the done batches, when the last audit is older than the interval; save it."""
     settings = get_settings()
+    if not store_exists(settings):
+        return None  # nothing stored yet: leave the file to the first write
     store = current_store()
     now = datetime.now(UTC)
     if not audit.audit_due(audit.latest_audit(store), every_seconds=settings.audit_interval_minutes * 60, now=now):
