@@ -7,14 +7,18 @@ from typing import Any
 from prefect import flow
 
 from flows import scheduled_name
-from tasks.sweep import launch_stale_batches, prune_done_batches
+from tasks.sweep import audit_store, launch_stale_batches, prune_done_batches
 
 
 @flow(name="sweep-batches", flow_run_name=scheduled_name("sweep"), log_prints=True)
-def sweep_batches(keep_done_hours: float = 24.0) -> dict[str, Any]:
-    """Launch stale batches, then prune stored batch files older than `keep_done_hours`."""
+def sweep_batches(keep_done_hours: float | None = None) -> dict[str, Any]:
+    """Launch stale batches, audit the store against the done ones (hourly), prune those older than
+    `keep_done_hours` (default FLOWHOOK_DONE_RETENTION_HOURS)."""
     swept = launch_stale_batches()
+    audited = audit_store()
     pruned = prune_done_batches(keep_done_hours)
+    if audited is not None and not audited.clean:
+        print(audited.warning())
     for ref in swept.launched:
         print(f"launched lost batch {ref.batch_id} ({ref.count} events)")
     if swept.waiting:
@@ -22,4 +26,9 @@ def sweep_batches(keep_done_hours: float = 24.0) -> dict[str, Any]:
     if swept.failed:
         lines = "; ".join(f"{ref.batch_id}: {error}" for ref, error in swept.failed)
         raise RuntimeError(f"{len(swept.failed)} stale batches could not be launched: {lines}")
-    return {"launched": [ref.batch_id for ref in swept.launched], "waiting": swept.waiting, "pruned": pruned}
+    return {
+        "launched": [ref.batch_id for ref in swept.launched],
+        "waiting": swept.waiting,
+        "pruned": pruned,
+        "audit": None if audited is None else {"missing": audited.missing, "doubled": audited.doubled},
+    }

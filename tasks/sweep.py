@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect import task
@@ -11,10 +12,11 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
-from flowhook import sweeper
+from flowhook import audit, sweeper
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, open_spool
-from tasks import IO_RETRIES, current_spool
+from flowhook.store import store_exists
+from tasks import IO_RETRIES, current_spool, current_store
 
 WORKER_FLOW = "process-batch"
 
@@ -60,5 +62,21 @@ def launch_batch(ref: BatchRef) -> None:
 
 
 @task(cache_policy=NONE)
-def prune_done_batches(older_than_hours: float) -> int:
-    return current_spool().prune_done(older_than=older_than_hours * 3600)
+def prune_done_batches(older_than_hours: float | None = None) -> int:
+    hours = older_than_hours if older_than_hours is not None else get_settings().done_retention_hours
+    return current_spool().prune_done(older_than=hours * 3600)
+
+
+@task(cache_policy=NONE, **IO_RETRIES)
+def audit_store() -> audit.Audit | None:
+    """Audit the store against the done batches, when the last audit is older than the interval; save it."""
+    settings = get_settings()
+    if not store_exists(settings):
+        return None  # nothing stored yet: leave the file to the first write
+    store = current_store()
+    now = datetime.now(UTC)
+    if not audit.audit_due(audit.latest_audit(store), every_seconds=settings.audit_interval_minutes * 60, now=now):
+        return None
+    found = audit.run_audit(store, current_spool(), now=now)
+    audit.save_audit(store, found)
+    return found

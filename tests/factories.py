@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowhook.events import Event
+from flowhook.store import StoredEvent
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -22,4 +23,24 @@ def make_event(
         occurred=occurred,
         received=occurred + timedelta(seconds=transit_seconds),
         data={"n": n} if data is None else data,
+    )
+
+
+def stored_event(event: Event, *, batch_id: str, status: str = "ok") -> StoredEvent:
+    """`event` as a worker run stores it, stored a second after it was received."""
+    return StoredEvent(
+        id=event.id,
+        type=event.type,
+        source=event.source,
+        occurred=event.occurred,
+        received=event.received,
+        emitted=event.received,
+        started=event.received,
+        stored=event.received + timedelta(seconds=1),
+        batch_id=batch_id,
+        flow_run_id=None,
+        status=status,
+        error="boom" if status == "failed" else None,
+        data=event.data,
+        result={},
     )

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from flowhook.audit import latest_audit
 from flowhook.metrics.report import (
     OVERALL,
     BucketTotals,
@@ -274,7 +275,8 @@ def window_report(
     """The report over `window` (its end clipped to now: the future has no events yet).
 
     With `heartbeat_max_age_seconds` it also checks the trigger path's heartbeat as of now (`up_since`:
-    when the stack started, if known), so an unhealthy path shows as a warning.
+    when the stack started, if known), so an unhealthy path shows as a warning. The store's latest audit
+    (`flowhook.audit`) comes along, so acknowledged events it found missing or doubled show as one too.
     """
     now = now or datetime.now(UTC)
     if window.end > now:
@@ -293,4 +295,5 @@ def window_report(
         report_id=str(uuid.uuid4()),
         target_p99_seconds=target_p99_seconds,
         heartbeat=heartbeat,
+        audit=latest_audit(db),
     )

@@ -170,6 +170,16 @@ class Settings(BaseSettings):
         description="A claimed batch whose run has not touched its lease for this long (it died or failed) is "
         "released and launched again by the next sweep, before the claim timeout.",
     )
+    done_retention_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="How long the sweeper keeps done batches; the audit checks the events of those still kept.",
+    )
+    audit_interval_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the sweeper audits the store against the done batches (0: at every sweep).",
+    )
     spool_url: str | None = Field(
         default=None,
         description="Where sealed batches wait for worker runs: unset for the folder <data_dir>/spool (one machine "

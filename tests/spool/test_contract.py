@@ -215,6 +215,20 @@ def test_in_flight_lists_the_events_of_every_batch_not_done(spool_spec: SpoolSpe
     assert flying[0] == ("e1", "user_request", make_event(1).occurred, make_event(1).received)
 
 
+def test_done_ids_are_the_done_batches_ids_until_pruned(spool_spec: SpoolSpec) -> None:
+    spool = spool_spec.open()
+    done, other, claimed = batch_of(spool, 1, 2), batch_of(spool, 3), batch_of(spool, 4)
+    batch_of(spool, 5)  # ready: not acknowledged as stored yet
+    for batch_id in (done, other, claimed):
+        spool.claim_events(batch_id)
+    spool.complete(done)
+    spool.complete(other)
+    assert spool.done_ids() == {done: ["e1", "e2"], other: ["e3"]}
+    spool_spec.age(done, 7200)
+    spool.prune_done(older_than=3600)
+    assert spool.done_ids() == {other: ["e3"]}
+
+
 def test_prune_done_deletes_only_old_done_batches(spool_spec: SpoolSpec) -> None:
     spool = spool_spec.open()
     old, fresh, waiting = batch_of(spool, 1), batch_of(spool, 2), batch_of(spool, 3)

@@ -19,6 +19,7 @@ import pytest
 
 from flowhook.store import EVENT_SCHEMA, DuckDBStore, EventStore, StoredEvent, StoreLockTimeout
 from flowhook.store.duckdb_store import REPORT_TABLES
+from flowhook.store.schema import STORE_TABLES
 from tests.store.backends import StoreSpec
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -252,17 +253,17 @@ def test_a_plain_connect_leaves_the_report_tables_and_views_out(store: EventStor
         store.query("SELECT count(*) FROM reports")
 
     assert store.query("SELECT count(*) FROM reports", reports=True) == [(0,)]
-    assert schema_objects(store) == ({"events", *REPORT_TABLES}, REPORT_VIEWS)
+    assert schema_objects(store) == ({"events", *STORE_TABLES}, REPORT_VIEWS)
     with store.connect(reports=True):
         pass  # the second time finds everything in place
-    assert schema_objects(store) == ({"events", *REPORT_TABLES}, REPORT_VIEWS)
+    assert schema_objects(store) == ({"events", *STORE_TABLES}, REPORT_VIEWS)
     assert store.count_events() == 1
 
 
 def test_report_tables_have_the_declared_columns_types_and_keys(store: EventStore) -> None:
     with store.connect(reports=True):
         pass
-    for table, columns in REPORT_TABLES.items():
+    for table, columns in STORE_TABLES.items():  # the report tables and the audits
         declared = [
             (name, kind.removesuffix(" NOT NULL"), "NO" if "NOT NULL" in kind else "YES") for name, kind in columns
         ]
@@ -282,6 +283,7 @@ def test_report_tables_have_the_declared_columns_types_and_keys(store: EventStor
             "reports": ["report_id", "event_type"],
             "report_stages": ["report_id", "event_type", "stage"],
             "report_buckets": ["report_id", "event_type", "bucket_start"],
+            "audits": ["audited_at"],
         }
         if isinstance(store, DuckDBStore)
         else {}
@@ -438,7 +440,7 @@ def test_an_old_reports_table_gains_the_new_columns_and_keeps_its_rows(tmp_path:
         pass
     assert table_columns(path, "reports")[: len(old_columns)] == old_columns
     assert set(table_columns(path, "reports")) == set(columns_of("reports"))
-    assert schema_objects(store) == ({"events", *REPORT_TABLES}, REPORT_VIEWS)
+    assert schema_objects(store) == ({"events", *STORE_TABLES}, REPORT_VIEWS)
     assert stored_rows(store, "reports", "report_id") == [
         full_row(
             "reports",

@@ -200,7 +200,12 @@ def test_the_compaction_task_compacts_a_lake_and_skips_a_file(
     )
     monkeypatch.setattr(tasks, "get_settings", lambda: settings)  # what `tasks.current_store` opens from
     lake(lake_spec).write_events([make_event(f"e{i}") for i in range(20)])
-    done = tasks.compaction.compact_lake.fn(keep_hours=0)
+    try:
+        done = tasks.compaction.compact_lake.fn(keep_hours=0)
+    finally:
+        # Its key names S3 options, so the fixture's close (without them) would leave it attached to this
+        # process, and every later `duckdb_columns()` here would reach for a dropped catalog database.
+        tasks.current_store().close()  # type: ignore[attr-defined]
     assert done is not None and done.snapshots_expired > 0
 
     settings.store = "duckdb"

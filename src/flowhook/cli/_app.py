@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flowhook.settings import get_settings
@@ -24,8 +25,8 @@ errors = Console(stderr=True)
 
 
 def fail(message: str) -> typer.Exit:
-    """Print an error sentence on stderr (never a traceback); raise the result to exit 1."""
-    errors.print(f"[bold red]error:[/] {message}")
+    """Print an error sentence on stderr, on one line (never a traceback); raise the result to exit 1."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(1)
 
 

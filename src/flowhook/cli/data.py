@@ -1,4 +1,4 @@
-"""Commands that read the DuckDB file and the spool: report, sql, status."""
+"""Commands that read the store and the spool: report, sql, status, audit."""
 
 from __future__ import annotations
 
@@ -74,19 +74,24 @@ def report(
 def sql(
     query: Annotated[str, typer.Argument(help="One SQL statement, e.g. SELECT type, count(*) FROM events GROUP BY 1")],
 ) -> None:
-    """Run a query on the DuckDB file, taking the same lock as the pipeline (safe while it runs)."""
+    """Run one read-only query on the store (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN); anything that writes is refused."""
     import duckdb
     from rich.table import Table
 
     from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
+    from flowhook.store.read_only import NotReadOnly, read_only_statement
 
     settings = get_settings()
+    try:
+        statement = read_only_statement(query)
+    except (NotReadOnly, duckdb.Error) as exc:
+        raise fail(str(exc)) from None
     if not store_exists(settings):
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
-    store = store_from_settings(settings)
     try:
-        with store.connect(reports=True) as con:
-            cursor = con.execute(query)
+        # The store is held for the query alone: the rows are printed after it is released.
+        with store_from_settings(settings).read_only() as con:
+            cursor = con.execute(statement)
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall()
     except (duckdb.Error, StoreLockTimeout) as exc:
@@ -127,4 +132,50 @@ def status(
     style = {"healthy": "green", "unhealthy": "bold red", "unknown": "yellow"}[heartbeat.status]
     console.print(f"trigger path: [{style}]{escape(heartbeat.summary)}[/]")
     if check and heartbeat.status == "unhealthy":
+        raise typer.Exit(1)
+
+
+@app.command()
+def audit(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the finding as JSON.")] = False,
+    save: Annotated[
+        bool, typer.Option("--save/--no-save", help="Keep the finding in the store, where the report looks for it.")
+    ] = True,
+) -> None:
+    """Check that every acknowledged event in the spool's done batches is stored, once; exit 1 if any is not."""
+    import duckdb
+    from rich.markup import escape
+    from rich.table import Table
+
+    from flowhook.audit import run_audit, save_audit, to_json_dict
+    from flowhook.spool import SpoolUnavailable, open_spool
+    from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
+
+    settings = get_settings()
+    if not store_exists(settings):
+        raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
+    store = store_from_settings(settings)
+    try:
+        found = run_audit(store, open_spool(settings))
+        if save:
+            save_audit(store, found)
+    except (duckdb.Error, StoreLockTimeout, SpoolUnavailable) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(to_json_dict(found), indent=2))
+    else:
+        console.print(
+            f"audited {found.acknowledged:,} acknowledged events in {found.done_batches:,} done batches of "
+            f"{found.spool} in {found.seconds:.2f} s: {found.missing:,} missing, {found.doubled:,} stored twice",
+            soft_wrap=True,
+            markup=False,
+        )
+        if found.missing_ids or found.doubled_ids:
+            table = Table("finding", "event id", "batch / rows")
+            for event_id, batch_id in found.missing_ids:
+                table.add_row("missing", escape(event_id), escape(batch_id))
+            for event_id, copies in found.doubled_ids:
+                table.add_row("stored twice", escape(event_id), str(copies))
+            console.print(table)
+    if not found.clean:
         raise typer.Exit(1)

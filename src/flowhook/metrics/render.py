@@ -11,6 +11,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from flowhook.audit import to_json_dict as audit_dict
 from flowhook.metrics.queueing import MODEL
 from flowhook.metrics.report import OVERALL, STAGES, LatencyStats, Report, TypeReport
 from flowhook.watchdog import to_json_dict as heartbeat_dict
@@ -145,6 +146,9 @@ def _warnings(report: Report) -> list[str]:
     notes = []
     if report.heartbeat is not None and report.heartbeat.status == "unhealthy":
         notes.append(f"Trigger path {report.heartbeat.summary}.")
+    audit = report.audit.warning() if report.audit is not None else None
+    if audit is not None:
+        notes.append(audit)
     skew = report.clock_skew
     if skew is not None:
         notes.append(
@@ -344,6 +348,7 @@ def to_json_dict(report: Report) -> dict[str, Any]:
         "target_p99_seconds": report.target_p99_seconds,
         "warnings": _warnings(report),
         "heartbeat": None if report.heartbeat is None else heartbeat_dict(report.heartbeat),
+        "audit": None if report.audit is None else audit_dict(report.audit),
         "rows": [_row_dict(row) for row in report.rows],
         "buckets": [
             {

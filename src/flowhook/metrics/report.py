@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from flowhook.audit import Audit
 from flowhook.metrics.queueing import Forecast, forecast, sojourn_quantile
 from flowhook.watchdog import Heartbeat
 
@@ -259,7 +260,7 @@ class TypeReport:
 @dataclass(frozen=True)
 class Report:
     """Everything measured for one window: a row per event type sorted by name, then the "all" row, and the buckets;
-    and the trigger path's heartbeat at report time, when it was checked."""
+    and the trigger path's heartbeat at report time and the latest audit, when they were checked."""
 
     report_id: str
     generated_at: datetime
@@ -268,6 +269,8 @@ class Report:
     rows: list[TypeReport]
     buckets: list[BucketTotals]
     heartbeat: Heartbeat | None = None
+    audit: Audit | None = None
+    """The store's latest audit against the spool's done batches, when one was read."""
 
     def row(self, event_type: str) -> TypeReport:
         for row in self.rows:
@@ -291,6 +294,7 @@ def build_report(
     report_id: str,
     target_p99_seconds: float,
     heartbeat: Heartbeat | None = None,
+    audit: Audit | None = None,
 ) -> Report:
     """Derive every figure from the store's totals (an OVERALL entry among them; an empty one stands in if not)."""
     by_type = {t.event_type: t for t in totals}
@@ -322,6 +326,7 @@ def build_report(
         rows=rows,
         buckets=sorted(buckets, key=lambda b: (b.event_type == OVERALL, b.event_type, b.start)),
         heartbeat=heartbeat,
+        audit=audit,
     )
 
 

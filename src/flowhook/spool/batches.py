@@ -140,6 +140,19 @@ def flight_rows(data: bytes) -> list[tuple[str, str, datetime, datetime]]:
     return rows
 
 
+def line_ids(data: bytes) -> list[str]:
+    """The event id of each whole line of a batch file; a torn or garbled line (never acknowledged) is skipped."""
+    ids = []
+    for line in data.split(b"\n")[:-1]:
+        try:
+            event_id = orjson.loads(line)["id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(event_id, str):
+            ids.append(event_id)
+    return ids
+
+
 class Spool:
     """The state folders under one root, and the moves between them."""
 
@@ -322,6 +335,14 @@ class Spool:
                     found += flight_rows(self.path(state, batch_id).read_bytes())
                 except FileNotFoundError:
                     continue
+        return found
+
+    def done_ids(self) -> dict[str, list[str]]:
+        """{batch id: its event ids} of every done batch still kept (pruning deletes them); for the audit."""
+        found = {}
+        for batch_id, _ in list(self.entries(State.DONE)):
+            with contextlib.suppress(FileNotFoundError):  # pruned meanwhile
+                found[batch_id] = line_ids(self.path(State.DONE, batch_id).read_bytes())
         return found
 
     def ref(self, state: State, batch_id: str) -> BatchRef:

@@ -110,6 +110,10 @@ class BatchSpool(Protocol):
         """(id, type, occurred, received) of every event in a batch not yet done."""
         ...
 
+    def done_ids(self) -> dict[str, list[str]]:
+        """{batch id: its event ids} of every done batch still kept (acknowledged and stored): what the audit checks."""
+        ...
+
     def prune_done(self, *, older_than: float) -> int:
         """Delete done batches older than `older_than` seconds (and forgotten notes); how many batches."""
         ...

@@ -37,6 +37,7 @@ from flowhook.spool.batches import (
     encode_event,
     event_type_of,
     flight_rows,
+    line_ids,
     new_batch_id,
     take_batches,
 )
@@ -248,6 +249,16 @@ class S3Spool:
             data = self.objects.get(self._content(batch_id))
             if data is not None:
                 found += flight_rows(data)
+        return found
+
+    def done_ids(self) -> dict[str, list[str]]:
+        """{batch id: its event ids} of every done batch still kept: one LIST, then one GET per batch."""
+        found = {}
+        for key, _ in self.objects.list(self._key("done") + "/"):
+            batch_id = key.rsplit("/", 1)[1]
+            data = self.objects.get(self._content(batch_id))
+            if data is not None:  # pruned meanwhile
+                found[batch_id] = line_ids(data)
         return found
 
     def prune_done(self, *, older_than: float) -> int:

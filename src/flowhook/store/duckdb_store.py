@@ -54,6 +54,12 @@ WHERE database_name = current_database() AND schema_name = 'main' AND table_name
 """
 
 
+# `flowhook sql`'s connection: besides the read-only open, no files (COPY TO, ATTACH), no extensions.
+_READ_ONLY: dict[str, str | bool | int | float | list[str]] = {
+    "python_enable_replacements": False,
+    "enable_external_access": False,
+}
+
 _CHUNK = 10_000  # rows per streamed Arrow batch: small enough to overlap, large enough to amortise
 
 
@@ -206,20 +212,45 @@ class DuckDBStore(StoreBase):
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            self._ensure_file()
-            # No replacement scans: a query naming `data` or `reports` must mean the table, not a Python variable.
-            con = duckdb.connect(str(self.path), config={"python_enable_replacements": False})
+            con = self._open(reports=reports)
             try:
-                con.execute(EVENTS_DDL)
-                con.execute(_EVENTS_ATTEMPTS)  # before the key check: a keyed file's rows move with the column
-                keyed = con.execute(_KEYED_EVENTS).fetchone()
-                if keyed and keyed[0]:
-                    _drop_events_key(con)
-                if reports:
-                    ensure_report_schema(con)
                 yield con
             finally:
                 con.close()  # before the lock is released, so the next opener finds the file free
+
+    def _open(self, *, reports: bool) -> duckdb.DuckDBPyConnection:
+        """A read-write connection with the schema in place (the caller holds the lock)."""
+        self._ensure_file()
+        # No replacement scans: a query naming `data` or `reports` must mean the table, not a Python variable.
+        con = duckdb.connect(str(self.path), config={"python_enable_replacements": False})
+        try:
+            con.execute(EVENTS_DDL)
+            con.execute(_EVENTS_ATTEMPTS)  # before the key check: a keyed file's rows move with the column
+            keyed = con.execute(_KEYED_EVENTS).fetchone()
+            if keyed and keyed[0]:
+                _drop_events_key(con)
+            if reports:
+                ensure_report_schema(con)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @contextmanager
+    def read_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection that cannot change anything: the file opened read-only, with no access to other files,
+        extensions or databases; held under the file lock until exit, like every open.
+
+        The schema (report views included) is put in place first, so queries see the same names as ever.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            self._open(reports=True).close()  # a no-op (no write) once the schema is there
+            con = duckdb.connect(str(self.path), read_only=True, config=_READ_ONLY)
+            try:
+                yield con
+            finally:
+                con.close()
 
     def write_events(self, events: Sequence[StoredEvent], *, stored: datetime | None = None) -> int:
         """Store events by id, one row per id; returns how many ids were new (a re-run stores 0).

@@ -23,6 +23,10 @@ class EventStore(Protocol):
         """A DuckDB connection on the store with its schema in place (`reports`: the report tables and views)."""
         ...
 
+    def read_only(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A connection on which no statement can change the store (for `flowhook sql`); held no longer than needed."""
+        ...
+
     def write_events(self, events: Sequence[StoredEvent], *, stored: datetime | None = None) -> int:
         """Store events, one row per id; how many ids were new (a re-run stores 0)."""
         ...

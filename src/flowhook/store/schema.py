@@ -99,6 +99,21 @@ REPORT_KEYS = {
     "report_stages": ("report_id", "event_type", "stage"),
     "report_buckets": ("report_id", "event_type", "bucket_start"),
 }
+# Each audit of the store against the spool's done batches (`flowhook.audit`), written as a report table is.
+AUDIT_TABLE: tuple[tuple[str, str], ...] = (
+    ("audited_at", "TIMESTAMP NOT NULL"),
+    ("spool", "VARCHAR"),
+    ("done_batches", "BIGINT"),
+    ("acknowledged", "BIGINT"),
+    ("missing", "BIGINT"),
+    ("doubled", "BIGINT"),
+    ("missing_ids", "VARCHAR"),
+    ("doubled_ids", "VARCHAR"),
+    ("seconds", "DOUBLE"),
+)
+STORE_TABLES = {**REPORT_TABLES, "audits": AUDIT_TABLE}
+"""Every table besides `events`: the report tables and the audits."""
+STORE_KEYS = {**REPORT_KEYS, "audits": ("audited_at",)}
 
 
 def seconds_between(later: str, earlier: str) -> str:
@@ -129,7 +144,7 @@ WHERE report_id = (SELECT report_id FROM reports ORDER BY generated_at DESC LIMI
 
 
 def ensure_report_schema(con: duckdb.DuckDBPyConnection, *, keyed: bool = True) -> None:
-    """Create the report tables (with their keys if `keyed`), add columns they lack, and create the views."""
+    """Create the report and audit tables (with their keys if `keyed`), add columns they lack, create the views."""
     have = {
         (table, column)
         for table, column in con.execute(
@@ -137,10 +152,10 @@ def ensure_report_schema(con: duckdb.DuckDBPyConnection, *, keyed: bool = True) 
             "WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()
     }
-    for table, columns in REPORT_TABLES.items():
+    for table, columns in STORE_TABLES.items():
         if not any(t == table for t, _ in have):
             body = ", ".join(f"{name} {kind}" for name, kind in columns)
-            key = f", PRIMARY KEY ({', '.join(REPORT_KEYS[table])})" if keyed else ""
+            key = f", PRIMARY KEY ({', '.join(STORE_KEYS[table])})" if keyed else ""
             con.execute(f"CREATE TABLE {table} ({body}{key})")
             continue
         for name, kind in columns:
@@ -155,16 +170,16 @@ def report_rows(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple
     naive UTC, one row per key (the last given wins). Raises ValueError on an unknown table or column."""
     prepared = []
     for table, rows in tables.items():
-        if table not in REPORT_TABLES:
+        if table not in STORE_TABLES:
             raise ValueError(f"unknown report table: {table}")
         if not rows:
             continue
-        names = [name for name, _ in REPORT_TABLES[table]]
+        names = [name for name, _ in STORE_TABLES[table]]
         unknown = set().union(*rows) - set(names)
         if unknown:
             raise ValueError(f"unknown {table} columns: {', '.join(sorted(unknown))}")
         # One INSERT OR REPLACE (or MERGE) keeps the first of two rows with one key; an upsert means the last.
-        keys = REPORT_KEYS[table]
+        keys = STORE_KEYS[table]
         rows = list(
             {
                 tuple(naive_utc(row[k]) if isinstance(row[k], datetime) else row[k] for k in keys): row for row in rows
