@@ -71,9 +71,11 @@ fi
 if redis_up; then
     say "Redis: running on 127.0.0.1:$REDIS_PORT"
 else
-    command -v redis-server >/dev/null || apt_install redis-server
-    say "Redis: starting on 127.0.0.1:$REDIS_PORT (nothing kept on disk)"
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes >/dev/null
+    { command -v redis-server >/dev/null && command -v redis-cli >/dev/null; } || apt_install redis-server redis-tools
+    if ! redis_up; then  # (installing may have started it)
+        say "Redis: starting on 127.0.0.1:$REDIS_PORT (nothing kept on disk)"
+        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes >/dev/null
+    fi
     wait_for 30 "Redis on 127.0.0.1:$REDIS_PORT" redis_up
     say "Redis: running on 127.0.0.1:$REDIS_PORT"
 fi
