@@ -7,7 +7,8 @@ forwards to a closed port, so batches wait in the spool (what the gateway does w
 Latency is measured from each request's *scheduled* send time, so a stalled gateway cannot hide its
 queueing (no coordinated omission). After the run, every acknowledged id must be in the spool once.
 
-    uv run python bench/gateway_ingest.py                 # the levels of the README table
+    uv run python bench/gateway_ingest.py --repeat 3      # the levels of the README table, medians of 3;
+                                                          # writes bench/results/gateway_ingest.json
     uv run python bench/gateway_ingest.py --rate 2000 --seconds 10 --events-per-delivery 1
     uv run python bench/gateway_ingest.py --quick         # a few seconds, for CI: lost = 0, dup = 0
 """
@@ -32,6 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.loadgen import Level, run_load  # noqa: E402
 from bench.procstats import cpu_seconds, peak_rss  # noqa: E402
+from bench.results import write_results  # noqa: E402
 from flowhook.metrics import percentile  # noqa: E402
 from flowhook.spool import Spool, State  # noqa: E402
 from flowhook.stack import free_port  # noqa: E402
@@ -143,7 +145,8 @@ def main() -> int:
         levels = [Level(args.rate, args.seconds, args.events_per_delivery)]
     else:
         levels = [Level(r, args.seconds, 1) for r in (100, 500, 1000, 2000)] + [Level(100, args.seconds, 100)]
-    rows = []
+    full = not args.quick and not args.rate
+    rows, medians = [], []
     print(HEADER)
     for level in levels:
         runs = [run_level(level, connections=args.connections) for _ in range(args.repeat)]
@@ -152,9 +155,13 @@ def main() -> int:
         if args.repeat > 1:
             median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
             totals = {"lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs)}
-            _print([{**runs[0], **median, **totals, "statuses": f"median of {len(runs)} runs (lost/dup: sums)"}])
+            medians.append({**runs[0], **median, **totals, "statuses": f"median of {len(runs)} runs (lost/dup: sums)"})
+            _print(medians[-1:])
     if args.json:
         print(json.dumps(rows, indent=2))
+    if full:
+        path = write_results("gateway_ingest", {"seconds_per_level": args.seconds, "runs": rows, "medians": medians})
+        print(f"figures written to {path.relative_to(ROOT)}")
     bad = [r for r in rows if r["lost"] or r["duplicated"] or r["statuses"].get(202, 0) != r["deliveries"]]
     if bad:
         print(f"FAILED: {len(bad)} level(s) lost, duplicated or refused deliveries")
