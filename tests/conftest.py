@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from flowhook.settings import get_settings
 from flowhook.stack import LocalStack, StackConfig, free_port
 from tests.figures import FIGURES
 
@@ -30,6 +31,15 @@ def e2e_stack_config(data_dir: Path, *, extra_env: dict[str, str] | None = None,
     return StackConfig(
         root=ROOT, data_dir=data_dir, prefect_port=free_port(), gateway_port=free_port(), extra_env=env, **changes
     )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """`tmp_path` as FLOWHOOK_DATA_DIR, with the cached settings read afresh before and after."""
+    monkeypatch.setenv("FLOWHOOK_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,10 @@ def make_event(
     )
 
 
-def stored_event(event: Event, *, batch_id: str, status: str = "ok") -> StoredEvent:
-    """`event` as a worker run stores it, stored a second after it was received."""
+def stored_event(
+    event: Event, *, batch_id: str, status: str = "ok", stored: datetime | None = None
+) -> StoredEvent:
+    """`event` as a worker run stores it, at `stored` (by default a second after it was received)."""
     return StoredEvent(
         id=event.id,
         type=event.type,
@@ -36,7 +38,7 @@ def stored_event(event: Event, *, batch_id: str, status: str = "ok") -> StoredEv
         received=event.received,
         emitted=event.received,
         started=event.received,
-        stored=event.received + timedelta(seconds=1),
+        stored=stored or event.received + timedelta(seconds=1),
         batch_id=batch_id,
         flow_run_id=None,
         status=status,

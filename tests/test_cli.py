@@ -16,22 +16,13 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from flowhook.cli import app
-from flowhook.events import Event
 from flowhook.settings import get_settings
 from flowhook.spool import Spool
 from flowhook.store import DuckDBStore, StoredEvent
-from tests.factories import make_event
+from tests.factories import make_event, stored_event
 
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("FLOWHOOK_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -294,7 +285,9 @@ def test_report_counts_the_spools_in_flight_events(data_dir: Path) -> None:
     Spool(get_settings().spool_dir).write_batch(spooled)
     # e4's batch was stored already (it is still in the spool until marked done): count it once.
     store = DuckDBStore(data_dir / "flowhook.duckdb")
-    store.write_events([_from_event(spooled[3], stored=_at(10)), _known("s1", "user_request", 60, 61)])
+    store.write_events(
+        [stored_event(spooled[3], batch_id="b-stored", stored=_at(10)), _known("s1", "user_request", 60, 61)]
+    )
 
     report = _report_json("--since", SINCE, "--until", UNTIL, "--bucket", "60")
     rows = {row["event_type"]: row for row in report["rows"]}
@@ -303,25 +296,6 @@ def test_report_counts_the_spools_in_flight_events(data_dir: Path) -> None:
         assert (row["n"], row["m"], row["in_flight"], row["backlog_start"], row["backlog_end"]) == (5, 2, 3, 0, 3)
     assert [b["backlog"] for b in report["buckets"] if b["event_type"] == "all"] == [3] * 10
     assert "3 events received in the window were not stored by its end (in flight)." in report["warnings"]
-
-
-def _from_event(event: Event, *, stored: datetime) -> StoredEvent:
-    return StoredEvent(
-        id=event.id,
-        type=event.type,
-        source=event.source,
-        occurred=event.occurred,
-        received=event.received,
-        emitted=event.received,
-        started=event.received,
-        stored=stored,
-        batch_id="b-stored",
-        flow_run_id=None,
-        status="ok",
-        error=None,
-        data=dict(event.data),
-        result=None,
-    )
 
 
 def test_report_says_when_the_file_is_locked(known_store: DuckDBStore, monkeypatch: pytest.MonkeyPatch) -> None:
