@@ -13,16 +13,18 @@ PG_HOST=127.0.0.1 PG_PORT=5432 REDIS_PORT=6379
 say() { printf 'test services: %s\n' "$*"; }
 die() { printf 'test services: %s\n' "$*" >&2; exit 1; }
 
+can_root() { [ "$(id -u)" -eq 0 ] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }; }
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo -n "$@"
-    else die "cannot run '$*': not root and no password-less sudo. Run 'make test' as root, or install and start it yourself (see scripts/test-services.sh)."
+    elif can_root; then sudo -n "$@"
+    else die "cannot run '$*': not root and no password-less sudo. Run 'make test' as root, or do it yourself."
     fi
 }
 
 updated=""
 apt_install() {
     command -v apt-get >/dev/null || die "no apt-get: install $* yourself (Debian package names), then run 'make test' again"
+    can_root || die "$* missing: installing needs root or password-less sudo. Run 'make test' as root, or install them yourself (apt-get install $*)."
     say "installing $* from Debian's packages ..."
     if [ -z "$updated" ]; then as_root apt-get update -qq; updated=1; fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
