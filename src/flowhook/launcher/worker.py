@@ -60,16 +60,18 @@ class FlowhookWorker(ProcessWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.templates = Templates(root=Path.cwd(), event_modules=_event_modules(), logger=self._logger)
-        self._background = anyio.CancelScope()
+        self._background: anyio.CancelScope | None = None
         self._listener = ScheduledRunListener(self)
 
     async def setup(self) -> None:
         await super().setup()
         assert self._runs_task_group is not None
+        self._background = anyio.CancelScope()
         self._runs_task_group.start_soon(self._background_loops)
 
     async def teardown(self, *exc_info: Any) -> None:
-        self._background.cancel()
+        if self._background is not None:
+            self._background.cancel()
         try:
             await super().teardown(*exc_info)
         finally:
@@ -77,6 +79,7 @@ class FlowhookWorker(ProcessWorker):
 
     async def _background_loops(self) -> None:
         """The event-stream listener and the template keeper, until teardown."""
+        assert self._background is not None
         with self._background:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._listener.run)
