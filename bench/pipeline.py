@@ -75,6 +75,7 @@ class Plan:
     store_rows: int
     drain_timeout: float
     warm_samples: int = 10
+    burst_runs: int = 50
     worker_types: tuple[str, ...] = ("flowhook", "process")
 
 
@@ -97,7 +98,7 @@ QUICK = Plan(
 )
 """The smoke run CI does (in tests/e2e, on the tests' stack): every acknowledged event stored once."""
 QUIET_ONLY = Plan(floor_samples=10, quiet_samples=20, naive_events=0, levels=[], store_rows=0, drain_timeout=240)
-"""Section 1 alone: floor, cold and warm per worker type."""
+"""Section 1 alone: floor, cold, warm and a burst of 50 empty runs per worker type."""
 
 
 def _now() -> datetime:
@@ -405,6 +406,7 @@ def measure(stack: LocalStack, plan: Plan, *, say: Callable[[str], None] = print
             floor=plan.floor_samples,
             cold=plan.quiet_samples,
             warm=plan.warm_samples,
+            burst=plan.burst_runs,
             **switch,
         )
         results["quiet_drain_idle_seconds"] = float(QUIET_IDLE_SECONDS)

@@ -238,6 +238,45 @@ def phase_quiet(bench: Bench, samples: int, *, warm: bool) -> dict[str, Any]:
     }
 
 
+def phase_burst(bench: Bench, worker: int, count: int) -> dict[str, Any]:
+    """`count` events at once, each an automation → an empty flow run: how long until all completed, CPU per
+    run, and the memory of the runs the worker had at once (its limit caps them)."""
+    dep = bench.deployment_id("noop-event/floor")
+    since, emitted = _now(), _now()
+    cpu, started = tree_cpu_seconds(worker), time.monotonic()
+    events = []
+    for i in range(count):
+        event_id = str(uuid.uuid4())
+        events.append(
+            {
+                "id": event_id,
+                "occurred": emitted.isoformat(),
+                "event": "flowhook.noop.event",
+                "resource": {"prefect.resource.id": f"flowhook.noop.{event_id}"},
+                "payload": {"n": i},
+            }
+        )
+    with RunMemory(worker) as memory:
+        bench.emit(events)
+        deadline = time.monotonic() + 900
+        while True:
+            runs = [r for r in bench.flow_runs(deployment_ids=[dep], since=since) if r["state_type"] == "COMPLETED"]
+            if len(runs) >= count:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count - len(runs)} of the burst's {count} runs did not complete in 900 s")
+            time.sleep(0.5)
+    ends = [end for end in (run_end(r) for r in runs) if end is not None]
+    bench.progress(f"  burst: {count} runs completed in {time.monotonic() - started:.1f} s")
+    return {
+        "runs": count,
+        "seconds_until_all_completed": max(seconds(emitted, end) for end in ends),
+        "emit_to_complete": stats([seconds(emitted, end) for end in ends]),
+        "cpu_seconds_per_run": (tree_cpu_seconds(worker) - cpu) / count,
+        "run_memory": memory.summary(),
+    }
+
+
 def _idle_cpu_rate(worker: int, window: float = 5.0) -> float:
     """CPU seconds per second the worker's tree uses with no run (polling, heartbeats, the event stream)."""
     before = tree_cpu_seconds(worker)
@@ -245,8 +284,10 @@ def _idle_cpu_rate(worker: int, window: float = 5.0) -> float:
     return (tree_cpu_seconds(worker) - before) / window
 
 
-def phase_worker_type(bench: Bench, worker_type: str, *, floor: int, cold: int, warm: int) -> dict[str, Any]:
-    """Floor, cold and warm for the worker type running now, with CPU per run start and memory per run."""
+def phase_worker_type(
+    bench: Bench, worker_type: str, *, floor: int, cold: int, warm: int, burst: int
+) -> dict[str, Any]:
+    """Floor, cold, warm and a burst for the worker type running now, with CPU per run start and memory."""
     worker = bench.stack.pids()["worker"]
     bench.wait_idle()
     idle_rate = _idle_cpu_rate(worker)
@@ -269,15 +310,21 @@ def phase_worker_type(bench: Bench, worker_type: str, *, floor: int, cold: int, 
             bench.progress(f"[bench] {worker_type}: quiet, warm: one webhook at a time, a run awake")
             out["warm"] = phase_quiet(bench, warm, warm=True)
     out["run_memory"] = memory.summary()
+    if burst:
+        bench.progress(f"[bench] {worker_type}: a burst of {burst} empty flow runs at once")
+        bench.wait_idle()
+        out["burst"] = phase_burst(bench, worker, burst)
     return out
 
 
-def section(bench: Bench, worker_types: Sequence[str], *, floor: int, cold: int, warm: int, **switch: Any) -> dict:
+def section(
+    bench: Bench, worker_types: Sequence[str], *, floor: int, cold: int, warm: int, burst: int, **switch: Any
+) -> dict[str, Any]:
     """Every worker type in turn (the stack starts on the first); `switch` goes to `switch_worker_type`."""
     results = {}
     for worker_type in worker_types:
         if bench.stack.config.worker_type != worker_type:
             bench.progress(f"[bench] switching the pool to the {worker_type} worker type")
             switch_worker_type(bench.stack, worker_type, **switch)
-        results[worker_type] = phase_worker_type(bench, worker_type, floor=floor, cold=cold, warm=warm)
+        results[worker_type] = phase_worker_type(bench, worker_type, floor=floor, cold=cold, warm=warm, burst=burst)
     return results

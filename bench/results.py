@@ -91,4 +91,14 @@ def summarise_quiet(quiet: dict[str, Any]) -> list[str]:
             }
             line += " — targets: " + ", ".join(f"{k} {'met' if ok else 'MISSED'}" for k, ok in met.items())
         lines.append(line)
+        burst = r.get("burst")
+        if burst:
+            memory = burst["run_memory"]
+            lines.append(
+                f"{worker_type}: a burst of {burst['runs']} empty runs at once, all completed in "
+                f"{burst['seconds_until_all_completed']:.1f} s, {burst['cpu_seconds_per_run']:.2f} CPU-s a run; "
+                f"per run RSS {memory.get('rss_mb_p50', NAN):.0f} MB, PSS {memory.get('pss_mb_p50', NAN):.0f} MB, "
+                f"private {memory.get('private_mb_p50', NAN):.0f} MB (p50); {memory['runs_seen']} runs seen, "
+                f"PSS of the runs at once at most {memory['peak_total_pss_mb']:.0f} MB"
+            )
     return lines

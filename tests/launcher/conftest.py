@@ -114,6 +114,11 @@ class Probe:
         return (self.stack.logs / "worker.log").read_text(errors="replace")
 
 
+def parent_pid(pid: int) -> int:
+    """The parent of a process, from /proc."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def until(condition: Callable[[], bool], timeout: float, check: Callable[[], None] = lambda: None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

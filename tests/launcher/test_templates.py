@@ -19,6 +19,7 @@ import pytest
 
 from flowhook.launcher.templates import TemplateError, TemplateProcess, Templates
 from tests.figures import FIGURES
+from tests.launcher.conftest import parent_pid, until
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = logging.getLogger("tests.launcher")
@@ -39,21 +40,10 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "p"), **extra}
 
 
-def _ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def _private_mb(pid: int) -> float:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
     kb = sum(int(fields[k].split()[0]) for k in ("Private_Dirty", "Private_Clean"))
     return kb / 1024
-
-
-def _until(condition: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_forked_child_runs_the_engine_in_its_own_session_and_its_exit_status_comes_back(
@@ -76,7 +66,7 @@ def test_a_forked_child_runs_the_engine_in_its_own_session_and_its_exit_status_c
         fork_ms = (time.monotonic() - started) * 1000
         await asyncio.sleep(1.0)  # let it get as far as the API call
         assert hung.returncode is None
-        session, parent = os.getsid(pid), _ppid(pid)
+        session, parent = os.getsid(pid), parent_pid(pid)
         FIGURES.append(f"launcher: fork answered in {fork_ms:.0f} ms; child private memory {_private_mb(pid):.0f} MB")
         assert Path(f"/proc/{pid}/cwd").resolve() == tmp_path.resolve()
         os.kill(pid, signal.SIGKILL)
@@ -110,7 +100,7 @@ def test_a_broken_event_module_is_reported_and_the_template_still_forks(tmp_path
         assert template.alive
     finally:
         template.retire()
-    _until(lambda: not template.running, 30)
+    until(lambda: not template.running, 30)
 
 
 def test_a_project_that_fails_to_import_gives_its_error_and_is_not_retried_at_once(tmp_path: Path) -> None:
@@ -151,7 +141,7 @@ def test_the_template_is_replaced_when_the_code_changes_and_the_old_one_exits(tm
         first, same, second = asyncio.run(scenario())
         assert same is first
         assert second is not first and second.alive
-        _until(lambda: not first.running, 30)  # retired with no children: it exits
+        until(lambda: not first.running, 30)  # retired with no children: it exits
         assert templates.replaced == 1
     finally:
         templates.close()

@@ -18,7 +18,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
-from tests.launcher.conftest import Probe, until, write_probe
+from tests.launcher.conftest import Probe, parent_pid, until, write_probe
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -33,10 +33,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def _ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _running_probe(probe: Probe, exclude: set[str]) -> dict[str, Any]:
@@ -74,8 +70,8 @@ def test_a_killed_run_ends_crashed_and_its_batch_is_stored_once_by_another_run(p
     event_id = probe.send("warm_probe", {"n": 1})
     run = _running_probe(probe, exclude=set())
     pid = _pid(run)
-    template = _ppid(pid)  # forked by the worker's template, not spawned by the worker
-    assert template != probe.stack.pids()["worker"] and _ppid(template) == probe.stack.pids()["worker"]
+    template = parent_pid(pid)  # forked by the worker's template, not spawned by the worker
+    assert template != probe.stack.pids()["worker"] and parent_pid(template) == probe.stack.pids()["worker"]
     until(lambda: any((probe.stack.config.data_dir / "spool" / "claimed").glob("*warm_probe*")), 60)
     os.kill(pid, signal.SIGKILL)
     until(lambda: probe.run(run["id"])["state_type"] == "CRASHED", 60)
@@ -134,3 +130,28 @@ def test_a_changed_event_module_is_picked_up_without_restarting_the_worker(probe
     result, _ = probe.wait_stored(second)
     assert orjson.loads(result) == {"n": 4, "version": 22}
     assert probe.stack.pids()["worker"] == worker  # the same worker process throughout
+
+
+def test_a_broken_event_module_fails_its_runs_with_the_error_in_their_logs_not_stuck(probe: Probe) -> None:
+    module = probe.module_dir / "warm_probe_events.py"
+    ready = probe.worker_log().count("warm template ready")
+    module.write_text(module.read_text() + "\nraise RuntimeError('warm_probe_events is broken on purpose')\n")
+    try:
+        until(lambda: probe.worker_log().count("warm template ready") > ready, 90, probe.stack.check_alive)
+        assert "warm_probe_events is broken on purpose" in probe.worker_log()  # the worker says which and why
+        until(lambda: not probe.runs("process-batch/warm_probe", ["RUNNING", "PENDING"]), 60)
+        failed_before = {r["id"] for r in probe.runs("process-batch/warm_probe", ["FAILED"])}
+        probe.send("warm_probe", {"n": 5})  # the gateway imported the module before it broke: accepted
+
+        def failed() -> list[dict[str, Any]]:
+            return [r for r in probe.runs("process-batch/warm_probe", ["FAILED"]) if r["id"] not in failed_before]
+
+        until(lambda: bool(failed()), 120, probe.stack.check_alive)
+        run_id = failed()[0]["id"]
+        logs = httpx.post(
+            f"{probe.api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}, timeout=30
+        ).json()
+        text = "\n".join(log["message"] for log in logs)
+        assert "warm_probe_events" in text and "broken on purpose" in text
+    finally:
+        write_probe(probe.module_dir, 22)

@@ -221,7 +221,14 @@ class Template:
             _reply(self.out, {"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
+NATIVE_THREADS_OFF = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false"}
+"""numpy's OpenBLAS and pyarrow's jemalloc start threads at import, which a forked child would lack: off.
+(duckdb's library starts one that no setting turns off; forked children use duckdb regardless.)"""
+
+
 def main() -> None:
+    for name, value in NATIVE_THREADS_OFF.items():
+        os.environ.setdefault(name, value)
     # Replies go to the pipe that was our stdout; our and our children's output goes where stderr goes
     # (the worker's log).
     out = os.dup(1)
