@@ -145,3 +145,33 @@ def test_the_template_is_replaced_when_the_code_changes_and_the_old_one_exits(tm
         assert templates.replaced == 1
     finally:
         templates.close()
+
+
+def test_the_runs_own_logging_settings_reach_the_forked_child(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The template configured logging from its own environment; a run whose environment says otherwise gets
+    its own (the engine logs an invalid flow run id at ERROR: shown by default, not at CRITICAL)."""
+    templates = Templates(root=ROOT, event_modules=[], logger=LOG)
+
+    async def run(**env: str) -> int:
+        template = await templates.get()
+        child = template.fork(
+            _env(tmp_path, PREFECT__FLOW_RUN_ID="not-a-run", **env), str(tmp_path), asyncio.get_running_loop()
+        )
+        await child.wait_forked(10)
+        return await asyncio.wait_for(child.wait(), 60)
+
+    async def both() -> tuple[int, str, int, str]:
+        default = await run()
+        shown = capfd.readouterr().err
+        quiet = await run(PREFECT_LOGGING_LEVEL="CRITICAL")
+        return default, shown, quiet, capfd.readouterr().err
+
+    try:
+        default, shown, quiet, hidden = asyncio.run(both())
+    finally:
+        templates.close()
+    assert default == quiet == 1
+    assert "Invalid flow run id" in shown
+    assert "Invalid flow run id" not in hidden
