@@ -55,7 +55,7 @@ class FlowhookWorker(ProcessWorker):
         "the project, so a run starts in milliseconds; hears of new runs from the event stream."
     )
     _display_name = "flowhook (warm process)"
-    _documentation_url = "https://github.com/flowhook/flowhook#how-it-works"
+    _documentation_url = ""  # the README's "How it works" says what it does
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
