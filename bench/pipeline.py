@@ -99,6 +99,10 @@ QUICK = Plan(
 """The smoke run CI does (in tests/e2e, on the tests' stack): every acknowledged event stored once."""
 QUIET_ONLY = Plan(floor_samples=10, quiet_samples=20, naive_events=0, levels=[], store_rows=0, drain_timeout=240)
 """Section 1 alone: floor, cold, warm and a burst of 50 empty runs per worker type."""
+LEVELS_ONLY = Plan(
+    floor_samples=0, quiet_samples=0, naive_events=20, levels=FULL.levels, store_rows=100_000, drain_timeout=240
+)
+"""Sections 2 to 5 alone, on the flowhook worker type."""
 
 
 def _now() -> datetime:
@@ -496,13 +500,14 @@ def main() -> int:
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--quick", action="store_true", help="≤ 60 s smoke run for CI: checks lost = 0, dup = 0")
     modes.add_argument("--quiet-only", action="store_true", help="only the quiet section, per worker type")
+    modes.add_argument("--levels-only", action="store_true", help="all but the quiet section")
     parser.add_argument("--worker-limit", type=int, default=6, help="flow runs the worker runs at once")
     parser.add_argument("--keep", type=Path, help="keep the stack's data in this folder")
     parser.add_argument(
         "--json", type=Path, help="write every figure to this JSON file (a full run: bench/results/pipeline.json)"
     )
     args = parser.parse_args()
-    plan = QUICK if args.quick else QUIET_ONLY if args.quiet_only else FULL
+    plan = QUICK if args.quick else QUIET_ONLY if args.quiet_only else LEVELS_ONLY if args.levels_only else FULL
     results = run(plan, worker_limit=args.worker_limit, keep=args.keep)
     if results.get("quiet"):
         print_quiet(results["quiet"])
@@ -519,7 +524,8 @@ def main() -> int:
     )
     path = args.json or (ROOT / "bench" / "results" / "pipeline.json" if plan is FULL else None)
     if path is not None:
-        write(path, ROOT, results, sections="quiet only" if args.quiet_only else "all")
+        sections = "quiet only" if args.quiet_only else "all but quiet" if args.levels_only else "all"
+        write(path, ROOT, results, sections=sections)
     bad = [r for r in results.get("levels", []) if r["lost"] or r["duplicated"] or r["acked"] == 0]
     if bad:
         print(f"FAILED: {len(bad)} level(s) lost, duplicated or acknowledged nothing")
