@@ -24,6 +24,7 @@ A full run writes its figures to bench/results/pipeline.json (machine, versions,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import random
 import sys
@@ -502,12 +503,17 @@ def main() -> int:
     modes.add_argument("--quiet-only", action="store_true", help="only the quiet section, per worker type")
     modes.add_argument("--levels-only", action="store_true", help="all but the quiet section")
     parser.add_argument("--worker-limit", type=int, default=6, help="flow runs the worker runs at once")
+    parser.add_argument(
+        "--worker-type", choices=("flowhook", "process"), help="with --levels-only: the pool's type (flowhook)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the stack's data in this folder")
     parser.add_argument(
         "--json", type=Path, help="write every figure to this JSON file (a full run: bench/results/pipeline.json)"
     )
     args = parser.parse_args()
     plan = QUICK if args.quick else QUIET_ONLY if args.quiet_only else LEVELS_ONLY if args.levels_only else FULL
+    if args.worker_type and plan is LEVELS_ONLY:
+        plan = dataclasses.replace(plan, worker_types=(args.worker_type,))
     results = run(plan, worker_limit=args.worker_limit, keep=args.keep)
     if results.get("quiet"):
         print_quiet(results["quiet"])
