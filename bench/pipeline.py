@@ -1,26 +1,31 @@
 """End-to-end benchmark: signed webhooks → gateway → Prefect automation → worker flow → DuckDB,
 on the real local stack, side by side with the naive path (one event → one flow run), in one run.
 
-It starts the stack `make demo` starts (Prefect server on SQLite, the `flowhook` process pool,
-every deployment, a worker, the gateway) in a temporary folder, deploys the naive path from
+It starts the stack `make demo` starts (Prefect server on SQLite, the `flowhook` pool, every
+deployment, a worker, the gateway) in a temporary folder, deploys the naive path from
 `bench/prefect.yaml`, and measures, in this order:
 
-1. floor:  Prefect's own emit → flow-complete, an empty flow run per event, one at a time;
-2. quiet:  single webhooks one at a time, received → stored, against that floor;
-3. naive:  a burst of events through the naive path: completed events/s;
+1. quiet:  per worker type (flowhook's warm fork, then Prefect's process worker; the pool recreated
+           between them, bench/quiet.py): Prefect's floor (emit → an empty flow run complete, one at
+           a time), single webhooks with no run awake (cold) and with one awake (warm), received →
+           stored; CPU-seconds per run start from /proc of the worker's tree; memory per run;
+2. naive:  a burst of events through the naive path: completed events/s;
 4. levels: open-loop Poisson load from a separate process at each level (events/s stored, ack and
            per-stage latency, flow runs, CPU and peak RSS per part, lost and duplicated);
 5. store:  DuckDB's raw Arrow insert rate against flowhook's store write, same rows.
 
     uv run python bench/pipeline.py             # the full run (~10 min); prints the README table
     uv run python bench/pipeline.py --quick     # ≤ 60 s smoke run for CI: lost = 0 and dup = 0
+    uv run python bench/pipeline.py --quiet-only --json bench/results/pipeline.json   # section 1 alone
+
+A full run writes its figures to bench/results/pipeline.json (machine, versions, date, figures).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
-import json
 import random
 import sys
 import tempfile
@@ -41,19 +46,26 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.loadgen import Level, run_load  # noqa: E402
 from bench.procstats import Sampler  # noqa: E402
+from bench.quiet import section as quiet_section  # noqa: E402
+from bench.quiet import switch_worker_type  # noqa: E402
+from bench.quiet_report import print_quiet, summarise_quiet  # noqa: E402
+from bench.results import write_results  # noqa: E402
+from bench.timing import STAGE_NAMES, run_end, seconds, stage_stats, stats  # noqa: E402
 from flowhook.demo import demo_event  # noqa: E402
 from flowhook.events import Event, derive_event_id  # noqa: E402
 from flowhook.gateway.schemes import sign  # noqa: E402
 from flowhook.gateway.secrets import secret_store  # noqa: E402
-from flowhook.metrics import latency_stats  # noqa: E402
 from flowhook.settings import Settings  # noqa: E402
 from flowhook.sources.webhook import SignatureConfig  # noqa: E402
 from flowhook.spool import Spool, State  # noqa: E402
 from flowhook.stack import LocalStack, StackConfig, free_port  # noqa: E402
 from flowhook.store import DuckDBStore  # noqa: E402
 
-STAGES = (("received", "emitted"), ("emitted", "started"), ("started", "stored"), ("received", "stored"))
-STAGE_NAMES = ("received→emitted", "emitted→started", "started→stored", "received→stored")
+_seconds, _stats, _run_end, _stage_stats = seconds, stats, run_end, stage_stats
+
+QUIET_IDLE_SECONDS = "3"
+"""Worker runs of the quiet section stay awake 3 s after their last batch instead of 10: each cold sample
+waits for the last run to end, and a warm sample is taken by the awake run within 1.6 s."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +76,14 @@ class Plan:
     levels: list[Level]
     store_rows: int
     drain_timeout: float
+    warm_samples: int = 10
+    burst_runs: int = 50
+    worker_types: tuple[str, ...] = ("flowhook", "process")
 
 
 FULL = Plan(
-    floor_samples=5,
-    quiet_samples=5,
+    floor_samples=10,
+    quiet_samples=20,
     naive_events=20,
     levels=[
         Level(10, 30, 1),
@@ -84,6 +99,12 @@ QUICK = Plan(
     floor_samples=0, quiet_samples=0, naive_events=0, levels=[Level(50, 4, 10)], store_rows=0, drain_timeout=180
 )
 """The smoke run CI does (in tests/e2e, on the tests' stack): every acknowledged event stored once."""
+QUIET_ONLY = Plan(floor_samples=10, quiet_samples=20, naive_events=0, levels=[], store_rows=0, drain_timeout=240)
+"""Section 1 alone: floor, cold, warm and a burst of 50 empty runs per worker type."""
+LEVELS_ONLY = Plan(
+    floor_samples=0, quiet_samples=0, naive_events=20, levels=FULL.levels, store_rows=100_000, drain_timeout=240
+)
+"""Sections 2 to 5 alone, on the flowhook worker type."""
 
 
 def _now() -> datetime:
@@ -204,97 +225,6 @@ class Bench:
 _USER = {"user_id": "u1", "action": "search", "path": "/search"}
 
 
-def _seconds(a: Any, b: Any) -> float:
-    return float((b - a).total_seconds())
-
-
-def _stats(values: list[float]) -> dict[str, float] | None:
-    s = latency_stats(values)
-    return None if s is None else {"p50": s.p50, "p95": s.p95, "p99": s.p99, "max": s.max, "count": s.count}
-
-
-def _run_end(run: dict[str, Any]) -> datetime | None:
-    end = run.get("end_time")
-    return None if end is None else datetime.fromisoformat(end)
-
-
-def _run_start(run: dict[str, Any]) -> datetime | None:
-    start = run.get("start_time")
-    return None if start is None else datetime.fromisoformat(start)
-
-
-def phase_floor(bench: Bench, samples: int) -> dict[str, Any]:
-    """Prefect's own floor: emit an event, an automation starts an empty flow run; emit → complete."""
-    dep = bench.deployment_id("noop-event/floor")
-    latencies, starts = [], []
-    for i in range(samples):
-        since = _now()
-        emitted = _now()
-        event_id = str(uuid.uuid4())
-        bench.emit(
-            [
-                {
-                    "id": event_id,
-                    "occurred": emitted.isoformat(),
-                    "event": "flowhook.noop.event",
-                    "resource": {"prefect.resource.id": f"flowhook.noop.{event_id}"},
-                    "payload": {"n": i},
-                }
-            ]
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            runs = [r for r in bench.flow_runs(deployment_ids=[dep], since=since) if r["state_type"] == "COMPLETED"]
-            if runs:
-                end, start = _run_end(runs[0]), _run_start(runs[0])
-                assert end is not None and start is not None
-                latencies.append(_seconds(emitted, end))
-                starts.append(_seconds(emitted, start))
-                break
-            time.sleep(0.1)
-        else:
-            raise TimeoutError("the floor's flow run did not complete in 120 s")
-        bench.progress(f"  floor {i + 1}/{samples}: emit→complete {latencies[-1]:.2f} s")
-        time.sleep(1.0)
-    return {"emit_to_complete": _stats(latencies), "emit_to_start": _stats(starts)}
-
-
-def phase_quiet(bench: Bench, samples: int, *, warm: bool) -> dict[str, Any]:
-    """Single webhooks, one at a time, each waited for until stored: the latency when nothing queues.
-
-    Cold: each sent once no worker run is awake, so it takes Prefect's whole path (automation →
-    worker → new flow-run process). Warm: each sent 1 s after the previous was stored, while the
-    run that stored it is still awake.
-    """
-    ids = []
-    if warm:
-        bench.wait_idle()
-        bench.send_and_wait_stored()  # wakes a run; the samples then find it awake
-        time.sleep(1.0)
-    for i in range(samples):
-        if not warm:
-            bench.wait_idle()
-        ids.append(bench.send_and_wait_stored())
-        bench.progress(f"  {'warm' if warm else 'cold'} {i + 1}/{samples} stored")
-        time.sleep(1.0)
-    rows = bench.rows(ids)
-    run_ids = list({r[5] for r in rows})
-    bench.wait_idle()  # the runs have ended: their end times are known
-    found = bench.http.post(f"{bench.api}/flow_runs/filter", json={"flow_runs": {"id": {"any_": run_ids}}}).json()
-    runs = {r["id"]: r for r in found}
-    to_complete = []
-    for r in rows:
-        end = _run_end(runs.get(r[5], {}))
-        if end is not None and not warm:
-            to_complete.append(_seconds(r[1].replace(tzinfo=UTC), end))
-    return {
-        "received_to_stored": _stats([_seconds(r[1], r[4]) for r in rows]),
-        "received_to_run_complete": _stats(to_complete),
-        "flow_runs": len(run_ids),
-        "stages": _stage_stats(rows),
-    }
-
-
 def phase_naive(bench: Bench, count: int, timeout: float) -> dict[str, Any]:
     """A burst of `count` events through the naive path; completed events per second."""
     dep = bench.deployment_id("naive-event/one-per-run")
@@ -338,15 +268,6 @@ def phase_naive(bench: Bench, count: int, timeout: float) -> dict[str, Any]:
         "events_per_second": len(rows) / span,
         "received_to_stored": _stats([_seconds(r[1], r[4]) for r in rows]),
     }
-
-
-def _stage_stats(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    column = {"received": 1, "emitted": 2, "started": 3, "stored": 4}
-    out = {}
-    for (a, b), name in zip(STAGES, STAGE_NAMES, strict=True):
-        values = [_seconds(r[column[a]], r[column[b]]) for r in rows if r[column[a]] and r[column[b]]]
-        out[name] = _stats(values)
-    return out
 
 
 def phase_level(bench: Bench, level: Level, index: int, sampler: Sampler, timeout: float) -> dict[str, Any]:
@@ -475,25 +396,39 @@ def print_markdown(levels: list[dict[str, Any]]) -> None:
 def measure(stack: LocalStack, plan: Plan, *, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Every phase of `plan` against a running stack (the naive path is deployed to it if needed)."""
     results: dict[str, Any] = {"started": _now().isoformat(), "plan": repr(plan)}
+    naive_path = ROOT / "bench" / "prefect.yaml"
     if plan.floor_samples or plan.naive_events:
-        stack.deploy(ROOT / "bench" / "prefect.yaml")
+        stack.deploy(naive_path)
     bench = Bench(stack, progress=say)
-    with Sampler({k: v for k, v in stack.pids().items() if k in ("server", "worker", "gateway")}) as sampler:
-        if plan.floor_samples:
-            say("[bench] floor: Prefect's own emit → flow complete (an empty flow, one at a time)")
-            results["floor"] = phase_floor(bench, plan.floor_samples)
-        if plan.quiet_samples:
-            say("[bench] quiet, cold: one webhook at a time, no worker run awake")
-            results["quiet"] = phase_quiet(bench, plan.quiet_samples, warm=False)
-            say("[bench] quiet, warm: one webhook at a time, 1 s after the previous was stored")
-            results["warm"] = phase_quiet(bench, plan.quiet_samples, warm=True)
-        if plan.naive_events:
-            say("[bench] naive: one event → one automation → one flow run")
-            results["naive"] = phase_naive(bench, plan.naive_events, plan.drain_timeout)
-        say("[bench] load levels (open loop, Poisson, from a separate process)")
-        results["levels"] = [
-            phase_level(bench, level, i, sampler, plan.drain_timeout) for i, level in enumerate(plan.levels)
-        ]
+    if plan.quiet_samples or plan.floor_samples:
+        level_env = {k: v for k, v in stack.config.extra_env.items() if k != "FLOWHOOK_DRAIN__IDLE_SECONDS"}
+        quiet_env = {**level_env, "FLOWHOOK_DRAIN__IDLE_SECONDS": QUIET_IDLE_SECONDS}
+        switch = {"prefect_files": [naive_path], "extra_env": quiet_env}
+        if stack.config.extra_env != quiet_env:
+            switch_worker_type(stack, plan.worker_types[0], **switch)
+        results["quiet"] = quiet_section(
+            bench,
+            plan.worker_types,
+            floor=plan.floor_samples,
+            cold=plan.quiet_samples,
+            warm=plan.warm_samples,
+            burst=plan.burst_runs,
+            **switch,
+        )
+        results["quiet_drain_idle_seconds"] = float(QUIET_IDLE_SECONDS)
+        if plan.naive_events or plan.levels:
+            say("[bench] back to the flowhook worker type, runs awake 10 s, for the load levels")
+            switch_worker_type(stack, "flowhook", prefect_files=[naive_path], extra_env=level_env)
+    if plan.naive_events or plan.levels:
+        parts = {k: v for k, v in stack.pids().items() if k in ("server", "worker", "gateway")}
+        with Sampler(parts) as sampler:
+            if plan.naive_events:
+                say("[bench] naive: one event → one automation → one flow run")
+                results["naive"] = phase_naive(bench, plan.naive_events, plan.drain_timeout)
+            say("[bench] load levels (open loop, Poisson, from a separate process)")
+            results["levels"] = [
+                phase_level(bench, level, i, sampler, plan.drain_timeout) for i, level in enumerate(plan.levels)
+            ]
     if plan.store_rows:
         say("[bench] store: raw Arrow insert against write_events, same rows")
         results["store"] = phase_store(plan.store_rows)
@@ -503,13 +438,17 @@ def measure(stack: LocalStack, plan: Plan, *, say: Callable[[str], None] = print
 def run(plan: Plan, *, worker_limit: int, keep: Path | None) -> dict[str, Any]:
     """Start the local stack in a temporary folder (or `keep`), measure, stop it."""
     tmp = tempfile.TemporaryDirectory(prefix="flowhook-bench-")
+    env = {"PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    if plan.quiet_samples or plan.floor_samples:
+        env["FLOWHOOK_DRAIN__IDLE_SECONDS"] = QUIET_IDLE_SECONDS  # the quiet section comes first
     config = StackConfig(
         root=ROOT,
         data_dir=keep or Path(tmp.name),
         prefect_port=free_port(),
         gateway_port=free_port(),
         worker_limit=worker_limit,
-        extra_env={"PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"},
+        worker_type=plan.worker_types[0],
+        extra_env=env,
     )
     t0 = time.monotonic()
     say = functools.partial(print, flush=True)
@@ -525,25 +464,20 @@ def run(plan: Plan, *, worker_limit: int, keep: Path | None) -> dict[str, Any]:
 
 def summarise(results: dict[str, Any]) -> list[str]:
     """The targets of the benchmark, each with its figure and whether it was met."""
-    levels = results["levels"]
-    best = max(levels, key=lambda r: r["stored_events_per_s"])
-    lines = [
-        f"best level: {best['stored_events_per_s']:,.0f} events/s stored "
-        f"(during load {best['stored_during_load_per_s']:,.0f}/s)"
-    ]
-    if "naive" in results:
-        naive = results["naive"]["events_per_second"]
+    lines = summarise_quiet(results.get("quiet", {}))
+    levels = results.get("levels", [])
+    if levels:
+        best = max(levels, key=lambda r: r["stored_events_per_s"])
         lines.append(
-            f"naive path: {naive:.3f} events/s ({results['naive']['flow_runs']} flow runs for "
-            f"{results['naive']['events']} events); best level = {best['stored_events_per_s'] / naive:,.0f}× naive"
+            f"best level: {best['stored_events_per_s']:,.0f} events/s stored "
+            f"(during load {best['stored_during_load_per_s']:,.0f}/s)"
         )
-    if "quiet" in results and "floor" in results:
-        floor = results["floor"]["emit_to_complete"]["p50"]
-        quiet = results["quiet"]["received_to_stored"]["p50"]
-        lines.append(
-            f"quiet (cold) p50 received→stored {quiet:.2f} s vs Prefect floor emit→complete p50 {floor:.2f} s "
-            f"(gap {quiet - floor:+.2f} s); warm p50 {results['warm']['received_to_stored']['p50']:.2f} s"
-        )
+        if "naive" in results:
+            naive = results["naive"]["events_per_second"]
+            lines.append(
+                f"naive path: {naive:.3f} events/s ({results['naive']['flow_runs']} flow runs for "
+                f"{results['naive']['events']} events); best level = {best['stored_events_per_s'] / naive:,.0f}× naive"
+            )
     for r in levels:
         if r["events_per_delivery"] == 1 and r["deliveries_per_s"] >= 1000:
             lines.append(
@@ -556,32 +490,50 @@ def summarise(results: dict[str, Any]) -> list[str]:
             f"store: write_events {store['write_rows_per_s']:,.0f} rows/s vs raw Arrow insert "
             f"{store['raw_rows_per_s']:,.0f} rows/s of the same rows = {store['ratio']:.0%} (medians of 3)"
         )
-    lost = sum(r["lost"] for r in levels)
-    dup = sum(r["duplicated"] for r in levels)
-    lines.append(f"lost {lost}, duplicated {dup}")
+    if levels:
+        lost = sum(r["lost"] for r in levels)
+        dup = sum(r["duplicated"] for r in levels)
+        lines.append(f"lost {lost}, duplicated {dup}")
     return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="≤ 60 s smoke run for CI: checks lost = 0, dup = 0")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--quick", action="store_true", help="≤ 60 s smoke run for CI: checks lost = 0, dup = 0")
+    modes.add_argument("--quiet-only", action="store_true", help="only the quiet section, per worker type")
+    modes.add_argument("--levels-only", action="store_true", help="all but the quiet section")
     parser.add_argument("--worker-limit", type=int, default=6, help="flow runs the worker runs at once")
+    parser.add_argument(
+        "--worker-type", choices=("flowhook", "process"), help="with --levels-only: the pool's type (flowhook)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the stack's data in this folder")
-    parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    parser.add_argument(
+        "--json", type=Path, help="write every figure to this JSON file (a full run: bench/results/pipeline.json)"
+    )
     args = parser.parse_args()
-    results = run(QUICK if args.quick else FULL, worker_limit=args.worker_limit, keep=args.keep)
-    print_levels(results["levels"])
-    print()
-    print_markdown(results["levels"])
-    print()
+    plan = QUICK if args.quick else QUIET_ONLY if args.quiet_only else LEVELS_ONLY if args.levels_only else FULL
+    if args.worker_type and plan is LEVELS_ONLY:
+        plan = dataclasses.replace(plan, worker_types=(args.worker_type,))
+    results = run(plan, worker_limit=args.worker_limit, keep=args.keep)
+    if results.get("quiet"):
+        print_quiet(results["quiet"])
+        print()
+    if results.get("levels"):
+        print_levels(results["levels"])
+        print()
+        print_markdown(results["levels"])
+        print()
     for line in summarise(results):
         print(line)
     print(
         f"benchmark took {results['seconds']:.0f} s, of which {results['stack_start_seconds']:.0f} s starting the stack"
     )
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str))
-    bad = [r for r in results["levels"] if r["lost"] or r["duplicated"] or r["acked"] == 0]
+    path = args.json or (ROOT / "bench" / "results" / "pipeline.json" if plan is FULL else None)
+    if path is not None:
+        sections = "quiet only" if args.quiet_only else "all but quiet" if args.levels_only else "all"
+        write_results("pipeline", {"sections": sections, **results}, path=path)
+    bad = [r for r in results.get("levels", []) if r["lost"] or r["duplicated"] or r["acked"] == 0]
     if bad:
         print(f"FAILED: {len(bad)} level(s) lost, duplicated or acknowledged nothing")
         return 1

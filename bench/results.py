@@ -60,9 +60,10 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_results(name: str, figures: dict[str, Any]) -> Path:
-    """Write `bench/results/<name>.json`: the environment and `figures`; returns the path."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"benchmark": name, **environment(), "figures": figures}, indent=2) + "\n")
+def write_results(name: str, figures: dict[str, Any], *, path: Path | None = None) -> Path:
+    """Write `bench/results/<name>.json` (or `path`): the environment and `figures`; returns the path."""
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"benchmark": name, **environment(), "figures": figures}
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     return path

@@ -226,6 +226,12 @@ class Settings(BaseSettings):
         default=None, description="'path' for MinIO or moto; unset: DuckDB's default."
     )
     ducklake_s3_use_ssl: bool = Field(default=True, description="HTTPS to DuckLake's S3 endpoint.")
+    worker_type: Literal["flowhook", "process"] = Field(
+        default="process",
+        description="Worker type of the local stack's pool: `process` is Prefect's own, a new Python per run "
+        "(seconds of CPU); `flowhook` forks each flow run from a warm process (milliseconds to start), opt-in "
+        "until its stall under a 6,000 events/s load is understood (see the README).",
+    )
     report_target_p99_seconds: float = Field(
         default=30.0, gt=0, description="The p99 latency target the report's capacity forecast sizes workers for."
     )

@@ -1,5 +1,5 @@
-"""The local stack: a Prefect server (SQLite), the `flowhook` process pool and its deployments,
-a worker and the gateway, each a child process with its log under `<data>/logs/`.
+"""The local stack: a Prefect server (SQLite), the `flowhook` work pool and its deployments,
+its workers and the gateway, each a child process with its log under `<data>/logs/`.
 
 Used by `flowhook up` / `flowhook demo` and by the end-to-end tests (on free ports).
 """
@@ -27,6 +27,7 @@ import yaml
 from flowhook.prefect_api import sync_client
 
 WORK_POOL = "flowhook"
+WORKER_TYPES = ("flowhook", "process")
 AUTOMATIONS_FILE = Path("deployments") / "automations.yaml"
 """Automations beside the deployment triggers (created by `create_automations`)."""
 
@@ -58,9 +59,14 @@ class StackConfig:
     api_processes: int = 1
     """Prefect API server processes on the port; over 1 needs Postgres and Redis, and the services get a process."""
     workers: int = 1
-    """Process workers polling the pool, each with `worker_limit` slots."""
+    """Workers polling the pool, each with `worker_limit` slots."""
+    worker_type: str = "process"
+    """The pool's worker type: `process`, Prefect's own, starts a new Python per run (seconds of CPU importing
+    Prefect); `flowhook` forks each flow run from a warm process (milliseconds, a few MB), opt-in for now."""
 
     def __post_init__(self) -> None:
+        if self.worker_type not in WORKER_TYPES:
+            raise ValueError(f"worker_type must be one of {', '.join(WORKER_TYPES)}, not {self.worker_type!r}")
         if self.api_processes > 1 and (self.prefect_database_url is None or self.redis is None):
             raise ValueError("more than one Prefect API process needs prefect_database_url (Postgres) and redis")
 
@@ -194,8 +200,8 @@ class LocalStack:
         self.start_server()
         if cfg.local_sqs:
             self._start_moto()
-        self._progress(f"creating work pool {WORK_POOL!r} and deploying prefect.yaml")
-        self._run("pool", [*_prefect(), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"])
+        self._progress(f"creating work pool {WORK_POOL!r} ({cfg.worker_type} workers) and deploying prefect.yaml")
+        self.create_pool()
         self.deploy()
         self.create_automations()
         self._progress("starting worker and gateway")
@@ -204,6 +210,15 @@ class LocalStack:
         if cfg.start_sources:
             self._progress("starting the sources: poll-sqs/queue and watch-files/incoming-folder")
             self.start_sources()
+
+    def create_pool(self) -> None:
+        """The `flowhook` pool of the configured worker type; one of another type is deleted first (a pool's type
+        cannot change), its deployments following it on the next `deploy`."""
+        pool = httpx.get(f"{self.config.api_url}/work_pools/{WORK_POOL}", timeout=30.0)
+        if pool.status_code == 200 and pool.json()["type"] != self.config.worker_type:
+            self._run("pool", [*_prefect(), "work-pool", "delete", WORK_POOL])
+        argv = [*_prefect(), "work-pool", "create", WORK_POOL, "--type", self.config.worker_type, "--overwrite"]
+        self._run("pool", argv)
 
     def deploy(self, prefect_file: Path | None = None) -> None:
         """`prefect deploy --all` of `prefect.yaml` (or another file of deployments) to this stack."""
@@ -302,14 +317,14 @@ class LocalStack:
         self._wait_running(tag="source", count=len(SOURCE_DEPLOYMENTS), timeout=90)
 
     def start_worker(self) -> None:
-        """Start the process workers of the `flowhook` pool (again, after they stopped or were killed): `worker`
+        """Start the workers of the `flowhook` pool (again, after they stopped or were killed): `worker`
         (named flowhook-local on the server), then `worker-2`, ... when the stack has more than one."""
         running = self.pids()
         for n in range(1, self.config.workers + 1):
             name, server_name = ("worker", "flowhook-local") if n == 1 else (f"worker-{n}", f"flowhook-local-{n}")
             if name in running:
                 continue
-            argv = [*_prefect(), "worker", "start", "--pool", WORK_POOL, "--type", "process"]
+            argv = [*_prefect(), "worker", "start", "--pool", WORK_POOL, "--type", self.config.worker_type]
             self._spawn(name, [*argv, "--limit", str(self.config.worker_limit), "--name", server_name])
 
     def start_gateway(self) -> None:

@@ -94,6 +94,7 @@ def _stack(prefect_port: int) -> LocalStack:
         gateway_port=settings.gateway_port,
         local_sqs=settings.sqs is None,
         start_sources=True,
+        worker_type=settings.worker_type,
     )
     # This process talks to the same server (run_deployment, artifacts).
     os.environ["PREFECT_API_URL"] = config.api_url

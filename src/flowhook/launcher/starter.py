@@ -1,0 +1,85 @@
+"""A Prefect process starter that forks the flow-run process from a warm template instead of spawning
+`python -m prefect.engine`: the same environment, control channel and handle as Prefect's own
+EngineCommandStarter (runner/_starter_engine.py), so its crash detection and cancellation stay in charge."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
+import anyio.abc
+from prefect.runner._process_manager import ProcessHandle, create_isolated_termination_scope
+from prefect.settings import get_current_settings
+from prefect.utilities.processutils import sanitize_subprocess_env
+
+from flowhook.launcher.templates import TemplateProcess
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.runner._control_channel import ControlChannel
+
+FORK_TIMEOUT_SECONDS = 30.0
+"""How long the template may take to answer a fork request (it takes milliseconds)."""
+
+
+def engine_environment(
+    flow_run_id: str, *, job_env: dict[str, str | None], control_env: dict[str, str]
+) -> dict[str, str]:
+    """What `python -m prefect.engine` would get from Prefect's EngineCommandStarter: this process's
+    environment, the job's, the current Prefect settings, then the run's own variables."""
+    env: dict[str, str | None] = {**os.environ, **job_env}
+    env.update(get_current_settings().to_environment_variables(exclude_unset=True))
+    env.update(
+        {
+            "PREFECT__FLOW_RUN_ID": flow_run_id,
+            "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
+            **control_env,
+            "PREFECT__DEPLOYMENT_NAME": job_env.get("PREFECT__DEPLOYMENT_NAME"),
+        }
+    )
+    return sanitize_subprocess_env(env)
+
+
+class ForkStarter:
+    """Starts one flow run as a child of `template` (Prefect's ProcessStarter protocol)."""
+
+    def __init__(
+        self,
+        *,
+        template: TemplateProcess,
+        cwd: Path,
+        env: dict[str, str | None],
+        control_channel: ControlChannel | None,
+    ) -> None:
+        self._template = template
+        self._cwd = cwd
+        self._env = env
+        self._control_channel = control_channel
+
+    async def start(
+        self, flow_run: FlowRun, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        control_env: dict[str, str] = {}
+        registered = False
+        if self._control_channel is not None:
+            try:
+                port, token = self._control_channel.register(flow_run.id)
+                control_env = {"PREFECT__CONTROL_PORT": str(port), "PREFECT__CONTROL_TOKEN": token}
+                registered = True
+            except RuntimeError:
+                pass  # no loopback listener: Prefect falls back to kill-only cancellation
+        env = engine_environment(str(flow_run.id), job_env=self._env, control_env=control_env)
+        try:
+            process = self._template.fork(env, str(self._cwd), asyncio.get_running_loop())
+            pid = await process.wait_forked(FORK_TIMEOUT_SECONDS)
+        except BaseException:
+            if registered and self._control_channel is not None:
+                self._control_channel.unregister(flow_run.id)
+            raise
+        # The child called setsid: its pid is its process group, which cancellation signals as a whole.
+        handle = ProcessHandle(cast(Any, process), termination_scope=create_isolated_termination_scope(pid))
+        task_status.started(handle)
+        await process.wait()
