@@ -26,9 +26,7 @@ def make_event(
     )
 
 
-def stored_event(
-    event: Event, *, batch_id: str, status: str = "ok", stored: datetime | None = None
-) -> StoredEvent:
+def stored_event(event: Event, *, batch_id: str, status: str = "ok", stored: datetime | None = None) -> StoredEvent:
     """`event` as a worker run stores it, at `stored` (by default a second after it was received)."""
     return StoredEvent(
         id=event.id,
