@@ -182,6 +182,18 @@ def _wait_template_warm(worker: int, deadline: float) -> None:
     raise TimeoutError("the flowhook worker's template did not get warm within 120 s")
 
 
+def _noop_event(n: int, occurred: datetime) -> dict[str, Any]:
+    """A Prefect event whose automation starts the empty flow run of Prefect's floor (`noop-event/floor`)."""
+    event_id = str(uuid.uuid4())
+    return {
+        "id": event_id,
+        "occurred": occurred.isoformat(),
+        "event": "flowhook.noop.event",
+        "resource": {"prefect.resource.id": f"flowhook.noop.{event_id}"},
+        "payload": {"n": n},
+    }
+
+
 def phase_floor(bench: Bench, samples: int) -> dict[str, Any]:
     """Prefect's own floor: emit an event, an automation starts an empty flow run; emit → complete."""
     dep = bench.deployment_id("noop-event/floor")
@@ -189,18 +201,7 @@ def phase_floor(bench: Bench, samples: int) -> dict[str, Any]:
     for i in range(samples):
         since = _now()
         emitted = _now()
-        event_id = str(uuid.uuid4())
-        bench.emit(
-            [
-                {
-                    "id": event_id,
-                    "occurred": emitted.isoformat(),
-                    "event": "flowhook.noop.event",
-                    "resource": {"prefect.resource.id": f"flowhook.noop.{event_id}"},
-                    "payload": {"n": i},
-                }
-            ]
-        )
+        bench.emit([_noop_event(i, emitted)])
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             runs = [r for r in bench.flow_runs(deployment_ids=[dep], since=since) if r["state_type"] == "COMPLETED"]
@@ -260,18 +261,7 @@ def phase_burst(bench: Bench, worker: int, count: int) -> dict[str, Any]:
     dep = bench.deployment_id("noop-event/floor")
     since, emitted = _now(), _now()
     cpu, started = tree_cpu_seconds(worker), time.monotonic()
-    events = []
-    for i in range(count):
-        event_id = str(uuid.uuid4())
-        events.append(
-            {
-                "id": event_id,
-                "occurred": emitted.isoformat(),
-                "event": "flowhook.noop.event",
-                "resource": {"prefect.resource.id": f"flowhook.noop.{event_id}"},
-                "payload": {"n": i},
-            }
-        )
+    events = [_noop_event(i, emitted) for i in range(count)]
     with RunMemory(worker) as memory:
         bench.emit(events)
         deadline = time.monotonic() + 900
