@@ -13,15 +13,8 @@ from flowhook.run_summary import RunSummary
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, open_spool
 from flowhook.watchdog import HEARTBEAT_TYPE
-from tasks.batch import (
-    claim_batches,
-    complete_batches,
-    handle_events,
-    next_batches,
-    publish_run_summary,
-    retry_events,
-    store_events,
-)
+from tasks import Bulk
+from tasks.batch import process_batches, publish_run_summary
 from tasks.heartbeat import announce_heartbeat
 from tasks.sweep import launch_batch
 
@@ -39,30 +32,35 @@ def batch_run_name() -> str:
 def process_batch(batch: BatchRef) -> dict[str, Any]:
     """Claim, handle and store the batch; then, while awake, every batch of its type that arrives."""
     settings, totals = get_settings(), {"batches": 0, "events": 0, "inserted": 0, "failed": 0}
-    until = time.time() + settings.drain.max_seconds
+    drain, until = settings.drain, time.time() + settings.drain.max_seconds
     spool = open_spool(settings)
     summary = RunSummary()  # the run's artifact: its batches, their outcome, the query for their rows
     # The lease first: a batch sealed from now on is ours to take, the gateway wakes no other run.
     with processing.lease(spool, batch.event_type, str(flow_run.get_id())):
-        claimed = claim_batches([batch])
-        if not claimed.items:
-            print(f"batch {batch.batch_id} was already claimed by another run")
-        while claimed.items:
-            handled = handle_events(claimed)
-            totals["inserted"] += store_events(handled)
-            failed, retried = processing.failures(handled.items), None
-            if failed:  # their handlers again, after backoff; stored over their failed rows, ok or dead letters
-                retried = retry_events(handled)
-                store_events(retried)
-                failed = processing.failures(handled.items, retried.items)
-            summary.add(handled.items, retried.items if retried else ())
-            complete_batches(claimed)
+        batches = [batch]
+        while batches:
+            began = time.time()
+            step = process_batches(batches).items
+            if not step.batches:  # another run has (or had) them: it takes the type's next ones too
+                print(f"{', '.join(b.batch_id for b in batches)} already claimed by another run")
+                break
+            summary.add(step.handled, step.retried)
             if batch.event_type == HEARTBEAT_TYPE:  # the watchdog's proactive trigger expects this; never fail on it
-                announce_heartbeat(handled, return_state=True)
-            totals["batches"] += len(claimed.items)
-            totals["events"] += len(handled.items)
-            totals["failed"] += failed
-            claimed = claim_batches(next_batches(batch.event_type, until))
+                announce_heartbeat(Bulk(step.handled), return_state=True)
+            totals["batches"] += step.batches
+            totals["events"] += len(step.handled)
+            totals["inserted"] += step.inserted
+            totals["failed"] += step.failed
+            # Waiting is no work: a plain call, not a task run (each costs Prefect's database a few writes).
+            batches = processing.next_batches(
+                spool,
+                batch.event_type,
+                idle_seconds=drain.idle_seconds,
+                until=until,
+                max_events=drain.max_events,
+                poll=drain.poll_seconds,
+                not_before=began + drain.step_seconds,
+            )
     if summary.lines:  # for the UI: which batches, how they ended, the query for their rows; never fails the run
         publish_run_summary(batch.event_type, summary, return_state=True)
     leftover = processing.left_behind(spool, batch.event_type)

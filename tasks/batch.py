@@ -1,8 +1,6 @@
-"""Tasks of the worker flow: claim, handle, retry, store and complete batches; wait for the next ones."""
+"""Tasks of the worker flow: one step over the batches it takes (claim, handle, store, retry, complete)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 from prefect import get_client, task
 from prefect.artifacts import create_markdown_artifact
@@ -13,63 +11,27 @@ from flowhook import processing, run_summary
 from flowhook.events import load_catalog
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef
-from flowhook.store import StoredEvent
 from tasks import IO_RETRIES, Bulk, current_spool, current_store
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
-def claim_batches(batches: list[BatchRef]) -> Bulk[processing.Claimed]:
-    # Claimed in the name of the run, which holds the lease (`process_batch`): a dead run's batches go back sooner.
-    return Bulk(processing.claim_all(current_spool(), batches, owner=flow_run.get_id()))
+def process_batches(batches: list[BatchRef]) -> Bulk[processing.Step]:
+    """Claim, handle, store, retry the failed ones (sleeping their backoff) and complete: one task run per step,
+    so an awake run costs Prefect's database one task run per step, not one per stage (on SQLite, the
+    embedded default, every write contends for one lock).
 
-
-@task(cache_policy=NONE)
-def handle_events(claimed: Bulk[processing.Claimed]) -> Bulk[list[StoredEvent]]:
+    Claimed in the name of the run, which holds the lease (`process_batch`): a dead run's batches go back sooner.
+    """
     settings = get_settings()
     return Bulk(
-        processing.handle_all(
-            claimed.items,
+        processing.process_step(
+            batches,
+            owner=flow_run.get_id(),
+            spool=current_spool(),
+            store_to=current_store(),
             catalog=load_catalog(settings.event_modules),
-            started=datetime.now(UTC),
-            flow_run_id=flow_run.get_id(),
+            policy_for_type=settings.retry_policy,
         )
-    )
-
-
-@task(cache_policy=NONE)
-def retry_events(handled: Bulk[list[StoredEvent]]) -> Bulk[list[StoredEvent]]:
-    """The failed events' handlers again, with each type's retry policy (sleeps its backoff); no task retries."""
-    settings = get_settings()
-    return Bulk(
-        processing.retry_failed(
-            handled.items, catalog=load_catalog(settings.event_modules), policy_for_type=settings.retry_policy
-        )
-    )
-
-
-@task(cache_policy=NONE, **IO_RETRIES)
-def store_events(events: Bulk[list[StoredEvent]]) -> int:
-    return processing.store(current_store(), events.items)
-
-
-@task(cache_policy=NONE, **IO_RETRIES)
-def complete_batches(claimed: Bulk[processing.Claimed]) -> None:
-    spool = current_spool()
-    for batch, _ in claimed.items:
-        processing.complete(spool, batch)
-
-
-@task(cache_policy=NONE, **IO_RETRIES)
-def next_batches(event_type: str, until: float) -> list[BatchRef]:
-    """Batches of the type that arrived meanwhile; [] when the run should end."""
-    drain = get_settings().drain
-    return processing.next_batches(
-        current_spool(),
-        event_type,
-        idle_seconds=drain.idle_seconds,
-        until=until,
-        max_events=drain.max_events,
-        poll=drain.poll_seconds,
     )
 
 

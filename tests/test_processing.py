@@ -12,6 +12,7 @@ from pydantic import Field
 
 from flowhook import processing
 from flowhook.events import Event, EventData, Result, event_type, load_catalog
+from flowhook.settings import RetryPolicy
 from flowhook.spool import BatchRef, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
 from flowhook.store import DuckDBStore
@@ -276,3 +277,101 @@ def test_left_behind_is_none_when_nothing_waits(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     spool_batch(spool, [make_event(1)], state=State.CLAIMED)
     assert processing.left_behind(spool, PROBE) is None
+
+
+def test_a_step_stores_the_batch_retries_the_failed_event_and_completes_the_batch(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    batch = spool_batch(spool, [make_event(1), make_event(13), make_event(2)])
+    waits: list[float] = []
+    store = DuckDBStore(tmp_path / "flowhook.duckdb", lock_timeout=10)
+    step = processing.process_step(
+        [batch],
+        owner="run-1",
+        spool=spool,
+        store_to=store,
+        catalog=load_catalog(),
+        policy_for_type=lambda _: RetryPolicy(attempts=3, backoff_seconds=0.5),
+        sleep=waits.append,
+    )
+    rows = {row[0]: row[1:] for row in store.query("SELECT id, status, attempts, result::VARCHAR FROM events")}
+    assert (step.batches, step.inserted) == (1, 3)
+    assert step.failed == 1  # 13 fails on every call: a dead letter after 3
+    assert [event.id for event in step.retried] == ["e13"]
+    assert rows == {"e1": ("ok", 1, '{"double":2}'), "e13": ("failed", 3, None), "e2": ("ok", 1, '{"double":4}')}
+    assert len(waits) == 2  # the backoff before each call again
+    assert spool.state_of(batch.batch_id) is State.DONE
+
+    # Done: a late trigger's run, or this one, finds nothing to do.
+    assert (
+        processing.process_step(
+            [batch],
+            owner="run-2",
+            spool=spool,
+            store_to=store,
+            catalog=load_catalog(),
+            policy_for_type=lambda _: RetryPolicy(),
+        ).batches
+        == 0
+    )
+    assert store.count_events(event_type=PROBE) == 3
+
+
+def test_a_step_tried_again_after_an_io_error_takes_its_own_claimed_batch_and_stores_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    batch = spool_batch(spool, [make_event(1), make_event(2)])
+    store = DuckDBStore(tmp_path / "flowhook.duckdb", lock_timeout=10)
+    assert processing.claim(spool, batch, owner="run-1") is not None  # then the store failed: the task runs again
+    step = dict(spool=spool, store_to=store, catalog=load_catalog(), policy_for_type=lambda _: RetryPolicy())
+    assert processing.process_step([batch], owner="run-2", **step).batches == 0  # not another run's
+    again = processing.process_step([batch], owner="run-1", **step)
+    assert (again.batches, again.inserted) == (1, 2)
+    assert spool.state_of(batch.batch_id) is State.DONE
+
+
+class FlakySpool(Spool):
+    """A spool whose first listing fails, as S3 does for a moment."""
+
+    failures = 1
+
+    def pending(self, event_type: str, *, max_events: int) -> list[BatchRef]:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("connection reset")
+        return super().pending(event_type, max_events=max_events)
+
+
+def test_next_batches_looks_again_after_a_failed_listing(tmp_path: Path) -> None:
+    spool = FlakySpool(tmp_path / "spool")
+    batch = spool_batch(spool, [make_event(1)])
+    clock = FakeClock()
+    found = processing.next_batches(
+        spool, PROBE, idle_seconds=2, until=clock() + 60, max_events=10, clock=clock, sleep=clock.sleep
+    )
+    assert [ref.batch_id for ref in found] == [batch.batch_id]
+    assert spool.failures == 0 and 0 < clock.slept < 0.5
+
+
+def test_next_batches_waits_for_the_next_step_time_and_takes_what_arrived_meanwhile(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    first = spool_batch(spool, [make_event(1)])
+    clock = FakeClock()
+    arrived: list[BatchRef] = []
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        arrived.append(spool_batch(spool, [make_event(2)]))  # came while the run waited for its step time
+
+    found = processing.next_batches(
+        spool,
+        PROBE,
+        idle_seconds=10,
+        until=clock() + 60,
+        max_events=10,
+        not_before=clock() + 0.7,
+        clock=clock,
+        sleep=sleep,
+    )
+    assert {ref.batch_id for ref in found} == {first.batch_id, arrived[0].batch_id}
+    assert 0.7 <= clock.slept < 0.8

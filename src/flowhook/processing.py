@@ -166,14 +166,23 @@ def next_batches(
     until: float,
     max_events: int,
     poll: float = 0.1,
+    not_before: float = 0.0,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[BatchRef]:
-    """The waiting batches of the type, oldest first, as soon as there are any; [] once none came
-    for `idle_seconds` or the clock passed `until` (a wall-clock time): the run may then end."""
+    """The waiting batches of the type, oldest first, as soon as there are any, but not before `not_before`
+    (what arrives until then joins them); [] once none came for `idle_seconds` or the clock passed `until`
+    (wall-clock times): the run may then end."""
     give_up = min(clock() + idle_seconds, until)
     while True:
-        batches = spool.pending(event_type, max_events=max_events)
+        try:
+            batches = spool.pending(event_type, max_events=max_events)
+        except OSError as exc:  # the spool (S3) hiccuped: look again at the next poll, as for an empty spool
+            logger.warning("cannot list the batches of %s: %s", event_type, exc)
+            batches = []
+        if batches and clock() < not_before:
+            sleep(not_before - clock())
+            continue
         if batches or clock() >= give_up:
             return batches if clock() < until else []
         sleep(poll)
@@ -209,3 +218,45 @@ def left_behind(spool: BatchSpool, event_type: str) -> BatchRef | None:
     """After the lease is dropped: the oldest batch sealed while the gateway still saw it (to launch)."""
     pending = spool.pending(event_type, max_events=1)
     return pending[0] if pending else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """What one step of a worker run did: the batches it claimed (none: another run had them) and their events."""
+
+    batches: int
+    handled: list[StoredEvent]
+    retried: list[StoredEvent]
+    inserted: int
+    failed: int
+
+
+def process_step(
+    batches: Sequence[BatchRef],
+    *,
+    owner: str | None,
+    spool: BatchSpool,
+    store_to: EventStore,
+    catalog: Catalog,
+    policy_for_type: Callable[[str], RetryPolicy],
+    sleep: Callable[[float], None] = time.sleep,
+) -> Step:
+    """One step of a worker run: claim the batches in the name of `owner` (its flow run), handle each event, store
+    them all, call the failed ones again after backoff and store those over their failed rows (ok at last, or
+    dead letters), then complete the batches.
+
+    Every part is safe to repeat (the owner claims its own batches again, the store is keyed by event id,
+    completing a done batch is a no-op), so a step that failed on I/O is simply run again.
+    """
+    claimed = claim_all(spool, batches, owner=owner)
+    handled = handle_all(claimed, catalog=catalog, started=datetime.now(UTC), flow_run_id=owner)
+    inserted = store(store_to, handled)
+    retried: list[StoredEvent] = []
+    if failures(handled):
+        retried = retry_failed(handled, catalog=catalog, policy_for_type=policy_for_type, sleep=sleep)
+        store(store_to, retried)
+    for batch, _ in claimed:
+        complete(spool, batch)
+    return Step(
+        batches=len(claimed), handled=handled, retried=retried, inserted=inserted, failed=failures(handled, retried)
+    )

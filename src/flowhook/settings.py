@@ -21,12 +21,14 @@ class BatchPolicy(BaseModel):
 
     Adaptive to load: a batch is sealed at `max_events`, or `max_seconds` after its first event,
     except that while an earlier batch of the type still waits for a flow run to claim it, the
-    open batch keeps growing (up to `hold_seconds`). Quiet types get small, quick batches; under
-    load each flow run, which costs seconds of CPU to start, carries more events.
+    open batch keeps growing (up to `hold_seconds`). A batch that will wake a run (none is awake
+    for its type, none is being woken) is sealed as soon as its first events are on disk: a run's
+    start takes longer than any batching window, and later events gather in the next batch meanwhile.
+    Quiet types get small, quick batches; under load each flow run carries more events.
     """
 
     max_events: int = Field(default=5000, ge=1, description="Seal a batch once it holds this many events.")
-    max_seconds: float = Field(default=0.5, gt=0, description="Seal a batch this long after its first event.")
+    max_seconds: float = Field(default=0.25, gt=0, description="Seal a batch this long after its first event.")
     hold_seconds: float = Field(
         default=30.0,
         ge=0,
@@ -56,6 +58,20 @@ class DrainPolicy(BaseModel):
         default=0.1,
         gt=0,
         description="How often an awake run looks for new batches of its type (on the S3 spool: one LIST each).",
+    )
+    step_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="An awake run starts a step (one task run over every batch waiting) at most this often; what "
+        "arrives meanwhile joins the next. Each step costs Prefect's database the same writes whatever its size, "
+        "and on SQLite, the embedded default, frequent writes make it refuse others (503), automations' among them.",
+    )
+    wake_lost_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A batch unclaimed this long after its wake-up, with no run awake for its type, is taken as a "
+        "lost wake-up (the action failed, or its run crashed before it started): the type's next batch wakes "
+        "another run instead of waiting behind it.",
     )
 
 
@@ -227,10 +243,10 @@ class Settings(BaseSettings):
     )
     ducklake_s3_use_ssl: bool = Field(default=True, description="HTTPS to DuckLake's S3 endpoint.")
     worker_type: Literal["flowhook", "process"] = Field(
-        default="process",
-        description="Worker type of the local stack's pool: `process` is Prefect's own, a new Python per run "
-        "(seconds of CPU); `flowhook` forks each flow run from a warm process (milliseconds to start), opt-in "
-        "until its stall under a 6,000 events/s load is understood (see the README).",
+        default="flowhook",
+        description="Worker type of the local stack's pool: `flowhook` (the default) forks each flow run from a "
+        "warm process that has imported Prefect and the project (milliseconds and a few MB to start); `process` "
+        "is Prefect's own, a new Python per run (seconds of CPU importing Prefect).",
     )
     report_target_p99_seconds: float = Field(
         default=30.0, gt=0, description="The p99 latency target the report's capacity forecast sizes workers for."

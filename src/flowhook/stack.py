@@ -60,9 +60,9 @@ class StackConfig:
     """Prefect API server processes on the port; over 1 needs Postgres and Redis, and the services get a process."""
     workers: int = 1
     """Workers polling the pool, each with `worker_limit` slots."""
-    worker_type: str = "process"
-    """The pool's worker type: `process`, Prefect's own, starts a new Python per run (seconds of CPU importing
-    Prefect); `flowhook` forks each flow run from a warm process (milliseconds, a few MB), opt-in for now."""
+    worker_type: str = "flowhook"
+    """The pool's worker type: `flowhook` forks each flow run from a warm process (milliseconds, a few MB);
+    `process`, Prefect's own, starts a new Python per run (seconds of CPU importing Prefect)."""
 
     def __post_init__(self) -> None:
         if self.worker_type not in WORKER_TYPES:

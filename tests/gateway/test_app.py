@@ -57,8 +57,16 @@ def post(client: httpx.Client, document: Any, *, msg_id: str = "msg_1", source: 
 
 
 def spooled_events(settings: Settings, states: tuple[State, ...] = SPOOLED) -> list[Event]:
+    """Every event in the spool's batches, each batch once though the gateway may move it while this reads."""
     spool = Spool(settings.spool_dir)
-    return [event for state in states for path in (spool.root / state).glob("*.jsonl") for event in spool.read(path)]
+    batches: dict[str, list[Event]] = {}
+    for state in states:  # in the order batches move: one sealed meanwhile is found in the next folder
+        for path in (spool.root / state).glob("*.jsonl"):
+            try:
+                batches.setdefault(path.stem, spool.read(path))
+            except FileNotFoundError:
+                continue
+    return [event for events in batches.values() for event in events]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -118,7 +126,8 @@ def test_the_same_delivery_sent_again_gets_the_same_ids(gateway: Callable[..., A
 
 
 def test_health_reports_what_was_accepted(gateway: Callable[..., Any]) -> None:
-    client, _, _ = gateway(batch=BatchPolicy(max_seconds=60))
+    client, _, settings = gateway(batch=BatchPolicy(max_seconds=60))
+    Spool(settings.spool_dir).touch_lease("user_request", "run-1")  # a run is awake: the batch grows by its policy
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
@@ -276,17 +285,22 @@ def test_events_are_sealed_in_batches_of_at_most_max_events_and_forwarded(
 
 
 def test_another_types_policy_is_not_overridden(gateway: Callable[..., Any]) -> None:
-    client, sink, _ = gateway(
+    client, sink, settings = gateway(
         batch=BatchPolicy(max_events=1000, max_seconds=60),
         batch_overrides={"data_update": BatchPolicy(max_events=2, max_seconds=60)},
     )
+    spool = Spool(settings.spool_dir)
+    for event_type in ("user_request", "data_update"):  # runs are awake: batches grow by their policies
+        spool.touch_lease(event_type, "run-1")
     update = {"type": "data_update", "data": {"dataset": "d", "uri": "s3://b/k"}}
     assert post(client, [item(), item(), item(), update, update, update], msg_id="m").status_code == 202
-    wait_for(lambda: len(sink.sent) == 1)
+    wait_for(lambda: len(spool.waiting("data_update")) == 1)
     time.sleep(0.2)
-    [ref] = sink.sent
-    # data_update's limit of 2 sealed one batch and opened the next; user_request's 1000 is far off.
-    assert (ref.event_type, ref.count) == ("data_update", 2)
+    # data_update's limit of 2 sealed one batch (left for the awake run) and opened the next; user_request's
+    # 1000 is far off.
+    [ref] = spool.pending("data_update", max_events=10)
+    assert ref.count == 2
+    assert sink.sent == []
     assert client.get("/health").json()["open"] == {"user_request": 3, "data_update": 1}
 
 
@@ -360,6 +374,40 @@ def test_a_batch_sealed_while_a_wake_up_of_its_type_is_pending_wakes_no_second_r
         spool.claim(batch_id)
     assert post(client, item("u9"), msg_id="msg_9").status_code == 202
     wait_for(lambda: len(sink.sent) == 2)  # nothing pending, no lease: a new wake-up
+
+
+def test_a_batch_that_wakes_a_run_is_sealed_as_soon_as_it_is_on_disk(gateway: Callable[..., Any]) -> None:
+    client, sink, _ = gateway(batch=BatchPolicy(max_seconds=60))
+    started = time.monotonic()
+    assert post(client, [item("a"), item("b")], msg_id="msg_cold").status_code == 202
+    wait_for(lambda: len(sink.sent) == 1)
+    # No run awake, none being woken: the run's start is the wait, so the batch does not wait for 60 s first.
+    assert time.monotonic() - started < 5.0
+    assert sink.sent[0].count == 2
+    assert client.get("/health").json()["open"] == {}
+
+    # A wake-up is on its way now: the next events gather in a batch held open meanwhile.
+    assert post(client, item("c"), msg_id="msg_next").status_code == 202
+    assert client.get("/health").json()["open"] == {"user_request": 1}
+    assert len(sink.sent) == 1
+
+
+def test_a_wake_up_that_brought_no_run_holds_back_the_next_batch_only_so_long(gateway: Callable[..., Any]) -> None:
+    client, sink, settings = gateway(
+        batch=BatchPolicy(max_events=1, max_seconds=0.1), drain=DrainPolicy(wake_lost_seconds=1.5)
+    )
+    spool = Spool(settings.spool_dir)
+    assert post(client, item("u1"), msg_id="msg_lost").status_code == 202
+    wait_for(lambda: len(sink.sent) == 1)  # its run crashes before it claims the batch (Prefect answered 503)
+    assert post(client, item("u2"), msg_id="msg_behind").status_code == 202
+    wait_for(lambda: client.get("/health").json()["wakeups_saved"] == 1)  # trusted for 1.5 s: no second run
+    assert len(sink.sent) == 1
+
+    time.sleep(1.6)
+    assert post(client, item("u3"), msg_id="msg_after").status_code == 202
+    wait_for(lambda: len(sink.sent) == 2)  # no run came: this batch wakes one, which takes all three
+    assert sink.sent[1].count == 1
+    assert len(spool.waiting("user_request")) == 3
 
 
 def test_a_batch_sealed_while_a_run_of_its_type_is_awake_is_left_for_that_run(gateway: Callable[..., Any]) -> None:

@@ -44,6 +44,13 @@ def test_process_worker_run_is_unchanged_since_the_fork_path_copied_it() -> None
     )
 
 
+def test_the_worker_labels_a_run_through_the_method_the_launcher_moves_to_the_background() -> None:
+    source = inspect.getsource(BaseWorker._submit_run_and_capture_errors)
+    assert "await self._give_worker_labels_to_flow_run(flow_run.id)" in source
+    params = inspect.signature(BaseWorker._give_worker_labels_to_flow_run).parameters
+    assert list(params) == list(inspect.signature(FlowhookWorker._give_worker_labels_to_flow_run).parameters)
+
+
 def test_the_starter_contract_and_the_handle_read_pid_and_returncode_from_any_object() -> None:
     assert list(inspect.signature(ProcessStarter.start).parameters) == ["self", "flow_run", "task_status"]
     params = inspect.signature(FlowRunExecutorContext.create_executor).parameters

@@ -60,6 +60,8 @@ def test_an_automation_run_is_forked_from_the_warm_template_and_stores_its_event
     until(lambda: probe.run(run_id)["state_type"] == "COMPLETED", 60)
     run = probe.run(run_id)
     assert run["work_pool_name"] == "flowhook" and run["infrastructure_pid"]
+    # Labelled in the background (the run did not wait for that write), as Prefect's own worker labels a run.
+    until(lambda: probe.run(run_id)["labels"].get("prefect.worker.type") == "flowhook", 30)
     log = probe.worker_log()
     assert "warm template ready" in log
     assert "starting this run in a new process instead" not in log  # forked, not spawned

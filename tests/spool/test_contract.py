@@ -42,6 +42,7 @@ def test_a_written_batch_is_ready_then_claimed_exactly_once_then_done(spool_spec
     assert spool.state_of(ref.batch_id) is State.CLAIMED
     assert spool.claim_events(ref.batch_id, owner="run-2") is None
     assert spool.claim_events(ref.batch_id) is None
+    assert spool.claim_events(ref.batch_id, owner="run-1") == events  # its step tried again: still its batch
     spool.complete(ref.batch_id)
     assert spool.state_of(ref.batch_id) is State.DONE
     assert spool.claim_events(ref.batch_id, owner="run-3") is None  # a late trigger: nothing to redo

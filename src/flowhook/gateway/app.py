@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -86,7 +87,9 @@ class Gateway:
             self.local,
             policy=settings.batch_policy,
             on_sealed=self._sealed,
-            waiting=None if self.uploader is None else self._waiting,
+            waiting=self._waiting,
+            # On S3 whether a run is awake costs a LIST: those batches wait for `max_seconds` instead.
+            seal_at_once=self._will_wake if self.uploader is None else None,
         )
         self.wakeups_saved = 0
         self.accepted = 0
@@ -142,28 +145,48 @@ class Gateway:
         """Whether to wake a worker run for the batch: not if one is awake for its type or already being woken.
 
         Either way that run takes this batch too (runs stay awake for their type's next batches), and
-        a flow run costs seconds of CPU to start; a wake-up lost on the way is the sweeper's to repeat.
+        a flow run costs seconds of CPU to start. A wake-up is trusted for `wake_lost_seconds`: a batch
+        unclaimed for longer (its action failed, or its run crashed before it started: Prefect on SQLite
+        answers 503 under load) no longer holds back the next one, whose run then takes both.
         """
+        if self._will_wake(ref.event_type, besides=ref.batch_id):
+            return True
+        self.wakeups_saved += 1
+        return False
+
+    def _will_wake(self, event_type: str, *, besides: str | None = None) -> bool:
+        """Whether a batch of the type sealed now wakes a run: none is awake, and no other batch (`besides` this
+        one) waits for a run woken less than `wake_lost_seconds` ago. The inbox seals such a batch at once."""
         drain = self.settings.drain
-        if drain.idle_seconds > 0 and (
-            self.spool.has_lease(ref.event_type, fresh_within=drain.lease_seconds)
-            or any(batch_id != ref.batch_id for batch_id in self.spool.waiting(ref.event_type))
-        ):
-            self.wakeups_saved += 1
+        if drain.idle_seconds <= 0:
+            return True  # runs never stay awake: every batch wakes its own
+        if self.spool.has_lease(event_type, fresh_within=drain.lease_seconds):
             return False
-        return True
+        waiting = self.spool.waiting(event_type, younger_than=drain.wake_lost_seconds)
+        return not any(batch_id != besides for batch_id in waiting)
 
     def _waiting(self, event_type: str) -> bool:
-        """With the spool on S3: whether a batch of the type waits, here for the upload or there for a run (as
-        last seen: the inbox asks every tick, S3 is listed twice a second by `_watch_remote`)."""
-        return event_type in self._remote_waiting or bool(self.local.waiting(event_type))
+        """Whether a run of the type is being woken: an earlier batch waits for it (woken less than
+        `wake_lost_seconds` ago) and no run is awake. The inbox holds the next batch open meanwhile; an awake run
+        takes each sealed batch at its next step instead, so then nothing is held. With the spool on S3: as
+        last seen (the inbox asks every tick; S3 is listed twice a second by `_watch_remote`)."""
+        if self.uploader is not None:
+            return event_type in self._remote_waiting or bool(self.local.waiting(event_type))
+        drain = self.settings.drain
+        return not self.spool.has_lease(event_type, fresh_within=drain.lease_seconds) and bool(
+            self.local.waiting(event_type, younger_than=drain.wake_lost_seconds)
+        )
 
     async def _watch_remote(self, every: float = 0.5) -> None:
         while True:
             await asyncio.sleep(every)
             for event_type in list(self.inbox.open_counts()):
                 try:
-                    waits = await asyncio.to_thread(self.spool.waiting, event_type)
+                    waits = await asyncio.to_thread(
+                        functools.partial(
+                            self.spool.waiting, event_type, younger_than=self.settings.drain.wake_lost_seconds
+                        )
+                    )
                 except OSError:
                     continue  # S3 unreachable: keep what was last seen
                 if waits:

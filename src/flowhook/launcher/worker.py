@@ -23,6 +23,8 @@ from flowhook.launcher.starter import ForkStarter
 from flowhook.launcher.templates import TemplateError, Templates
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from prefect.client.schemas.objects import FlowRun
 
 WORKER_TYPE = "flowhook"
@@ -91,6 +93,19 @@ class FlowhookWorker(ProcessWorker):
             with contextlib.suppress(TemplateError):
                 await self.templates.get()
             await anyio.sleep(interval)
+
+    async def _give_worker_labels_to_flow_run(self, flow_run_id: UUID) -> None:
+        """In the background: the labels name the worker for the UI. A run need not wait for one more write on
+        Prefect's database (on SQLite, under load, a write can wait or be refused 503 for minutes of retries),
+        nor crash before it starts when the write fails, as it would in Prefect's own submit path."""
+        assert self._runs_task_group is not None
+        self._runs_task_group.start_soon(self._label_flow_run, flow_run_id)
+
+    async def _label_flow_run(self, flow_run_id: UUID) -> None:
+        try:
+            await super()._give_worker_labels_to_flow_run(flow_run_id)
+        except Exception as exc:
+            self._logger.warning("could not label flow run %s with this worker: %s", flow_run_id, exc)
 
     async def run(
         self,

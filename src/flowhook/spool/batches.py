@@ -207,9 +207,12 @@ class Spool:
                 if event_type_of(batch_id) == event_type:
                     yield state, batch_id, age
 
-    def waiting(self, event_type: str) -> list[str]:
-        """Ids of the sealed, unclaimed batches of one type."""
-        return [batch_id for _, batch_id, _ in self._unclaimed(event_type)]
+    def waiting(self, event_type: str, *, younger_than: float | None = None) -> list[str]:
+        """Ids of the sealed, unclaimed batches of one type (given `younger_than`: those unclaimed for less
+        than that many seconds since they were sealed or launched again)."""
+        return [
+            batch_id for _, batch_id, age in self._unclaimed(event_type) if younger_than is None or age < younger_than
+        ]
 
     def pending(self, event_type: str, *, max_events: int) -> list[BatchRef]:
         """Sealed, unclaimed batches of one type, oldest first, up to about `max_events` events (at least one)."""
@@ -274,7 +277,8 @@ class Spool:
     def claim(self, batch_id: str, *, owner: str | None = None) -> Path | None:
         """Take a sealed batch for processing; None when another run has it or it is done already.
 
-        `owner` is the claiming run's lease owner: once its lease is stale, `stale` counts the batch as left.
+        `owner` is the claiming run's lease owner: once its lease is stale, `stale` counts the batch as left. The
+        same owner claiming again (its step failed past the claim and is tried again) gets the batch again.
         """
         for _ in range(3):
             # In the order batches move (ready → sent), so a concurrent move cannot slip past both.
@@ -284,12 +288,20 @@ class Spool:
                         self.owner_path(batch_id).write_text(owner)
                     return self.path(State.CLAIMED, batch_id)
             state = self.state_of(batch_id)
+            if state is State.CLAIMED and owner is not None and self._owned_by(batch_id, owner):
+                return self.path(State.CLAIMED, batch_id)  # a run trying its step again: still its batch
             if state in (State.CLAIMED, State.DONE):
                 return None
             if state is None:
                 break
             # Still open, or released back to ready meanwhile: look again.
         raise BatchNotFound(f"batch {batch_id} is not in the spool at {self.root}")
+
+    def _owned_by(self, batch_id: str, owner: str) -> bool:
+        try:
+            return self.owner_path(batch_id).read_text() == owner
+        except FileNotFoundError:
+            return False
 
     def complete(self, batch_id: str) -> None:
         """Mark a claimed batch as stored."""

@@ -49,10 +49,14 @@ class Inbox:
         on_sealed: Callable[[BatchRef], None],
         tick_seconds: float = 0.05,
         waiting: Callable[[str], bool] | None = None,
+        seal_at_once: Callable[[str], bool] | None = None,
     ) -> None:
-        """`waiting(type)`: whether an earlier batch of the type waits for a run (default: one in `spool`)."""
+        """`waiting(type)`: whether an earlier batch of the type waits for a run (default: one in `spool`).
+        `seal_at_once(type)`: whether a new batch of the type will wake a run, so is sealed as soon as its
+        first events are on disk (default: never; it waits for `max_seconds`)."""
         self._spool = spool
         self._waiting = waiting or (lambda event_type: bool(spool.waiting(event_type)))
+        self._seal_at_once = seal_at_once
         self._policy = policy
         self._on_sealed = on_sealed
         self._tick = tick_seconds
@@ -80,15 +84,22 @@ class Inbox:
         by_type: dict[str, list[bytes]] = defaultdict(list)
         for event in events:
             by_type[event.type].append(encode_event(event))
+        opened: list[_Segment] = []
         for event_type, lines in by_type.items():
             limit = self._policy(event_type).max_events
             while lines:
+                if event_type not in self._open:
+                    opened.append(self._segment(event_type))
                 segment = self._segment(event_type)
                 chunk, lines = lines[: limit - segment.count], lines[limit - segment.count :]
                 self._write(segment, chunk)
                 if segment.count >= limit:
                     self._start_seal(segment)  # detached now: later appends open a new batch
         await self._commit()
+        if self._seal_at_once is not None:
+            for segment in opened:  # what else arrived during the commit rides along; later events open the next
+                if self._open.get(segment.event_type) is segment and self._seal_at_once(segment.event_type):
+                    self._start_seal(segment)
 
     async def close(self) -> None:
         """Seal every open batch (so it is forwarded on the next start) and stop."""

@@ -68,8 +68,9 @@ class BatchSpool(Protocol):
         """Make an unclaimed batch's age 0 again; FileNotFoundError if it is no longer in `state` (claimed)."""
         ...
 
-    def waiting(self, event_type: str) -> list[str]:
-        """Ids of the sealed, unclaimed batches of one type."""
+    def waiting(self, event_type: str, *, younger_than: float | None = None) -> list[str]:
+        """Ids of the sealed, unclaimed batches of one type; given `younger_than`, only those unclaimed for
+        less than that many seconds (since sealed, or since the sweeper launched them again)."""
         ...
 
     def pending(self, event_type: str, *, max_events: int) -> list[BatchRef]:

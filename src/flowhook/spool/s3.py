@@ -158,8 +158,13 @@ class S3Spool:
 
     # --- finding batches --------------------------------------------------------------------------------
 
-    def waiting(self, event_type: str) -> list[str]:
-        return [batch_id for _, batch_id in self._unclaimed(event_type)]
+    def waiting(self, event_type: str, *, younger_than: float | None = None) -> list[str]:
+        now = self._clock()
+        return [
+            batch_id
+            for since, batch_id in self._unclaimed(event_type)
+            if younger_than is None or now - since < younger_than
+        ]
 
     def pending(self, event_type: str, *, max_events: int) -> list[BatchRef]:
         unclaimed = ((State.READY, batch_id) for _, batch_id in self._unclaimed(event_type))
