@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import certifi
 from prefect.flows import load_flow_from_flow_run
 from prefect.runner._flow_run_executor import FlowRunExecutionResult, FlowRunExecutorContext
 from prefect.runner._process_manager import ProcessHandle
+from prefect.settings import get_current_settings
 from prefect.utilities.processutils import command_from_string
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
 from flowhook.launcher.announced import ScheduledRunListener
 from flowhook.launcher.starter import ForkStarter
 from flowhook.launcher.templates import TemplateError, Templates
+from flowhook.launcher.tls import share_prefect_tls_contexts
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -66,6 +69,8 @@ class FlowhookWorker(ProcessWorker):
         self._listener = ScheduledRunListener(self)
 
     async def setup(self) -> None:
+        # Each run's executor builds Prefect clients here too: one TLS context per CA file for all of them.
+        share_prefect_tls_contexts(get_current_settings().api.ssl_cert_file or certifi.where())
         await super().setup()
         assert self._runs_task_group is not None
         self._background = anyio.CancelScope()
