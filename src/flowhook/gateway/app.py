@@ -157,13 +157,9 @@ class Gateway:
     def _will_wake(self, event_type: str, *, besides: str | None = None) -> bool:
         """Whether a batch of the type sealed now wakes a run: none is awake, and no other batch (`besides` this
         one) waits for a run woken less than `wake_lost_seconds` ago. The inbox seals such a batch at once."""
-        drain = self.settings.drain
-        if drain.idle_seconds <= 0:
+        if self.settings.drain.idle_seconds <= 0:
             return True  # runs never stay awake: every batch wakes its own
-        if self.spool.has_lease(event_type, fresh_within=drain.lease_seconds):
-            return False
-        waiting = self.spool.waiting(event_type, younger_than=drain.wake_lost_seconds)
-        return not any(batch_id != besides for batch_id in waiting)
+        return not self._awake(event_type) and not self._woken_for(event_type, besides=besides)
 
     def _waiting(self, event_type: str) -> bool:
         """Whether a run of the type is being woken: an earlier batch waits for it (woken less than
@@ -172,10 +168,17 @@ class Gateway:
         last seen (the inbox asks every tick; S3 is listed twice a second by `_watch_remote`)."""
         if self.uploader is not None:
             return event_type in self._remote_waiting or bool(self.local.waiting(event_type))
-        drain = self.settings.drain
-        return not self.spool.has_lease(event_type, fresh_within=drain.lease_seconds) and bool(
-            self.local.waiting(event_type, younger_than=drain.wake_lost_seconds)
-        )
+        return not self._awake(event_type) and self._woken_for(event_type)
+
+    def _awake(self, event_type: str) -> bool:
+        """Whether a run of the type holds a fresh lease."""
+        return self.spool.has_lease(event_type, fresh_within=self.settings.drain.lease_seconds)
+
+    def _woken_for(self, event_type: str, *, besides: str | None = None) -> bool:
+        """Whether a batch of the type (other than `besides`) waits for a run woken less than `wake_lost_seconds`
+        ago."""
+        waiting = self.spool.waiting(event_type, younger_than=self.settings.drain.wake_lost_seconds)
+        return any(batch_id != besides for batch_id in waiting)
 
     async def _watch_remote(self, every: float = 0.5) -> None:
         while True:

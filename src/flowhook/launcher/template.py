@@ -74,12 +74,9 @@ def warm_up(root: Path, event_modules: list[str]) -> list[str]:
         importlib.import_module(name)
     # Prefect imports prefect.engine as a library module; the child runs a fresh copy as __main__.
     sys.modules.pop("prefect.engine", None)
-    import certifi
-    from prefect.settings import get_current_settings
-
     from flowhook.launcher.tls import share_prefect_tls_contexts
 
-    share_prefect_tls_contexts(get_current_settings().api.ssl_cert_file or certifi.where())
+    share_prefect_tls_contexts()
     for path in sorted((root / "flows").glob("*.py")):
         importlib.import_module(f"flows.{path.stem}" if path.stem != "__init__" else "flows")
     warnings = []

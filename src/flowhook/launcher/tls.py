@@ -17,6 +17,9 @@ import os
 import ssl
 from typing import Any
 
+import certifi
+from prefect.settings import get_current_settings
+
 PREFECT_TLS_MODULES = ("prefect.client.orchestration", "prefect._internal.version_checking")
 """The modules whose `ssl.create_default_context(cafile=...)` calls are shared (pinned by tests/launcher)."""
 
@@ -47,11 +50,12 @@ class SharedContexts:
 
 
 def share_prefect_tls_contexts(*cafiles: str) -> SharedContexts:
-    """Give Prefect's client modules the shared contexts, building those for `cafiles` now (before a fork)."""
+    """Give Prefect's client modules the shared contexts, building those for `cafiles` now (before a fork);
+    by default the one Prefect's clients verify with: PREFECT_API_SSL_CERT_FILE, or certifi's bundle."""
     shared = SharedContexts()
     for name in PREFECT_TLS_MODULES:
         module = importlib.import_module(name)
         module.ssl = shared  # type: ignore[attr-defined]
-    for cafile in cafiles:
+    for cafile in cafiles or (get_current_settings().api.ssl_cert_file or certifi.where(),):
         shared.create_default_context(cafile=cafile)
     return shared

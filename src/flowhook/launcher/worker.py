@@ -12,11 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-import certifi
 from prefect.flows import load_flow_from_flow_run
 from prefect.runner._flow_run_executor import FlowRunExecutionResult, FlowRunExecutorContext
 from prefect.runner._process_manager import ProcessHandle
-from prefect.settings import get_current_settings
 from prefect.utilities.processutils import command_from_string
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
@@ -70,7 +68,7 @@ class FlowhookWorker(ProcessWorker):
 
     async def setup(self) -> None:
         # Each run's executor builds Prefect clients here too: one TLS context per CA file for all of them.
-        share_prefect_tls_contexts(get_current_settings().api.ssl_cert_file or certifi.where())
+        share_prefect_tls_contexts()
         await super().setup()
         assert self._runs_task_group is not None
         self._background = anyio.CancelScope()

@@ -88,9 +88,10 @@ class Inbox:
         for event_type, lines in by_type.items():
             limit = self._policy(event_type).max_events
             while lines:
-                if event_type not in self._open:
-                    opened.append(self._segment(event_type))
+                new = event_type not in self._open
                 segment = self._segment(event_type)
+                if new:
+                    opened.append(segment)
                 chunk, lines = lines[: limit - segment.count], lines[limit - segment.count :]
                 self._write(segment, chunk)
                 if segment.count >= limit:
