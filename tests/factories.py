@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from flowhook.events import Event
+from flowhook.spool import Spool, State
 from flowhook.store import StoredEvent
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -44,3 +47,17 @@ def stored_event(event: Event, *, batch_id: str, status: str = "ok", stored: dat
         data=event.data,
         result={},
     )
+
+
+def spooled_events(spool_dir: Path, states: Sequence[State] = (State.OPEN, State.READY, State.SENT)) -> list[Event]:
+    """Every event in the spool's batches in `states`, each batch once though the gateway may seal or forward
+    it while this reads (in the order batches move, so one moved meanwhile is found in the next folder)."""
+    spool = Spool(spool_dir)
+    batches: dict[str, list[Event]] = {}
+    for state in states:
+        for path in sorted((spool.root / state).glob("*.jsonl")):
+            try:
+                batches.setdefault(path.stem, spool.read(path))
+            except FileNotFoundError:
+                continue
+    return [event for events in batches.values() for event in events]

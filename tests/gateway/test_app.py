@@ -22,6 +22,7 @@ from flowhook.settings import BatchPolicy, DrainPolicy, Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import BatchRef, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
+from tests.factories import spooled_events
 from tests.servers import serve
 
 STANDARD = SignatureConfig()
@@ -56,19 +57,6 @@ def post(client: httpx.Client, document: Any, *, msg_id: str = "msg_1", source: 
     return client.post(f"/hooks/{source}", content=body, headers=signed(body, msg_id))
 
 
-def spooled_events(settings: Settings, states: tuple[State, ...] = SPOOLED) -> list[Event]:
-    """Every event in the spool's batches, each batch once though the gateway may move it while this reads."""
-    spool = Spool(settings.spool_dir)
-    batches: dict[str, list[Event]] = {}
-    for state in states:  # in the order batches move: one sealed meanwhile is found in the next folder
-        for path in (spool.root / state).glob("*.jsonl"):
-            try:
-                batches.setdefault(path.stem, spool.read(path))
-            except FileNotFoundError:
-                continue
-    return [event for events in batches.values() for event in events]
-
-
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -94,7 +82,7 @@ def test_a_signed_delivery_is_on_disk_before_the_202_is_read(gateway: Callable[.
     body = orjson.dumps(item())
     with client.stream("POST", "/hooks/shop", content=body, headers=signed(body, "msg_1")) as response:
         assert response.status_code == 202
-        on_disk = spooled_events(settings)  # the body is not read yet
+        on_disk = spooled_events(settings.spool_dir)  # the body is not read yet
         response.read()
     expected_id = derive_event_id("shop", "msg_1")
     assert response.json() == {"accepted": 1, "ids": [expected_id]}
@@ -110,7 +98,7 @@ def test_a_list_delivery_is_accepted_whole(gateway: Callable[..., Any]) -> None:
     assert response.status_code == 202
     ids = [derive_event_id("shop", "msg_list", i) for i in range(3)]
     assert response.json() == {"accepted": 3, "ids": ids}
-    assert sorted(e.id for e in spooled_events(settings)) == sorted(ids)
+    assert sorted(e.id for e in spooled_events(settings.spool_dir)) == sorted(ids)
 
 
 def test_the_same_delivery_sent_again_gets_the_same_ids(gateway: Callable[..., Any]) -> None:
@@ -122,7 +110,7 @@ def test_the_same_delivery_sent_again_gets_the_same_ids(gateway: Callable[..., A
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json() == {"accepted": 1, "ids": [derive_event_id("shop", "msg_1")]}
     # Both copies are spooled; the store's key on the id makes the second a no-op downstream.
-    assert {e.id for e in spooled_events(settings)} == {derive_event_id("shop", "msg_1")}
+    assert {e.id for e in spooled_events(settings.spool_dir)} == {derive_event_id("shop", "msg_1")}
 
 
 def test_health_reports_what_was_accepted(gateway: Callable[..., Any]) -> None:
@@ -150,7 +138,7 @@ def test_a_bad_signature_is_401_and_nothing_is_spooled(gateway: Callable[..., An
     assert_error(client.post("/hooks/shop", content=body, headers=unsigned), 401, "missing_signature")
     stale = signed(body, "msg_1", timestamp=time.time() - 600)
     assert_error(client.post("/hooks/shop", content=body, headers=stale), 401, "stale_timestamp")
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
     assert client.get("/health").json()["accepted"] == 0
 
 
@@ -171,7 +159,7 @@ def test_a_body_over_the_limit_is_413_with_a_content_length(gateway: Callable[..
     response = client.post("/hooks/shop", content=body, headers=signed(body, "msg_1"))
     assert response.request.headers["content-length"] == "1001"
     assert_error(response, 413, "body_too_large")
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 def test_a_chunked_body_over_the_limit_is_413(gateway: Callable[..., Any]) -> None:
@@ -181,7 +169,7 @@ def test_a_chunked_body_over_the_limit_is_413(gateway: Callable[..., Any]) -> No
     assert "content-length" not in response.request.headers
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert_error(response, 413, "body_too_large")
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -196,7 +184,7 @@ def test_a_body_exactly_at_the_limit_is_accepted(gateway: Callable[..., Any], ch
 def test_invalid_json_is_400(gateway: Callable[..., Any]) -> None:
     client, _, settings = gateway()
     assert_error(post(client, b'{"type": "user_request", '), 400, "invalid_json")
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 def test_a_schema_violation_is_422_with_the_field_path(gateway: Callable[..., Any]) -> None:
@@ -205,7 +193,7 @@ def test_a_schema_violation_is_422_with_the_field_path(gateway: Callable[..., An
         post(client, [item(), {"type": "user_request", "data": {"action": "a"}}]), 422, "schema_violation"
     )
     assert payload["errors"] == [{"index": 1, "loc": ["data", "user_id"], "msg": "Field required"}]
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 def test_an_unknown_event_type_is_422_with_the_known_types(gateway: Callable[..., Any]) -> None:
@@ -280,8 +268,8 @@ def test_events_are_sealed_in_batches_of_at_most_max_events_and_forwarded(
     wait_for(lambda: all(spool.state_of(ref.batch_id) is State.SENT for ref in sink.sent))
     for ref in sink.sent:
         assert len(spool.read(spool.path(State.SENT, ref.batch_id))) == ref.count
-    assert sorted(e.id for e in spooled_events(settings, (State.SENT,))) == sorted(ids)
-    assert spooled_events(settings, (State.OPEN, State.READY)) == []
+    assert sorted(e.id for e in spooled_events(settings.spool_dir, (State.SENT,))) == sorted(ids)
+    assert spooled_events(settings.spool_dir, (State.OPEN, State.READY)) == []
 
 
 def test_another_types_policy_is_not_overridden(gateway: Callable[..., Any]) -> None:

@@ -27,6 +27,7 @@ from flowhook.gateway.secrets import secret_store
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import Spool, State
+from tests.factories import spooled_events
 from tests.figures import report
 from tests.servers import serve
 
@@ -69,12 +70,6 @@ def post(
     return client.post(f"/hooks/{source}", content=body, headers=signed(body, msg_id, secret))
 
 
-def spooled_events(settings: Settings) -> list[Event]:
-    spool = Spool(settings.spool_dir)
-    states = (State.OPEN, State.READY, State.SENT)
-    return [event for state in states for path in (spool.root / state).glob("*.jsonl") for event in spool.read(path)]
-
-
 def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     payload: dict[str, Any] = response.json()
@@ -97,7 +92,7 @@ def test_an_unknown_source_is_404(gateway: Start) -> None:
     client, settings = gateway()
     payload = refused(post(client, item(), source="shops"), 404, "unknown_source")
     assert "'shops'" in payload["message"]
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
@@ -110,14 +105,14 @@ def test_a_body_not_declared_as_json_is_415(gateway: Start, content_type: str | 
     response = client.post("/hooks/shop", content=body, headers=headers)
     assert response.request.headers.get("content-type") == content_type
     refused(response, 415, "unsupported_media_type")
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 def test_a_body_over_max_body_bytes_is_413(gateway: Start) -> None:
     client, settings = gateway(max_body_bytes=300)
     refused(post(client, item(path="x" * 300)), 413, "body_too_large")
     assert post(client, item(path="x" * 100), msg_id="msg_2").status_code == 202
-    assert len(spooled_events(settings)) == 1
+    assert len(spooled_events(settings.spool_dir)) == 1
 
 
 def test_a_source_over_its_rate_limit_is_429_until_retry_after(gateway: Start) -> None:
@@ -133,7 +128,7 @@ def test_a_source_over_its_rate_limit_is_429_until_retry_after(gateway: Start) -
 
     time.sleep(wait)
     assert post(client, item(), msg_id="msg_3").status_code == 202
-    assert {e.id for e in spooled_events(settings)} == {
+    assert {e.id for e in spooled_events(settings.spool_dir)} == {
         derive_event_id("shop", "msg_1"),
         derive_event_id("shop", "msg_2"),
         derive_event_id("other", "msg_4"),
@@ -174,7 +169,7 @@ def test_an_unsigned_flood_at_ten_times_the_signed_rate_leaves_the_signed_sender
     assert {r.status_code for r in unsigned} == {401, 429}
     assert all(r.json()["code"] == "too_many_unverified" and int(r.headers["retry-after"]) >= 1 for r in refused_429)
     assert len(unsigned) == 10 * len(real)
-    spooled_ids = {e.id for e in spooled_events(settings)}
+    spooled_ids = {e.id for e in spooled_events(settings.spool_dir)}
     assert {i for r in accepted for i in r.json()["ids"]} <= spooled_ids
     report(
         f"gateway under an unsigned flood: signed sender {len(accepted)}/{len(real)} accepted "
@@ -198,7 +193,7 @@ def test_a_spool_over_its_disk_budget_is_503_and_the_delivery_not_spooled(tmp_pa
     response = post(client, item())
     refused(response, 503, "inbox_full")
     assert int(response.headers["retry-after"]) >= 1
-    assert sorted(e.id for e in spooled_events(settings)) == sorted(e.id for e in waiting)
+    assert sorted(e.id for e in spooled_events(settings.spool_dir)) == sorted(e.id for e in waiting)
     assert client.get("/health").json()["accepted"] == 0
 
 
@@ -227,7 +222,7 @@ def test_a_source_whose_secret_is_unset_is_503_and_leaks_nothing(
     shop_secret = generate_secret(STANDARD)
     monkeypatch.setenv("SHOP_WEBHOOK_SECRET", shop_secret)
     assert post(client, item(), source="shop", msg_id="msg_2", secret=shop_secret).status_code == 202
-    assert {e.source for e in spooled_events(settings)} == {"partner", "shop"}
+    assert {e.source for e in spooled_events(settings.spool_dir)} == {"partner", "shop"}
 
 
 def test_a_source_whose_secret_file_is_empty_is_503_not_500(tmp_path: Path, gateway: Start) -> None:
@@ -285,7 +280,7 @@ def test_authentic_deliveries_that_fail_validation_are_quarantined(gateway: Star
     assert len(list(settings.quarantine_dir.glob("*.json"))) == 2
     health = client.get("/health").json()
     assert (health["quarantined"], health["accepted"]) == (2, 0)
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 def test_replay_with_a_fixed_template_spools_what_now_maps_and_keeps_the_rest(tmp_path: Path, gateway: Start) -> None:

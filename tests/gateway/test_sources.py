@@ -13,13 +13,13 @@ import httpx
 import orjson
 import pytest
 
-from flowhook.events import Event, derive_event_id
+from flowhook.events import derive_event_id
 from flowhook.gateway import MemorySink
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.gateway.secrets import secret_store
 from flowhook.settings import LOCAL_SOURCES, BatchPolicy, Settings
 from flowhook.sources.webhook import SignatureConfig
-from flowhook.spool import Spool, State
+from tests.factories import spooled_events
 from tests.servers import serve
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -52,14 +52,6 @@ def managed_secret(settings: Settings, source: str) -> str:
     return secret_store(settings).secrets(source, settings.source_configs()[source])[0]
 
 
-def spooled_events(settings: Settings) -> list[Event]:
-    spool = Spool(settings.spool_dir)
-    states = (State.OPEN, State.READY, State.SENT)
-    return [
-        event for state in states for path in sorted((spool.root / state).glob("*.jsonl")) for event in spool.read(path)
-    ]
-
-
 def accepted(response: httpx.Response, count: int) -> list[str]:
     assert response.status_code == 202, response.text
     payload = response.json()
@@ -87,7 +79,7 @@ def test_a_github_push_becomes_one_data_update_keyed_on_the_delivery(shipped: tu
 
     [event_id] = accepted(client.post("/hooks/github", content=GITHUB_PUSH, headers=headers), 1)
     assert event_id == derive_event_id("github", delivery)
-    [event] = spooled_events(settings)
+    [event] = spooled_events(settings.spool_dir)
     assert (event.id, event.type, event.source) == (event_id, "data_update", "github")
     assert event.data == {
         "dataset": "octo-org/pipeline-data",
@@ -102,7 +94,7 @@ def test_a_github_push_becomes_one_data_update_keyed_on_the_delivery(shipped: tu
     # GitHub's "Redeliver" posts the same delivery id: the same event id, a no-op downstream.
     again = client.post("/hooks/github", content=GITHUB_PUSH, headers=headers)
     assert accepted(again, 1) == [event_id]
-    assert {e.id for e in spooled_events(settings)} == {event_id}
+    assert {e.id for e in spooled_events(settings.spool_dir)} == {event_id}
 
 
 def test_a_github_ping_is_accepted_and_maps_to_no_event(shipped: tuple[httpx.Client, Settings]) -> None:
@@ -110,7 +102,7 @@ def test_a_github_ping_is_accepted_and_maps_to_no_event(shipped: tuple[httpx.Cli
     body = orjson.dumps({"zen": "Keep it logically awesome.", "hook_id": 468, "hook": {"type": "Repository"}})
     response = client.post("/hooks/github", content=body, headers=github_headers(settings, body, event="ping"))
     assert accepted(response, 0) == []
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
     assert client.get("/health").json()["quarantined"] == 0
 
 
@@ -122,7 +114,7 @@ def test_a_tampered_github_body_is_401(shipped: tuple[httpx.Client, Settings]) -
     response = client.post("/hooks/github", content=tampered, headers=headers)
     assert response.status_code == 401, response.text
     assert response.json()["code"] == "invalid_signature"
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 # --- Stripe ------------------------------------------------------------------------------------------
@@ -141,7 +133,7 @@ def test_a_stripe_invoice_paid_becomes_a_user_request_keyed_on_the_stripe_event(
     first = stripe_headers(settings, STRIPE_INVOICE_PAID)
     [event_id] = accepted(client.post("/hooks/stripe", content=STRIPE_INVOICE_PAID, headers=first), 1)
     assert event_id == derive_event_id("stripe", "evt_1PBqXJ2eZvKYlo2CKx7sQ3mN")
-    [event] = spooled_events(settings)
+    [event] = spooled_events(settings.spool_dir)
     assert (event.type, event.source) == ("user_request", "stripe")
     assert event.data["user_id"] == invoice["customer"] == "cus_Q1xY2zA3bC4dE5"
     assert event.data["amount_cents"] == invoice["amount_paid"] == 4900
@@ -168,7 +160,7 @@ def test_other_stripe_event_types_are_accepted_and_map_to_no_event(shipped: tupl
     )
     response = client.post("/hooks/stripe", content=body, headers=stripe_headers(settings, body))
     assert accepted(response, 0) == []
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 def test_a_stripe_signature_older_than_the_tolerance_is_401(shipped: tuple[httpx.Client, Settings]) -> None:
@@ -178,7 +170,7 @@ def test_a_stripe_signature_older_than_the_tolerance_is_401(shipped: tuple[httpx
     response = client.post("/hooks/stripe", content=STRIPE_INVOICE_PAID, headers=headers)
     assert response.status_code == 401, response.text
     assert response.json()["code"] == "stale_timestamp"
-    assert spooled_events(settings) == []
+    assert spooled_events(settings.spool_dir) == []
 
 
 # --- CloudEvents ---------------------------------------------------------------------------------------
@@ -230,7 +222,7 @@ def test_cloudevents_in_structured_and_binary_mode_are_keyed_on_id_and_source(
     assert accepted(post_structured(client, settings, "ev-1", "/loader/eu"), 1) == [structured]
     assert accepted(post_binary(client, settings, "ev-1", "/loader/us"), 1) == [binary]
 
-    events = {event.id: event for event in spooled_events(settings)}
+    events = {event.id: event for event in spooled_events(settings.spool_dir)}
     assert set(events) == {structured, binary, other_id}
     for event in events.values():
         assert (event.type, event.source) == ("data_update", "cloudevents")
@@ -264,5 +256,5 @@ def test_a_demo_list_of_three_events_is_accepted_whole(shipped: tuple[httpx.Clie
     response = client.post("/hooks/demo", content=body, headers={**signed, "content-type": "application/json"})
     ids = accepted(response, 3)
     assert ids == [derive_event_id("demo", "msg_demo_1", index) for index in range(3)]
-    events = {event.id: event for event in spooled_events(settings)}
+    events = {event.id: event for event in spooled_events(settings.spool_dir)}
     assert [events[i].type for i in ids] == ["user_request", "data_update", "scheduled_tick"]

@@ -11,7 +11,7 @@ import flowhook
 from flowhook.events import derive_event_id
 from flowhook.settings import Settings
 from flowhook.sources.emit import EmitError, emit_many, item
-from flowhook.spool import Spool, State
+from tests.factories import spooled_events
 from tests.servers import serve
 
 
@@ -23,13 +23,7 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
 
 
 def spooled_ids(settings: Settings) -> set[str]:
-    spool = Spool(settings.spool_dir)
-    return {
-        event.id
-        for state in (State.OPEN, State.READY, State.SENT)
-        for path in (spool.root / state).glob("*.jsonl")
-        for event in spool.read(path)
-    }
+    return {event.id for event in spooled_events(settings.spool_dir)}
 
 
 def test_emit_returns_the_id_of_a_durable_event(settings: Settings) -> None:
