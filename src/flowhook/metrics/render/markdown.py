@@ -1,0 +1,133 @@
+"""The report as Markdown: every table in full, for the Prefect artifact and for files people read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from flowhook.metrics.queueing import MODEL
+from flowhook.metrics.render._figures import clock, number, percent
+from flowhook.metrics.render._shared import overall_buckets, stage_rows, warnings, workers
+from flowhook.metrics.render.definitions import DEFINITIONS
+from flowhook.metrics.report import STAGES, LatencyStats, Report, TypeReport
+
+MAX_BUCKET_LINES = 120
+"""The Markdown lists at most this many buckets, the last ones; the `report_buckets` table has them all."""
+
+_Cell = Callable[[TypeReport], str]
+_RATES: tuple[tuple[str, _Cell], ...] = (
+    ("type", lambda r: r.event_type),
+    ("N", lambda r: number(r.totals.arrivals)),
+    ("M", lambda r: number(r.totals.completions)),
+    ("failed", lambda r: number(r.totals.failed)),
+    ("in flight", lambda r: number(r.totals.in_flight)),
+    ("λ (ev/s)", lambda r: number(r.arrival_rate)),
+    ("peak λ", lambda r: number(r.peak_arrival_rate)),
+    ("μ (ev/s)", lambda r: number(r.processing_rate)),
+    ("θ (ev/s)", lambda r: number(r.throughput)),
+)
+
+_CAPACITY: tuple[tuple[str, _Cell], ...] = (
+    ("type", lambda r: r.event_type),
+    ("capacity (ev/busy-s)", lambda r: number(r.capacity)),
+    ("ρ", lambda r: number(r.utilisation)),
+    ("τ = 1/θ (s, seed model)", lambda r: number(r.tau_seconds)),
+    ("p50 (s)", lambda r: number(r.latency.p50 if r.latency else None)),
+    ("p95", lambda r: number(r.latency.p95 if r.latency else None)),
+    ("p99", lambda r: number(r.latency.p99 if r.latency else None)),
+    ("max", lambda r: number(r.latency.max if r.latency else None)),
+)
+"""Measured percentiles here are received→stored, the time an event spends inside flowhook."""
+
+_LITTLE: tuple[tuple[str, _Cell], ...] = (
+    ("type", lambda r: r.event_type),
+    ("backlog at start", lambda r: number(r.totals.backlog_start)),
+    ("at end", lambda r: number(r.totals.backlog_end)),
+    ("mean backlog L", lambda r: number(r.little.mean_backlog if r.little else None)),
+    ("mean W (s)", lambda r: number(r.little.mean_latency if r.little else None)),
+    ("λ × W", lambda r: number(r.little.predicted_backlog if r.little else None)),
+    ("gap", lambda r: percent(r.little.gap if r.little else None)),
+    ("steady", lambda r: "—" if r.little is None else ("yes" if r.little.steady else "NO")),
+)
+
+_FORECAST: tuple[tuple[str, _Cell], ...] = (
+    ("type", lambda r: r.event_type),
+    ("μ per worker (ev/s)", lambda r: number(r.forecast.service_rate if r.forecast else None)),
+    ("ρ", lambda r: number(r.forecast.utilisation if r.forecast else None)),
+    ("blows up at λ ≥ (ev/s)", lambda r: number(r.forecast.saturation_rate if r.forecast else None)),
+    ("fixed delay d (s)", lambda r: number(r.forecast.fixed_delay if r.forecast else None)),
+    ("p99 at λ (s)", lambda r: number(r.forecast.latency_quantile if r.forecast else None)),
+    ("workers for target", workers),
+)
+
+_BUCKET_HEADERS = ("start (UTC)", "arrivals", "stored", "λ", "μ", "backlog at end", "p50 (s)", "p99 (s)")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return lines
+
+
+def _type_table(columns: Sequence[tuple[str, _Cell]], rows: Sequence[TypeReport]) -> list[str]:
+    return _table([h for h, _ in columns], [[cell(r) for _, cell in columns] for r in rows])
+
+
+def _window_line(report: Report) -> str:
+    window = report.window
+    return (
+        f"Window {window.start.isoformat()} → {window.end.isoformat()} (T = {number(window.seconds)} s, "
+        f"buckets of {number(window.bucket_seconds)} s), generated {report.generated_at.isoformat()}."
+    )
+
+
+def _stage_cells(stats: LatencyStats) -> list[str]:
+    return [number(stats.count), *(number(v) for v in (stats.mean, stats.p50, stats.p95, stats.p99, stats.max))]
+
+
+def _bucket_cells(report: Report) -> list[list[str]]:
+    return [
+        [
+            clock(b.start),
+            number(b.arrivals),
+            number(b.completions),
+            number(b.arrival_rate),
+            number(b.processing_rate),
+            number(b.backlog),
+            number(b.latency.p50 if b.latency else None),
+            number(b.latency.p99 if b.latency else None),
+        ]
+        for b in overall_buckets(report)
+    ]
+
+
+def to_markdown(report: Report, *, chart_url: str | None = None) -> str:
+    """The report as Markdown for a Prefect markdown artifact or a file a human will read."""
+    lines = [f"# flowhook report `{report.report_id}`", "", _window_line(report), ""]
+    lines += [f"> **{note}**\n" for note in warnings(report)]
+    lines += ["## Rates", "", *_type_table(_RATES, report.rows)]
+    lines += ["", "## Capacity and latency (received→stored)", "", *_type_table(_CAPACITY, report.rows)]
+    lines += ["", "## Latency per stage (seconds, measured)", ""]
+    lines += _table(
+        ["type", "stage", "count", "mean", "p50", "p95", "p99", "max"],
+        [[row.event_type, STAGES[stage], *_stage_cells(stats)] for row, stage, stats in stage_rows(report)],
+    )
+    lines += ["", "## Backlog and Little's law", "", *_type_table(_LITTLE, report.rows)]
+    lines += ["", f"## Capacity forecast (target p99 ≤ {number(report.target_p99_seconds)} s)", ""]
+    forecast_rows = [r for r in report.rows if r.forecast is not None]
+    if forecast_rows:
+        lines += _type_table(_FORECAST, forecast_rows)
+    else:
+        lines.append("No worker time was measured in the window, so there is nothing to forecast from.")
+    lines += ["", f"Model: {MODEL}", "", f"## Per {number(report.window.bucket_seconds)} s bucket (all types)", ""]
+    if chart_url:
+        lines += [f"![arrivals vs processing and latency per bucket]({chart_url})", ""]
+    buckets = _bucket_cells(report)
+    lines += _table(_BUCKET_HEADERS, buckets[-MAX_BUCKET_LINES:])
+    if len(buckets) > MAX_BUCKET_LINES:
+        lines += ["", f"The last {MAX_BUCKET_LINES} of {len(buckets)} buckets; `report_buckets` has them all."]
+    lines += ["", "## Definitions", ""]
+    lines += [f"- **{d.term}**: {d.meaning}" for d in DEFINITIONS]
+    return "\n".join(lines) + "\n"
