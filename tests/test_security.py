@@ -440,7 +440,7 @@ def test_secret_show_is_the_one_command_that_prints_a_secret(delivered: Run, cli
     assert cli("secret", "show", "managed").strip() == delivered.secrets["managed (managed)"]
     assert cli("secret", "show", "shop").strip() == SHOP_SECRET
     status = cli("status")
-    assert "stored events" in status
+    assert "events stored per type" in status
     report = cli("report", "--json", "--minutes", "60")
     assert sum(row["n"] for row in json.loads(report)["rows"] if row["event_type"] != "all") == 6
     listed = cli("quarantine", "list", "--json")

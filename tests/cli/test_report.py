@@ -68,7 +68,8 @@ def _one_line(result: Result) -> str:
 def _assert_clean_error(result: Result, *sentences: str) -> None:
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)  # typer.Exit, not an escaped exception
-    assert "error:" in result.output and "Traceback" not in result.output
+    assert result.stderr.startswith("error:") and "Traceback" not in result.output
+    assert result.stdout == ""
     for sentence in sentences:
         assert sentence in _one_line(result)
 
@@ -306,12 +307,34 @@ def test_report_says_when_the_file_is_locked(known_store: DuckDBStore, monkeypat
     get_settings.cache_clear()
     with known_store.connect():  # a second flock on the file waits, even from this process
         result = runner.invoke(app, ["report", "--since", SINCE, "--until", UNTIL])
-    _assert_clean_error(result, "Could not lock", "another process is still using the DuckDB file")
+    _assert_clean_error(
+        result,
+        f"the store at {known_store.path} is in use by another process (pid {os.getpid()}?)",
+        "its lock flowhook.duckdb.lock was not free within 0.2 s (FLOWHOOK_LOCK_TIMEOUT_SECONDS)",
+    )
 
 
 def test_report_without_a_database_says_so(data_dir: Path) -> None:
     result = runner.invoke(app, ["report"])
     _assert_clean_error(result, "nothing has been stored yet")
+
+
+def test_report_buckets_0_lists_no_bucket_and_fewer_lists_the_last(known_store: DuckDBStore) -> None:
+    window = ["report", "--since", SINCE, "--until", UNTIL, "--bucket", str(BUCKET)]
+    starts = [_at(k * BUCKET).strftime("%H:%M:%S") for k in range(7)]  # 10:00:00, 10:01:30 … 10:09:00
+
+    def listed(*args: str) -> list[str]:
+        result = runner.invoke(app, [*window, *args])
+        assert result.exit_code == 0, result.output
+        return [line.split()[0] for line in result.stdout.splitlines() if line[:8] in starts]
+
+    assert listed() == starts
+    assert listed("--buckets", "2") == starts[-2:]
+    none = runner.invoke(app, [*window, "--buckets", "0"])
+    assert "bucket, all types" not in none.stdout and "Legend" in none.stdout
+    assert listed("--buckets", "0") == []
+    negative = runner.invoke(app, [*window, "--buckets", "-1"])
+    _assert_clean_error(negative, "--buckets", "greater than or equal to 0", "report --help`)")
 
 
 # --- sql and status --------------------------------------------------------------------------------------
@@ -340,11 +363,19 @@ def test_sql_says_when_the_file_is_locked(known_store: DuckDBStore, monkeypatch:
     get_settings.cache_clear()
     with known_store.connect():
         result = runner.invoke(app, ["sql", "SELECT count(*) FROM events"])
-    _assert_clean_error(result, "Could not lock")
+    _assert_clean_error(result, f"the store at {known_store.path} is in use by another process")
 
 
 def test_status_counts_batches_and_events(data_dir: Path) -> None:
     DuckDBStore(data_dir / "flowhook.duckdb").write_events([_stored(1, "data_update", datetime.now(UTC), 0.1)])
+    Spool(get_settings().spool_dir).write_batch([make_event(1)])
     result = runner.invoke(app, ["status"])
     assert result.exit_code == 0
-    assert "'data_update': 1" in result.output and "'ready': 0" in result.output
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert lines[:3] == [
+        ["batches", "per", "state", "in", "the", "spool", str(data_dir / "spool")],
+        ["open", "ready", "sent", "claimed", "done"],
+        ["0", "1", "0", "0", "0"],
+    ]
+    assert ["data_update", "1"] in lines and ["all", "1"] in lines
+    assert "{" not in result.stdout  # tables, not a Python dict

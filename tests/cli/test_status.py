@@ -69,12 +69,19 @@ def _line(result: Result) -> str:
     return flat[flat.index("trigger path: ") :]
 
 
+def _line_with(result: Result, start: str) -> str:
+    flat = " ".join(result.output.split())
+    return flat[flat.index(start) :]
+
+
 def test_a_fresh_heartbeat_is_healthy_and_the_counts_stay(data_dir: Path) -> None:
     _tick(data_dir, stored_ago=42, end_to_end=3.1)
     for args in (["status"], ["status", "--check"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
-        assert "'scheduled_tick': 1" in result.output and "'ready': 0" in result.output
+        lines = [line.split() for line in result.stdout.splitlines()]
+        assert ["open", "ready", "sent", "claimed", "done"] in lines and ["0", "0", "0", "0", "0"] in lines
+        assert ["scheduled_tick", "1"] in lines and ["all", "1"] in lines
         # The clock moves on between writing and reading: a few seconds of slack.
         assert re.fullmatch(
             r"trigger path: healthy — last heartbeat stored 4[2-6] s ago, 3.1 s after it was sent", _line(result)
@@ -115,7 +122,7 @@ def test_a_tick_someone_emitted_by_hand_is_no_heartbeat(data_dir: Path) -> None:
 def test_no_file_and_no_stack_is_unknown_not_unhealthy(data_dir: Path) -> None:
     result = runner.invoke(app, ["status", "--check"])
     assert result.exit_code == 0, result.output
-    assert "stored events" not in result.output  # no DuckDB file: no counts, as before
+    assert "no events stored yet: no DuckDB file at" in _line_with(result, "no events")  # no file: no counts
     assert _line(result) == "trigger path: unknown — no heartbeat stored yet"
 
 
@@ -162,3 +169,26 @@ def test_the_report_is_quiet_about_a_healthy_trigger_path(data_dir: Path) -> Non
     report = json.loads(runner.invoke(app, ["report", "--minutes", "60", "--json"]).output)
     assert report["heartbeat"]["status"] == "healthy"
     assert not any("Trigger path" in note for note in report["warnings"])
+
+
+def test_status_json_has_the_counts_and_the_heartbeat(data_dir: Path) -> None:
+    _tick(data_dir, stored_ago=14 * 60)
+    result = runner.invoke(app, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert set(status) == {"spool", "batches", "events", "trigger_path"}
+    assert status["spool"] == str(data_dir / "spool")
+    assert status["batches"] == {"open": 0, "ready": 0, "sent": 0, "claimed": 0, "done": 0}
+    assert status["events"] == {"scheduled_tick": 1}
+    assert status["trigger_path"]["status"] == "unhealthy"
+    assert status["trigger_path"]["age_seconds"] == pytest.approx(14 * 60, abs=30)
+    check = runner.invoke(app, ["status", "--json", "--check"])  # still JSON, and exit 1
+    assert check.exit_code == 1
+    assert json.loads(check.stdout)["trigger_path"]["healthy"] is False
+
+
+def test_status_json_without_a_store_says_null(data_dir: Path) -> None:
+    result = runner.invoke(app, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["events"] is None and status["trigger_path"]["status"] == "unknown"

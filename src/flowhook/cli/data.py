@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flowhook.cli._app import app, console, fail, parse_time
+from flowhook.cli._app import JsonOpt, app, console, fail, parse_time, print_json
+from flowhook.cli._errors import explain
 from flowhook.settings import get_settings
 
 MinutesOpt = Annotated[float, typer.Option(help="Report on the last N minutes (unless --since is given).", min=0.01)]
@@ -21,21 +21,36 @@ def report(
     minutes: MinutesOpt = 60.0,
     since: TimeOpt = None,
     until: TimeOpt = None,
-    bucket: Annotated[float | None, typer.Option(help="Bucket length in seconds [default: 60].", min=0.001)] = None,
+    bucket: Annotated[
+        float | None,
+        typer.Option(help="Bucket length in seconds (default: 60, the report_bucket_seconds setting).", min=0.001),
+    ] = None,
     target_p99: Annotated[
         float | None,
-        typer.Option(help="p99 latency target (s) the forecast sizes workers for [default: 30].", min=0.001),
+        typer.Option(
+            help="p99 latency target (s) the forecast sizes workers for "
+            "(default: 30, the report_target_p99_seconds setting).",
+            min=0.001,
+        ),
     ] = None,
-    buckets: Annotated[int, typer.Option(help="How many of the last buckets to print.", min=0)] = 30,
+    buckets: Annotated[
+        int | None,
+        typer.Option(
+            help="How many of the last buckets the bucket table lists (default: 30); 0 leaves the table out. "
+            "--json has every bucket.",
+            min=0,
+        ),
+    ] = None,
     chart: Annotated[Path | None, typer.Option(help="Also draw the chart to this PNG file.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON instead of tables.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """λ, μ, θ, τ, latency per stage, backlog, Little's law and a capacity forecast, from the DuckDB file."""
     from flowhook.metrics import Window, to_json_dict, to_rich
+    from flowhook.metrics.render import DEFAULT_BUCKETS
     from flowhook.reporting import window_report
     from flowhook.spool import open_spool
     from flowhook.stack import started_at
-    from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
+    from flowhook.store import store_exists, store_from_settings
 
     settings = get_settings()
     if not store_exists(settings):
@@ -54,8 +69,6 @@ def report(
             heartbeat_max_age_seconds=settings.heartbeat_max_age_seconds,
             up_since=started_at(settings.data_dir),
         )
-    except StoreLockTimeout as exc:
-        raise fail(str(exc)) from None
     except ValueError as exc:
         raise fail(str(exc)) from None
     if chart is not None:
@@ -63,9 +76,9 @@ def report(
 
         render_chart(result, chart)
     if as_json:
-        typer.echo(json.dumps(to_json_dict(result), indent=2, ensure_ascii=False))
+        print_json(to_json_dict(result))
     else:
-        console.print(to_rich(result, buckets=buckets))
+        console.print(to_rich(result, buckets=DEFAULT_BUCKETS if buckets is None else buckets))
         if chart is not None:
             console.print(f"chart: {chart}")
 
@@ -73,12 +86,16 @@ def report(
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="One SQL statement, e.g. SELECT type, count(*) FROM events GROUP BY 1")],
+    as_json: JsonOpt = False,
 ) -> None:
-    """Run one read-only query on the store (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN); anything that writes is refused."""
+    """Run one read-only query on the store (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN); anything that writes is refused.
+
+    With --json the rows are a list of objects keyed by column name, as DuckDB's own JSON mode writes them.
+    """
     import duckdb
     from rich.table import Table
 
-    from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
+    from flowhook.store import store_exists, store_from_settings
     from flowhook.store.read_only import NotReadOnly, read_only_statement
 
     settings = get_settings()
@@ -94,8 +111,13 @@ def sql(
             cursor = con.execute(statement)
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall()
-    except (duckdb.Error, StoreLockTimeout) as exc:
-        raise fail(str(exc)) from None
+    except duckdb.Error as exc:
+        raise fail(explain(exc) or str(exc)) from None
+    if as_json:
+        if len(set(columns)) < len(columns):
+            raise fail(f"--json needs distinct column names, not {', '.join(columns)}: name them with AS")
+        print_json([dict(zip(columns, row, strict=True)) for row in rows])
+        return
     table = Table(*columns)
     for row in rows:
         table.add_row(*("NULL" if v is None else str(v) for v in row))
@@ -107,21 +129,26 @@ def status(
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 when the trigger path is unhealthy (for scripts and cron).")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show batches per spool state, events stored per type and whether the trigger path's heartbeat is fresh."""
     from rich.markup import escape
+    from rich.table import Table
 
     from flowhook.spool import open_spool
     from flowhook.stack import started_at
     from flowhook.store import store_exists, store_from_settings
     from flowhook.watchdog import check_heartbeat
+    from flowhook.watchdog import to_json_dict as heartbeat_dict
 
     settings = get_settings()
-    console.print("batches:", open_spool(settings).counts())
+    spool = open_spool(settings)
+    batches = spool.counts()
+    events: dict[str, int] | None = None
     last = None
     if store_exists(settings):
         store = store_from_settings(settings)
-        console.print("stored events:", store.event_counts())
+        events = dict(sorted(store.event_counts().items()))
         last = store.latest_heartbeat()
     heartbeat = check_heartbeat(
         last,
@@ -129,15 +156,36 @@ def status(
         max_age_seconds=settings.heartbeat_max_age_seconds,
         up_since=started_at(settings.data_dir),
     )
-    style = {"healthy": "green", "unhealthy": "bold red", "unknown": "yellow"}[heartbeat.status]
-    console.print(f"trigger path: [{style}]{escape(heartbeat.summary)}[/]")
+    if as_json:
+        print_json(
+            {"spool": spool.url, "batches": batches, "events": events, "trigger_path": heartbeat_dict(heartbeat)}
+        )
+    else:
+        console.print(f"batches per state in the spool {spool.url}", highlight=False, soft_wrap=True)
+        spooled = Table(*batches, box=None)
+        for column in spooled.columns:
+            column.justify = "right"
+        spooled.add_row(*(f"{n:,}" for n in batches.values()))
+        console.print(spooled)
+        if events is None:
+            console.print(f"\nno events stored yet: no DuckDB file at {settings.database}", highlight=False)
+        else:
+            console.print("\nevents stored per type")
+            stored = Table("type", "events", box=None)
+            stored.columns[1].justify = "right"
+            for event_type, n in events.items():
+                stored.add_row(escape(event_type), f"{n:,}")
+            stored.add_row("all", f"{sum(events.values()):,}", style="bold")
+            console.print(stored)
+        style = {"healthy": "green", "unhealthy": "bold red", "unknown": "yellow"}[heartbeat.status]
+        console.print(f"\ntrigger path: [{style}]{escape(heartbeat.summary)}[/]")
     if check and heartbeat.status == "unhealthy":
         raise typer.Exit(1)
 
 
 @app.command()
 def audit(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the finding as JSON.")] = False,
+    as_json: JsonOpt = False,
     save: Annotated[
         bool, typer.Option("--save/--no-save", help="Keep the finding in the store, where the report looks for it.")
     ] = True,
@@ -148,8 +196,8 @@ def audit(
     from rich.table import Table
 
     from flowhook.audit import run_audit, save_audit, to_json_dict
-    from flowhook.spool import SpoolUnavailable, open_spool
-    from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
+    from flowhook.spool import open_spool
+    from flowhook.store import store_exists, store_from_settings
 
     settings = get_settings()
     if not store_exists(settings):
@@ -159,10 +207,10 @@ def audit(
         found = run_audit(store, open_spool(settings))
         if save:
             save_audit(store, found)
-    except (duckdb.Error, StoreLockTimeout, SpoolUnavailable) as exc:
-        raise fail(str(exc)) from None
+    except duckdb.Error as exc:
+        raise fail(explain(exc) or str(exc)) from None
     if as_json:
-        typer.echo(json.dumps(to_json_dict(found), indent=2))
+        print_json(to_json_dict(found))
     else:
         console.print(
             f"audited {found.acknowledged:,} acknowledged events in {found.done_batches:,} done batches of "

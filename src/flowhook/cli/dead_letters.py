@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from flowhook.cli._app import app, console, fail, parse_time
+from flowhook.cli._app import app, console, errors, fail, parse_time
 from flowhook.settings import get_settings
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def replay(
     """
     from flowhook.dead_letters import launch_all, respool
     from flowhook.spool import open_spool
-    from flowhook.store import StoreLockTimeout, store_exists, store_from_settings
+    from flowhook.store import store_exists, store_from_settings
 
     settings = get_settings()
     start, end = parse_time("--since", since), parse_time("--until", until)
@@ -51,10 +51,7 @@ def replay(
         console.print(f"nothing to replay: no DuckDB file at {settings.database}")
         return
     store = store_from_settings(settings)
-    try:
-        letters = store.dead_letters(event_type=event_type, ids=ids, since=start, until=end)
-    except StoreLockTimeout as exc:
-        raise fail(str(exc)) from None
+    letters = store.dead_letters(event_type=event_type, ids=ids, since=start, until=end)
     if not letters:
         console.print("nothing to replay: no dead letters match")
         return
@@ -82,7 +79,7 @@ def replay(
         )
     elif result.failed:
         for ref, error in result.failed:
-            console.print(f"[red]  {WORKER_FLOW}/{ref.event_type} not launched for {ref.batch_id}: {error}")
+            errors.print(f"[red]  {WORKER_FLOW}/{ref.event_type} not launched for {ref.batch_id}: {error}")
         raise fail(f"{len(result.failed)} batches were not launched; they wait in the spool for the sweeper")
 
 

@@ -36,10 +36,9 @@ def up(
 ) -> None:
     """Start the local stack (Prefect server, pool, deployments, worker, gateway) until Ctrl-C."""
 
-    def hold(stack: LocalStack) -> bool:
+    def hold(stack: LocalStack) -> None:
         _announce(stack)
         _hold(stack)
-        return True
 
     _with_stack(_stack(prefect_port), hold)
 
@@ -53,18 +52,22 @@ def demo(
 ) -> None:
     """Start the local stack, send a demo load, wait until it is stored, and report."""
 
-    def run(stack: LocalStack) -> bool:
-        ok = _run_demo(stack, events=events, timeout=timeout)
+    problems: list[str] = []  # kept though Ctrl-C ends the hold after the report
+
+    def run(stack: LocalStack) -> None:
+        problem = _run_demo(stack, events=events, timeout=timeout)
+        if problem is not None:
+            problems.append(problem)
         _announce(stack)
         if keep:
             _hold(stack)
-        return ok
 
-    if not _with_stack(_stack(prefect_port), run):
-        raise typer.Exit(1)
+    _with_stack(_stack(prefect_port), run)
+    if problems:
+        raise fail(f"the demo did not pass: {problems[0]}")
 
 
-def _with_stack(stack: LocalStack, body: Callable[[LocalStack], bool]) -> bool:
+def _with_stack(stack: LocalStack, body: Callable[[LocalStack], None]) -> None:
     """Start the stack, run `body`, and stop everything whatever happens: Ctrl-C, SIGTERM or an error.
 
     Once stopping has begun, further Ctrl-C presses (or the copy `uv run` forwards) are ignored,
@@ -73,10 +76,9 @@ def _with_stack(stack: LocalStack, body: Callable[[LocalStack], bool]) -> bool:
     interrupt_on_sigterm()
     try:
         stack.start()
-        return body(stack)
+        body(stack)
     except KeyboardInterrupt:
         console.print("interrupted: stopping the stack")
-        return True
     except StackError as exc:
         raise fail(str(exc)) from None
     finally:
@@ -123,8 +125,9 @@ DEMO_BUCKET_SECONDS = 5.0
 """The demo's load lasts about a minute: buckets of 5 s show its shape."""
 
 
-def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
-    """Webhooks, SQS messages, files and a tick through the stack; wait until every one is stored."""
+def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> str | None:
+    """Webhooks, SQS messages, files and a tick through the stack; wait until every one is stored. What went wrong,
+    or None."""
     from prefect.deployments import run_deployment
 
     from flowhook.demo import drop_files, plan_deliveries, send_deliveries, send_sqs_messages
@@ -183,7 +186,7 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
     console.log(f"schedule: {ticks} tick(s) stored; duplicates: {duplicates}; {elapsed:.1f}s in all")
     if stored < len(ids) or not ticks:
         console.log(f"[red]not everything was stored in time; spool: {open_spool(settings).counts()}")
-        return False
+        return f"{stored:,} of {len(ids):,} events and {ticks} ticks were stored within {timeout:g} s"
     console.log("running the reporting flow (publish-report/on-demand)")
     # run_deployment is sync-compatible: called from sync code it returns the FlowRun itself.
     run = cast(
@@ -211,7 +214,10 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> bool:
         f"(webhooks {len(expected['webhooks'])}, sqs {len(expected.get('sqs', []))}, "
         f"files {len(expected['files'])}, ticks {ticks}; {len(ids) / elapsed:.0f} events/s end to end)"
     )
-    return stored == len(ids) and duplicates == 0 and state == "Completed"
+    problems = [f"{duplicates:,} ids stored more than once"] if duplicates else []
+    if state != "Completed":
+        problems.append(f"the report flow run {run.name} ended {state}")
+    return "; ".join(problems) or None
 
 
 def _count_ticks(db: EventStore, since: datetime) -> int:

@@ -10,6 +10,7 @@ import typer
 from flowhook.cli._app import (
     app,
     console,
+    errors,
     fail,
 )
 from flowhook.settings import get_settings
@@ -38,7 +39,7 @@ def emit(
         typer.echo(emit_event(event_type, payload, id=event_id))
     except EmitError as exc:
         for error in exc.errors:
-            console.print(f"  {'.'.join(map(str, error.get('loc', [])))}: {error.get('msg')}", highlight=False)
+            errors.print(f"  {'.'.join(map(str, error.get('loc', [])))}: {error.get('msg')}", highlight=False)
         raise fail(str(exc)) from None
 
 

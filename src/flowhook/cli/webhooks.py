@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flowhook.cli._app import (
+    JsonOpt,
     app,
     console,
+    errors,
     fail,
+    print_json,
     source_config,
     source_secret,
 )
@@ -57,9 +59,9 @@ def send(
         response = httpx.post(f"{base}/hooks/{source}", content=body, headers=headers, timeout=30.0)
     except httpx.HTTPError as exc:
         raise fail(f"cannot reach the gateway at {base}: {exc}") from None
-    typer.echo(f"{response.status_code} {response.text}")
     if response.status_code != 202:
-        raise typer.Exit(1)
+        raise fail(f"the gateway refused the delivery: {response.status_code} {response.text}")
+    typer.echo(f"{response.status_code} {response.text}")
 
 
 secret_app = typer.Typer(help="Webhook secrets of the sources flowhook manages.", no_args_is_help=True)
@@ -98,16 +100,16 @@ app.add_typer(quarantine_app, name="quarantine")
 @quarantine_app.command("list")
 def quarantine_list(
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """List quarantined deliveries with why they were rejected."""
+    """List quarantined deliveries with why they were rejected (their bodies stay in the quarantine)."""
     from rich.table import Table
 
     from flowhook.gateway.quarantine import Quarantine
 
     items = Quarantine(get_settings().quarantine_dir).items(source=source)
     if as_json:
-        typer.echo(json.dumps([item.model_dump(mode="json", exclude={"body"}) for item in items], indent=2))
+        print_json([item.model_dump(mode="json", exclude={"body"}) for item in items])
         return
     table = Table("id", "source", "received", "code", "message")
     for item in items:
@@ -141,7 +143,7 @@ def quarantine_replay(
     for item_id, refs in result.batches.items():
         console.print(f"{item_id}: replayed as {', '.join(f'{r.batch_id} ({r.count})' for r in refs)}")
     for item_id, reason in result.failed.items():
-        console.print(f"[red]{item_id}: still rejected: {reason}")
+        errors.print(f"[red]{item_id}: still rejected: {reason}")
     if result.refs:
 
         async def announce() -> None:
@@ -162,4 +164,4 @@ def quarantine_replay(
             for ref in result.refs:
                 spool.mark_sent(ref.batch_id)
     if result.failed:
-        raise typer.Exit(1)
+        raise fail(f"{len(result.failed)} of {len(items)} deliveries are still rejected; they stay in the quarantine")
