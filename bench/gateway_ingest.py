@@ -17,16 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
@@ -34,56 +29,20 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 from bench.loadgen import Level, run_load  # noqa: E402
 from bench.procstats import cpu_seconds, peak_rss  # noqa: E402
 from bench.results import write_results  # noqa: E402
+from bench.servers import gateway_process, spooled_ids  # noqa: E402
 from flowhook.metrics import percentile  # noqa: E402
-from flowhook.spool import Spool, State  # noqa: E402
-from flowhook.stack import free_port  # noqa: E402
 
 
 def run_level(level: Level, *, connections: int) -> dict[str, Any]:
     """One level against a fresh gateway process; the figures and the lost/duplicate check."""
     with tempfile.TemporaryDirectory(prefix="flowhook-bench-") as tmp:
         data = Path(tmp)
-        port = free_port()
-        env = {
-            **os.environ,
-            "FLOWHOOK_DATA_DIR": str(data),
-            "FLOWHOOK_GATEWAY_PORT": str(port),
-            "FLOWHOOK_PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",  # nothing listens: batches wait
-            "FLOWHOOK_SOURCES_FILE": str(data / "none.yaml"),
-            "FLOWHOOK_BATCH__HOLD_SECONDS": "0",
-        }
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "flowhook", "gateway"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or gateway.poll() is not None:
-                    raise RuntimeError("the gateway did not start")
-                time.sleep(0.1)
+        with gateway_process(data) as (pid, port):
             secret = json.loads((data / "secrets" / "demo.json").read_text())["current"]
-            cpu_before = cpu_seconds(gateway.pid)
+            cpu_before = cpu_seconds(pid)
             result = run_load(level, secret, port, connections=connections)
-            cpu_after, peak = cpu_seconds(gateway.pid), peak_rss(gateway.pid)
-        finally:
-            gateway.terminate()
-            gateway.wait(30)
-        spool = Spool(data / "spool")
-        spooled = [
-            event.id
-            for state in (State.OPEN, State.READY, State.SENT)
-            for path in (spool.root / state.value).glob("*.jsonl")
-            for event in spool.read(path)
-        ]
+            cpu_after, peak = cpu_seconds(pid), peak_rss(pid)
+        spooled = spooled_ids(data)
     latencies = sorted(result["latencies"])
     acked = result["ids"]
     accepted = result["statuses"].get(202, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -53,6 +54,46 @@ def serve(settings: Settings, sink: BatchSink | None = None) -> Iterator[httpx.C
         thread.join(15)
         sock.close()
     assert not thread.is_alive(), "the server did not stop"
+
+
+@contextmanager
+def counting_proxy(port: int) -> Iterator[tuple[int, list[int]]]:
+    """A TCP proxy on 127.0.0.1 in front of `port`, so a test can count connections where a server sees them:
+    yields its port and the client port of every connection it accepted, in order."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def pipe(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        for end in (source, target):  # one side closed: close both, as a server would
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+        source.close()  # the other direction's pipe closes `target`
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, (_, client_port) = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(client_port)
+            client.settimeout(None)
+            upstream = socket.create_connection(("127.0.0.1", port))
+            for ends in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=ends, name="proxy", daemon=True).start()
+
+    thread = threading.Thread(target=accept, name="proxy", daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
 
 
 @contextmanager

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 import flowhook
 from flowhook.events import derive_event_id
+from flowhook.gateway.schemes import generate_secret
 from flowhook.settings import Settings
 from flowhook.sources.emit import EmitError, emit_many, item
+from flowhook.sources.webhook import SignatureConfig
+from flowhook.stack import free_port
 from tests.factories import spooled_events
-from tests.servers import serve
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Iterator[Settings]:
-    base = Settings(data_dir=tmp_path, sources_file=tmp_path / "none.yaml")
-    with serve(base) as client:
-        yield base.model_copy(update={"gateway_port": client.base_url.port})
 
 
 def spooled_ids(settings: Settings) -> set[str]:
@@ -44,3 +39,17 @@ def test_emit_many_is_all_or_nothing_and_says_which_field(settings: Settings) ->
     assert any(error["loc"] == ["data", "user_id"] and error["index"] == 1 for error in refused.value.errors)
     assert spooled_ids(settings) == set()
     assert len(emit_many([good, good | {"id": "other"}], settings=settings)) == 2
+
+
+def test_a_refused_signature_is_an_emit_error(settings: Settings) -> None:
+    impostor = settings.model_copy(update={"webhook_secret": SecretStr(generate_secret(SignatureConfig()))})
+    with pytest.raises(EmitError, match="401"):
+        flowhook.emit("user_request", {"user_id": "u1", "action": "search"}, settings=impostor)
+    assert spooled_ids(settings) == set()
+
+
+def test_a_gateway_that_is_not_there_is_an_emit_error(tmp_path: Path) -> None:
+    nowhere = Settings(data_dir=tmp_path, sources_file=tmp_path / "none.yaml", gateway_port=free_port())
+    with pytest.raises(EmitError, match="unreachable") as refused:
+        flowhook.emit("user_request", {"user_id": "u1", "action": "search"}, settings=nowhere)
+    assert refused.value.errors == []

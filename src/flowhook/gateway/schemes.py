@@ -83,7 +83,18 @@ def sign(
     timestamp: float | None = None,
 ) -> dict[str, str]:
     """The headers a real sender attaches to `body`; `msg_id` is used by standard and github only."""
-    key = signing_key(config, secret)
+    return sign_with_key(config, body, signing_key(config, secret), msg_id=msg_id, timestamp=timestamp)
+
+
+def sign_with_key(
+    config: SignatureConfig,
+    body: bytes,
+    key: bytes,
+    *,
+    msg_id: str | None = None,
+    timestamp: float | None = None,
+) -> dict[str, str]:
+    """`sign` with the secret's HMAC key (`signing_key`) already derived: for a sender that signs many bodies."""
     seconds = math.floor(time.time() if timestamp is None else timestamp)
     if config.scheme == "standard":
         msg_id = f"msg_{token_urlsafe(18)}" if msg_id is None else msg_id

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from flowhook.gateway.secrets import signing_secret
 from flowhook.settings import Settings, get_settings
-from flowhook.sources.sink import DeliveryFailed, GatewaySink
+from flowhook.sources.pool import LocalSink
+from flowhook.sources.sink import DeliveryFailed
 
 SOURCE = "emit"
 
@@ -22,10 +22,9 @@ class EmitError(ValueError):
         self.errors = errors or []
 
 
-def local_sink(settings: Settings, source: str) -> GatewaySink:
-    """A sink into this machine's gateway, signed as `source`."""
-    base = f"http://{settings.gateway_host}:{settings.gateway_port}"
-    return GatewaySink(base, source, settings.source_configs()[source], signing_secret(settings, source))
+def local_sink(settings: Settings, source: str) -> LocalSink:
+    """A sink into this machine's gateway, signed as `source`, over the process's shared connections."""
+    return LocalSink(settings, source)
 
 
 def item(
@@ -43,15 +42,13 @@ def item(
 def emit_many(
     items: Sequence[Mapping[str, Any]], *, settings: Settings | None = None, source: str = SOURCE
 ) -> list[str]:
-    """Deliver several events at once; returns their ids once they are durable. All or none."""
-    sink = local_sink(settings or get_settings(), source)
+    """Deliver several events at once; returns their ids once they are durable. All or none. Thread-safe:
+    every call shares the process's keep-alive connections and resolved keys."""
     try:
-        return sink.deliver(items)
+        return LocalSink(settings or get_settings(), source).deliver(items)
     except DeliveryFailed as exc:
         errors = exc.body.get("errors") if isinstance(exc.body, dict) else None
         raise EmitError(str(exc), errors or []) from None
-    finally:
-        sink.close()
 
 
 def emit(

@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
-import httpx
 import orjson
 
-from flowhook.gateway.schemes import sign
+from flowhook.gateway.schemes import sign_with_key, signing_key
+from flowhook.sources.connections import ConnectionFailed, Connections
 from flowhook.sources.webhook import SourceConfig
 
 
@@ -35,7 +36,9 @@ class EventSink(Protocol):
 
 
 class GatewaySink:
-    """Delivers to `POST <gateway>/hooks/<source>`, signed with the source's scheme and secret."""
+    """Delivers to `POST <gateway>/hooks/<source>`, signed with the source's scheme and secret; the HMAC key is
+    derived once. Safe to share between threads. Sends through `connections` when given (their owner closes
+    them), else through keep-alive connections of its own."""
 
     def __init__(
         self,
@@ -44,13 +47,18 @@ class GatewaySink:
         config: SourceConfig,
         secret: str,
         *,
-        client: httpx.Client | None = None,
+        connections: Connections | None = None,
         timeout: float = 30.0,
     ) -> None:
+        url = urlsplit(base_url)
+        if url.scheme != "http" or url.hostname is None:
+            raise ValueError(f"the gateway's URL must be http://host[:port], not {base_url!r}")
         self._url = f"{base_url.rstrip('/')}/hooks/{source}"
-        self._config = config
-        self._secret = secret
-        self._client = client or httpx.Client(timeout=timeout)
+        self._path = f"{url.path.rstrip('/')}/hooks/{quote(source)}"
+        self._signature = config.signature
+        self._key = signing_key(config.signature, secret)
+        self._owns_connections = connections is None
+        self._connections = connections or Connections(url.hostname, url.port or 80, timeout=timeout)
 
     def deliver(self, items: Sequence[Mapping[str, Any]], *, delivery_id: str | None = None) -> list[str]:
         """Send the items as one delivery; returns their event ids once the gateway has them on disk."""
@@ -58,26 +66,40 @@ class GatewaySink:
         msg_id = delivery_id or f"msg_{uuid.uuid4().hex}"
         headers = {
             "content-type": "application/json",
-            **sign(self._config.signature, body, self._secret, msg_id=msg_id),
+            **sign_with_key(self._signature, body, self._key, msg_id=msg_id),
         }
-        try:
-            response = self._client.post(self._url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"the gateway at {self._url} is unreachable: {type(exc).__name__}") from None
-        if response.status_code != 202:
+        status, content = self._post(body, headers)
+        if status != 202:
             try:
-                payload = response.json()
-            except ValueError:
-                payload = response.text
+                payload = orjson.loads(content)
+            except orjson.JSONDecodeError:
+                payload = content.decode(errors="replace")
             message = payload.get("message") if isinstance(payload, dict) else str(payload)[:200]
-            raise DeliveryFailed(
-                f"the gateway answered {response.status_code}: {message}", status=response.status_code, body=payload
-            )
-        ids: list[str] = response.json()["ids"]
+            raise DeliveryFailed(f"the gateway answered {status}: {message}", status=status, body=payload)
+        ids: list[str] = orjson.loads(content)["ids"]
         return ids
 
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        try:
+            return self._connections.post(self._path, body, headers)
+        except ConnectionFailed as exc:
+            if not exc.stale:
+                raise self._unreachable(exc) from None
+        # A kept-alive connection the gateway closed as it was taken: sent again once, on a new connection.
+        # Safe whatever the gateway had read: the same delivery id maps to the same events.
+        try:
+            return self._connections.post(self._path, body, headers, fresh=True)
+        except ConnectionFailed as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: ConnectionFailed) -> DeliveryFailed:
+        cause = type(exc.__cause__).__name__ if exc.__cause__ else "ConnectionFailed"
+        return DeliveryFailed(f"the gateway at {self._url} is unreachable: {cause}")
+
     def close(self) -> None:
-        self._client.close()
+        """Close the connections this sink opened itself (shared ones are their owner's to close)."""
+        if self._owns_connections:
+            self._connections.close()
 
 
 class MemorySink:
