@@ -86,8 +86,9 @@ FULL = Plan(
     quiet_samples=20,
     naive_events=20,
     levels=[
-        Level(10, 30, 1),
-        Level(100, 30, 1),
+        # Steady loads longer than a run takes batches (120 s): the handover to its successor is measured too.
+        Level(10, 150, 1),
+        Level(100, 150, 1),
         Level(1000, 30, 1),
         Level(2000, 20, 1),
         Level(60, 60, 100),

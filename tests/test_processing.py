@@ -217,6 +217,20 @@ def test_next_batches_returns_the_waiting_batches_oldest_first_at_once(tmp_path:
     assert clock.slept == 0
 
 
+def test_a_woken_run_takes_the_batches_sealed_while_it_started_in_its_first_step(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    woken = spool_batch(spool, [make_event(1)], state=State.SENT)
+    os.utime(spool.path(State.SENT, woken.batch_id), (time.time() - 10, time.time() - 10))
+    meanwhile = [spool_batch(spool, [make_event(n)], state=State.READY) for n in (2, 3, 4)]
+    other = new_batch_id("other_type")
+    spool.path(State.READY, other).write_bytes(encode_event(make_event(5, "other_type")))
+    found = processing.woken_with(spool, woken, max_events=100)
+    assert found[0] == woken
+    assert sorted(ref.batch_id for ref in found[1:]) == sorted(b.batch_id for b in meanwhile)
+    assert processing.woken_with(spool, woken, max_events=1) == [woken]  # full already: the next step
+    assert len(processing.woken_with(spool, woken, max_events=2)) == 2
+
+
 def test_next_batches_takes_about_max_events_but_always_one(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     big = spool_batch(spool, [make_event(n) for n in range(5)], state=State.READY)
@@ -227,6 +241,38 @@ def test_next_batches_takes_about_max_events_but_always_one(tmp_path: Path) -> N
         spool, PROBE, idle_seconds=1, until=clock() + 60, max_events=3, clock=clock, sleep=clock.sleep
     )
     assert [ref.batch_id for ref in found] == [big.batch_id]
+
+
+def test_next_batches_leaves_the_successors_batch_to_it(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    theirs = spool_batch(spool, [make_event(1)], state=State.READY)
+    os.utime(spool.path(State.READY, theirs.batch_id), (time.time() - 10, time.time() - 10))
+    successor = processing.left_behind(spool, PROBE)
+    assert successor is not None and successor.batch_id == theirs.batch_id  # the oldest waiting
+    clock = FakeClock()
+    found = processing.next_batches(
+        spool,
+        PROBE,
+        idle_seconds=1,
+        until=clock() + 60,
+        max_events=10,
+        leave={theirs.batch_id},
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert found == []  # only the successor's batch waits: nothing for us
+    ours = spool_batch(spool, [make_event(2)], state=State.READY)
+    found = processing.next_batches(
+        spool,
+        PROBE,
+        idle_seconds=1,
+        until=clock() + 60,
+        max_events=10,
+        leave={theirs.batch_id},
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert [ref.batch_id for ref in found] == [ours.batch_id]
 
 
 def test_next_batches_gives_up_after_idle_seconds(tmp_path: Path) -> None:

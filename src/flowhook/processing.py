@@ -15,7 +15,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -158,6 +158,25 @@ def complete(spool: BatchSpool, batch: BatchRef) -> None:
     spool.complete(batch.batch_id)
 
 
+def woken_with(spool: BatchSpool, batch: BatchRef, *, max_events: int) -> list[BatchRef]:
+    """The batch a run was woken for, then those of its type sealed while the run started (up to about
+    `max_events` events in all): the first step takes them all instead of leaving them for the next."""
+    try:
+        waiting = spool.pending(batch.event_type, max_events=max_events)
+    except OSError as exc:  # the spool (S3) hiccuped: the next step looks again
+        logger.warning("cannot list the batches of %s: %s", batch.event_type, exc)
+        waiting = []
+    taken, total = [batch], batch.count
+    for ref in waiting:
+        if ref.batch_id == batch.batch_id:
+            continue
+        if total + ref.count > max_events:
+            break
+        taken.append(ref)
+        total += ref.count
+    return taken
+
+
 def next_batches(
     spool: BatchSpool,
     event_type: str,
@@ -167,16 +186,17 @@ def next_batches(
     max_events: int,
     poll: float = 0.1,
     not_before: float = 0.0,
+    leave: Container[str] = (),
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[BatchRef]:
     """The waiting batches of the type, oldest first, as soon as there are any, but not before `not_before`
-    (what arrives until then joins them); [] once none came for `idle_seconds` or the clock passed `until`
-    (wall-clock times): the run may then end."""
+    (what arrives until then joins them), except those in `leave` (a successor's); [] once none came for
+    `idle_seconds` or the clock passed `until` (wall-clock times): the run may then end."""
     give_up = min(clock() + idle_seconds, until)
     while True:
         try:
-            batches = spool.pending(event_type, max_events=max_events)
+            batches = [ref for ref in spool.pending(event_type, max_events=max_events) if ref.batch_id not in leave]
         except OSError as exc:  # the spool (S3) hiccuped: look again at the next poll, as for an empty spool
             logger.warning("cannot list the batches of %s: %s", event_type, exc)
             batches = []
@@ -215,8 +235,14 @@ def lease(spool: BatchSpool, event_type: str, owner: str, *, every: float = 1.0)
 
 
 def left_behind(spool: BatchSpool, event_type: str) -> BatchRef | None:
-    """After the lease is dropped: the oldest batch sealed while the gateway still saw it (to launch)."""
-    pending = spool.pending(event_type, max_events=1)
+    """The type's oldest unclaimed batch, for a fresh run: a successor's, or, after the lease is dropped, one
+    sealed while the gateway still saw it. None when there is none or the spool cannot say (the sweeper
+    launches a batch nobody took)."""
+    try:
+        pending = spool.pending(event_type, max_events=1)
+    except OSError as exc:
+        logger.warning("cannot list the batches of %s: %s", event_type, exc)
+        return None
     return pending[0] if pending else None
 
 

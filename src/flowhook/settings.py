@@ -50,6 +50,13 @@ class DrainPolicy(BaseModel):
     max_seconds: float = Field(
         default=120.0, ge=0, description="Take no new batch after this long; a fresh run takes over what is left."
     )
+    handover_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="This long before `max_seconds`, a run still taking batches launches its successor for the "
+        "type's oldest waiting batch and leaves that batch to it: the type is never without an awake run, so no "
+        "event waits for a cold start (0: no successor; the next batch wakes a fresh run after this one ends).",
+    )
     max_events: int = Field(default=100_000, ge=1, description="Most events processed and stored in one step.")
     lease_seconds: float = Field(
         default=5.0, gt=1, description="A lease not touched for this long is a dead run's: the gateway wakes another."

@@ -291,7 +291,9 @@ class LocalStack:
     def start_server(self) -> None:
         """Start the Prefect server (again, after `stop_part("server")`: same port, same database)."""
         cfg = self.config
-        argv = [*_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)]
+        # `prefect server start`, its SQLite writes begun IMMEDIATE (flowhook.prefect_server says why).
+        server = [sys.executable, "-m", "flowhook.prefect_server", "server", "start"]
+        argv = [*server, "--host", "127.0.0.1", "--port", str(cfg.prefect_port)]
         if cfg.api_processes > 1:
             # Each API process would migrate the database as it starts, all at once: migrate first, once. The
             # API processes run no services: one process of their own runs them.

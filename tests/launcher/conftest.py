@@ -142,6 +142,9 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
             # Runs end 1 s after their last batch (a changed module is met by a fresh run), dead runs'
             # batches are released after 3 s, lost ones launched after 5 s.
             "FLOWHOOK_DRAIN__IDLE_SECONDS": "1",
+            # A run takes batches for 10 s at most; 6 s before that, one still taking them launches its successor.
+            "FLOWHOOK_DRAIN__MAX_SECONDS": "10",
+            "FLOWHOOK_DRAIN__HANDOVER_SECONDS": "6",
             "FLOWHOOK_DEAD_RUN_AFTER_SECONDS": "3",
             "FLOWHOOK_SWEEP_AFTER_SECONDS": "5",
         },

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,30 @@ def test_a_broken_event_module_fails_its_runs_with_the_error_in_their_logs_not_s
         assert "warm_probe_events" in text and "broken on purpose" in text
     finally:
         write_probe(probe.module_dir, 22)
+
+
+def test_a_run_near_its_time_limit_hands_its_type_to_a_successor_awake_before_it_ends(probe: Probe) -> None:
+    """A steady stream of one type for longer than a run may take batches (10 s on this stack) is carried by
+    a chain of runs, each started by the one before while it was still taking batches: no gap in which the
+    type has no run awake and events wait for a cold start."""
+    ids: list[str] = []
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        ids.append(probe.send("user_request", {"user_id": f"h{len(ids)}", "action": "search"}))
+        time.sleep(0.1)
+    db = probe.store()
+    among = "FROM events WHERE id IN (SELECT unnest(?::VARCHAR[]))"
+    until(lambda: db.query(f"SELECT count(*) {among}", [ids])[0][0] == len(ids), 180, probe.stack.check_alive)
+    assert db.duplicate_ids() == 0
+    run_ids = [row[0] for row in db.query(f"SELECT DISTINCT flow_run_id {among}", [ids])]
+    until(lambda: all(probe.run(r)["end_time"] for r in run_ids), 60)
+    runs = [probe.run(r) for r in run_ids]
+    # Runs that took batches until their time was up (others ended idle, 1 s after the sender paused).
+    full = [r for r in runs if (_when(r["end_time"]) - _when(r["start_time"])).total_seconds() >= 10]
+    assert full, runs
+    for run in full:  # each had a successor running before it ended
+        assert any(_when(run["start_time"]) < _when(s["start_time"]) < _when(run["end_time"]) for s in runs), run
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))

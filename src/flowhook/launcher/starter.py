@@ -43,6 +43,15 @@ def engine_environment(
     return sanitize_subprocess_env(env)
 
 
+def template_environment() -> dict[str, str]:
+    """The template's environment: a run's, less the job's and the run's own variables. Prefect settings
+    built from it are a run's own unless its job sets PREFECT_* variables, so a child need not build them
+    again (launcher.template.settings_sources)."""
+    env: dict[str, str | None] = {**os.environ}
+    env.update(get_current_settings().to_environment_variables(exclude_unset=True))
+    return sanitize_subprocess_env(env)
+
+
 class ForkStarter:
     """Starts one flow run as a child of `template` (Prefect's ProcessStarter protocol)."""
 

@@ -19,7 +19,7 @@ from prefect.utilities.processutils import command_from_string
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
 from flowhook.launcher.announced import ScheduledRunListener
-from flowhook.launcher.starter import ForkStarter
+from flowhook.launcher.starter import ForkStarter, template_environment
 from flowhook.launcher.templates import TemplateError, Templates
 from flowhook.launcher.tls import share_prefect_tls_contexts
 
@@ -62,7 +62,9 @@ class FlowhookWorker(ProcessWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.templates = Templates(root=Path.cwd(), event_modules=_event_modules(), logger=self._logger)
+        self.templates = Templates(
+            root=Path.cwd(), event_modules=_event_modules(), logger=self._logger, env=template_environment
+        )
         self._background: anyio.CancelScope | None = None
         self._listener = ScheduledRunListener(self)
 
