@@ -259,7 +259,7 @@ def scenario(stack: LocalStack) -> Outcome:
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,  # seconds when the machine is quiet; its store lock may wait up to 120 s for the runs
         )
         replayed_at = time.monotonic()
         deadline = replayed_at + (600 if SOAK else 300)  # its own bound: not what the wait above left over

@@ -57,7 +57,7 @@ def post(client: httpx.Client, document: Any, *, msg_id: str = "msg_1", source: 
     return client.post(f"/hooks/{source}", content=body, headers=signed(body, msg_id))
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
