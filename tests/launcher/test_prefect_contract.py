@@ -98,3 +98,10 @@ def test_the_base_worker_has_what_the_event_stream_listener_uses() -> None:
         assert hasattr(worker, name), name
     params = inspect.signature(BaseWorker._submit_scheduled_flow_runs).parameters
     assert list(params) == ["self", "flow_run_response"]
+
+
+def test_a_job_configuration_takes_its_base_environment_from_the_method_the_launcher_caches() -> None:
+    from prefect.workers.base import BaseJobConfiguration
+
+    assert "**self._base_environment()" in inspect.getsource(BaseJobConfiguration.prepare_for_flow_run)
+    assert "to_environment_variables(exclude_unset=True)" in inspect.getsource(BaseJobConfiguration._base_environment)

@@ -19,7 +19,7 @@ from prefect.utilities.processutils import command_from_string
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
 from flowhook.launcher.announced import ScheduledRunListener
-from flowhook.launcher.starter import ForkStarter, template_environment
+from flowhook.launcher.starter import ForkStarter, settings_environment, template_environment
 from flowhook.launcher.templates import TemplateError, Templates
 from flowhook.launcher.tls import share_prefect_tls_contexts
 
@@ -49,10 +49,19 @@ def _event_modules() -> list[str]:
         return []
 
 
+class FlowhookJobConfiguration(ProcessJobConfiguration):
+    """Prefect's process job configuration, its base environment rendered once per settings object."""
+
+    @classmethod
+    def _base_environment(cls) -> dict[str, str]:
+        return settings_environment()
+
+
 class FlowhookWorker(ProcessWorker):
     """Executes flow runs as processes forked from a warm template (`prefect worker start --type flowhook`)."""
 
     type = WORKER_TYPE
+    job_configuration = FlowhookJobConfiguration
     _description = (
         "Executes flow runs as processes forked from a warm template that has already imported Prefect and "
         "the project, so a run starts in milliseconds; hears of new runs from the event stream."
