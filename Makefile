@@ -36,7 +36,7 @@ services:
 test: services lint
 	$(UV) run pytest
 
-## The end-to-end benchmark (bench/pipeline.py, ~15 min), then the gateway alone (bench/gateway_ingest.py).
+## The end-to-end benchmark (bench/pipeline.py, ~20 min), then the gateway alone (bench/gateway_ingest.py).
 bench: setup
 	$(UV) run python bench/pipeline.py
 	$(UV) run python bench/gateway_ingest.py
