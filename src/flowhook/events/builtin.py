@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from flowhook.events.catalog import EventData, Result, event_type
+from flowhook.events.registry import EventData, Result, event_type
 
 
 class UserRequest(EventData):
