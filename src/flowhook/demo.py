@@ -20,8 +20,8 @@ import orjson
 
 from flowhook.events import derive_event_id
 from flowhook.gateway.schemes import sign
+from flowhook.gateway.sources import SignatureConfig
 from flowhook.sources.sqs.config import SQS_BATCH
-from flowhook.sources.webhook import SignatureConfig
 
 _ACTIONS = ["search", "view", "add_to_cart", "checkout", "login", "cancel", "payment"]
 _DATASETS = ["orders", "customers", "inventory", "clickstream"]
