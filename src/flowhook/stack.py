@@ -23,17 +23,15 @@ from typing import IO, Any
 import httpx
 import yaml
 
+from flowhook.names import SOURCE_DEPLOYMENTS
+from flowhook.names import WORK_POOL as WORK_POOL  # still importable from the stack
 from flowhook.prefect_api import sync_client
 from flowhook.uptime import mark_started, mark_stopped
 from flowhook.uptime import started_at as started_at  # still importable from the stack, its old home
 
-WORK_POOL = "flowhook"
 WORKER_TYPES = ("flowhook", "process")
 AUTOMATIONS_FILE = Path("deployments") / "automations.yaml"
 """Automations beside the deployment triggers (created by `create_automations`)."""
-
-SOURCE_DEPLOYMENTS = ("poll-sqs/queue", "watch-files/incoming-folder")
-"""Long-running source deployments the stack starts (tagged `source` in prefect.yaml)."""
 
 
 class StackError(RuntimeError):
@@ -189,7 +187,7 @@ class LocalStack:
         self.start_worker()
         self.start_gateway()
         if cfg.start_sources:
-            self._progress("starting the sources: poll-sqs/queue and watch-files/incoming-folder")
+            self._progress(f"starting the sources: {' and '.join(SOURCE_DEPLOYMENTS)}")
             self.start_sources()
 
     def create_pool(self) -> None:
