@@ -53,8 +53,10 @@ from bench.results import write_results  # noqa: E402
 from bench.timing import STAGE_NAMES, run_end, seconds, stage_stats, stats  # noqa: E402
 from flowhook.demo import demo_event  # noqa: E402
 from flowhook.events import Event, derive_event_id  # noqa: E402
+from flowhook.events.builtin import DATA_UPDATE, SCHEDULED_TICK, USER_REQUEST  # noqa: E402
 from flowhook.gateway.schemes import sign  # noqa: E402
 from flowhook.gateway.secrets import secret_store  # noqa: E402
+from flowhook.names import worker_deployment  # noqa: E402
 from flowhook.settings import Settings  # noqa: E402
 from flowhook.sources.webhook import SignatureConfig  # noqa: E402
 from flowhook.spool import Spool, State  # noqa: E402
@@ -273,9 +275,7 @@ def phase_naive(bench: Bench, count: int, timeout: float) -> dict[str, Any]:
 
 def phase_level(bench: Bench, level: Level, index: int, sampler: Sampler, timeout: float) -> dict[str, Any]:
     """One open-loop load level from a separate process; everything measured about it."""
-    process_batch = [
-        bench.deployment_id(f"process-batch/{t}") for t in ("user_request", "data_update", "scheduled_tick")
-    ]
+    process_batch = [bench.deployment_id(worker_deployment(t)) for t in (USER_REQUEST, DATA_UPDATE, SCHEDULED_TICK)]
     bench.wait_idle()
     since = _now()
     sampler.reset()

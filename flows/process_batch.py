@@ -9,6 +9,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flowhook import processing, run_names
+from flowhook.names import WORKER_FLOW
 from flowhook.run_summary import RunSummary
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, open_spool
@@ -28,7 +29,7 @@ def batch_run_name() -> str:
     return run_names.batch(str(batch.get("event_type", "batch")), count if isinstance(count, int) else None)
 
 
-@flow(name="process-batch", flow_run_name=batch_run_name, log_prints=True)
+@flow(name=WORKER_FLOW, flow_run_name=batch_run_name, log_prints=True)
 def process_batch(batch: BatchRef) -> dict[str, Any]:
     """Claim, handle and store the batch; then, while awake, every batch of its type that arrives."""
     settings, totals = get_settings(), {"batches": 0, "events": 0, "inserted": 0, "failed": 0}

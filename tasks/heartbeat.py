@@ -11,8 +11,8 @@ from prefect.events import emit_event
 
 from flowhook import watchdog
 from flowhook.settings import get_settings
-from flowhook.stack import started_at
 from flowhook.store import StoredEvent, store_exists
+from flowhook.uptime import started_at
 from tasks import IO_RETRIES, Bulk, current_store
 
 

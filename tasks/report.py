@@ -19,7 +19,7 @@ from flowhook.reporting import (
 )
 from flowhook.settings import get_settings
 from flowhook.spool import open_spool
-from flowhook.stack import started_at
+from flowhook.uptime import started_at
 from tasks import IO_RETRIES, Bulk, current_store
 
 

@@ -7,6 +7,8 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NONE
 
+from flowhook.events.builtin import SCHEDULED_TICK
+from flowhook.names import SCHEDULE_SOURCE
 from flowhook.settings import get_settings
 from flowhook.sources import files
 from flowhook.sources.emit import emit, local_sink
@@ -17,11 +19,11 @@ from tasks import IO_RETRIES
 def emit_scheduled_tick(schedule: str, tick: datetime) -> str:
     # Keyed on the schedule and its nominal time: a retried or duplicated run is the same event.
     return emit(
-        "scheduled_tick",
+        SCHEDULED_TICK,
         {"schedule": schedule, "tick": tick.isoformat()},
         id=f"{schedule}@{tick.isoformat()}",
         timestamp=tick,
-        source="schedule",
+        source=SCHEDULE_SOURCE,
     )
 
 

@@ -13,13 +13,11 @@ from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
 from flowhook import audit, sweeper
+from flowhook.names import RUN_TAG, worker_deployment
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, open_spool
 from flowhook.store import store_exists
 from tasks import IO_RETRIES, current_spool, current_store
-
-WORKER_FLOW = "process-batch"
-
 
 # A launched run in one of these states will still claim its batch: launching another only lengthens the queue.
 _WILL_CLAIM = (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING)
@@ -28,10 +26,10 @@ _WILL_CLAIM = (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING)
 def _launch(ref: BatchRef, reason: str = "swept") -> str:
     """Start the worker deployment of the batch's type for it (as its trigger would have); the flow run's id."""
     run = run_deployment(
-        f"{WORKER_FLOW}/{ref.event_type}",
+        worker_deployment(ref.event_type),
         parameters={"batch": ref.model_dump(mode="json")},
         timeout=0,
-        tags=["flowhook", reason, ref.event_type],
+        tags=[RUN_TAG, reason, ref.event_type],
     )
     return str(run.id)
 

@@ -19,9 +19,10 @@ import httpx
 import orjson
 
 from flowhook.events import derive_event_id
+from flowhook.events.builtin import DATA_UPDATE, SCHEDULED_TICK, USER_REQUEST
 from flowhook.gateway.schemes import sign
+from flowhook.gateway.sources import SignatureConfig
 from flowhook.sources.sqs.config import SQS_BATCH
-from flowhook.sources.webhook import SignatureConfig
 
 _ACTIONS = ["search", "view", "add_to_cart", "checkout", "login", "cancel", "payment"]
 _DATASETS = ["orders", "customers", "inventory", "clickstream"]
@@ -36,7 +37,7 @@ def demo_event(rng: random.Random, now: datetime) -> dict[str, Any]:
         data: dict[str, Any] = {"user_id": f"u{rng.randint(1, 500)}", "action": action, "path": f"/{action}"}
         if action in ("checkout", "payment"):
             data["amount_cents"] = rng.randint(100, 50_000)
-        event_type = "user_request"
+        event_type = USER_REQUEST
     elif roll < 0.9:
         dataset = rng.choice(_DATASETS)
         data = {
@@ -45,10 +46,10 @@ def demo_event(rng: random.Random, now: datetime) -> dict[str, Any]:
             "rows": rng.randint(1, 10_000),
             "operation": rng.choice(["insert", "insert", "update", "delete"]),
         }
-        event_type = "data_update"
+        event_type = DATA_UPDATE
     else:
         data = {"schedule": rng.choice(["hourly-rollup", "nightly-export"]), "tick": now.isoformat()}
-        event_type = "scheduled_tick"
+        event_type = SCHEDULED_TICK
     return {"type": event_type, "timestamp": occurred.isoformat(), "data": data}
 
 

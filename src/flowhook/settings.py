@@ -9,10 +9,11 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowhook.gateway.sources import SourceConfig, load_sources
+from flowhook.names import SCHEDULE_SOURCE
 from flowhook.sources.sqs.config import SqsConfig
-from flowhook.sources.webhook import SourceConfig, load_sources
 
-LOCAL_SOURCES = ("emit", "sqs", "files", "schedule")
+LOCAL_SOURCES = ("emit", "sqs", "files", SCHEDULE_SOURCE)
 """Sources flowhook's own producers deliver through (Standard Webhooks, managed secrets)."""
 
 

@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -24,15 +23,15 @@ from typing import IO, Any
 import httpx
 import yaml
 
+from flowhook.names import SOURCE_DEPLOYMENTS
+from flowhook.names import WORK_POOL as WORK_POOL  # still importable from the stack
 from flowhook.prefect_api import sync_client
+from flowhook.uptime import mark_started, mark_stopped
+from flowhook.uptime import started_at as started_at  # still importable from the stack, its old home
 
-WORK_POOL = "flowhook"
 WORKER_TYPES = ("flowhook", "process")
 AUTOMATIONS_FILE = Path("deployments") / "automations.yaml"
 """Automations beside the deployment triggers (created by `create_automations`)."""
-
-SOURCE_DEPLOYMENTS = ("poll-sqs/queue", "watch-files/incoming-folder")
-"""Long-running source deployments the stack starts (tagged `source` in prefect.yaml)."""
 
 
 class StackError(RuntimeError):
@@ -81,26 +80,6 @@ class StackConfig:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
-
-
-def _started_file(data_dir: Path) -> Path:
-    return data_dir / "stack.json"
-
-
-def started_at(data_dir: Path) -> datetime | None:
-    """When the local stack on this data folder started, if it is still up (its process alive), else None."""
-    try:
-        marker = json.loads(_started_file(data_dir).read_text())
-        pid, started = int(marker["pid"]), float(marker["started"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        pass  # alive, another user's
-    except OSError:
-        return None  # gone without stopping the stack (killed)
-    return datetime.fromtimestamp(started, UTC)
 
 
 def port_is_free(port: int) -> bool:
@@ -192,7 +171,7 @@ class LocalStack:
                     f"port {port} for the {name} is in use on 127.0.0.1; stop what holds it or pick another"
                 )
         self.logs.mkdir(parents=True, exist_ok=True)
-        _started_file(cfg.data_dir).write_text(json.dumps({"started": time.time(), "pid": os.getpid()}))
+        mark_started(cfg.data_dir)
         database = "Postgres" if cfg.prefect_database_url else f"SQLite under {cfg.data_dir / 'prefect'}"
         broker = ", Redis" if cfg.redis else ""
         processes = f", {cfg.api_processes} API processes" if cfg.api_processes > 1 else ""
@@ -208,7 +187,7 @@ class LocalStack:
         self.start_worker()
         self.start_gateway()
         if cfg.start_sources:
-            self._progress("starting the sources: poll-sqs/queue and watch-files/incoming-folder")
+            self._progress(f"starting the sources: {' and '.join(SOURCE_DEPLOYMENTS)}")
             self.start_sources()
 
     def create_pool(self) -> None:
@@ -352,7 +331,7 @@ class LocalStack:
         """Stop every child, newest first, with the flow-run processes the worker started."""
         while self._procs:
             self._stop(*self._procs.pop())
-        _started_file(self.config.data_dir).unlink(missing_ok=True)
+        mark_stopped(self.config.data_dir)
 
     def stop_part(self, name: str) -> None:
         """Stop one part (e.g. the server, to rehearse an outage); the others keep running."""
@@ -440,7 +419,6 @@ def create_local_queues(
     endpoint: str, credentials: dict[str, str], *, name: str = "flowhook-events"
 ) -> tuple[str, str]:
     """Create the queue and its dead-letter queue (3 receives, then the DLQ); returns their URLs."""
-    import json
 
     sqs = local_sqs_client(endpoint, credentials)
     dlq_url: str = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-HEARTBEAT_TYPE = "scheduled_tick"
+from flowhook.events.builtin import SCHEDULED_TICK
+from flowhook.names import BATCH_READY, SCHEDULE_SOURCE, TICK_DEPLOYMENT, WORK_POOL, worker_deployment
+
+HEARTBEAT_TYPE = SCHEDULED_TICK
 """The event type of a heartbeat."""
-HEARTBEAT_SOURCE = "schedule"
+HEARTBEAT_SOURCE = SCHEDULE_SOURCE
 """The source a heartbeat is delivered as (`tasks.sources.emit_scheduled_tick`)."""
 HEARTBEAT_EVENT = "flowhook.heartbeat.stored"
 """The Prefect event a worker flow emits after storing a heartbeat; the proactive trigger expects it."""
@@ -181,22 +184,22 @@ def alert_markdown(heartbeat: Heartbeat) -> str:
     return "\n".join(
         [
             *lines,
-            f"Checked at {heartbeat.checked:%Y-%m-%d %H:%M:%S} UTC. {last} A `scheduled_tick` from the "
-            f"`schedule` source is expected every 5 minutes and is taken as missing after "
+            f"Checked at {heartbeat.checked:%Y-%m-%d %H:%M:%S} UTC. {last} A `{HEARTBEAT_TYPE}` from the "
+            f"`{HEARTBEAT_SOURCE}` source is expected every 5 minutes and is taken as missing after "
             f"{duration(heartbeat.max_age_seconds)} (`FLOWHOOK_HEARTBEAT_MAX_AGE_SECONDS`).",
             "",
             "## What to check, along the heartbeat's path",
             "",
-            "1. **The schedule**: does `emit-tick/every-5-minutes` have recent runs, and did they complete? "
+            f"1. **The schedule**: does `{TICK_DEPLOYMENT}` have recent runs, and did they complete? "
             "(Prefect's scheduler service must be on; a paused schedule sends nothing.)",
             "2. **The gateway**: `GET /health` on the gateway; its log in `data/logs/gateway.log`.",
             "3. **The spool**: `flowhook status` — batches piling up in `ready` mean their "
-            "`flowhook.batch.ready` events reach no automation, or no worker takes the runs.",
-            "4. **The automation**: `process-batch/scheduled_tick`'s trigger is enabled, and the "
-            "`flowhook.batch.ready` events appear on the Events page.",
-            "5. **The worker**: a worker is polling the `flowhook` work pool; late or crashed "
-            "`process-batch/scheduled_tick` runs.",
-            "6. **The store**: `flowhook sql \"SELECT max(stored) FROM events WHERE source = 'schedule'\"`; "
+            f"`{BATCH_READY}` events reach no automation, or no worker takes the runs.",
+            f"4. **The automation**: `{worker_deployment(HEARTBEAT_TYPE)}`'s trigger is enabled, and the "
+            f"`{BATCH_READY}` events appear on the Events page.",
+            f"5. **The worker**: a worker is polling the `{WORK_POOL}` work pool; late or crashed "
+            f"`{worker_deployment(HEARTBEAT_TYPE)}` runs.",
+            f"6. **The store**: `flowhook sql \"SELECT max(stored) FROM events WHERE source = '{HEARTBEAT_SOURCE}'\"`; "
             "a run that cannot lock the DuckDB file fails after `FLOWHOOK_LOCK_TIMEOUT_SECONDS`.",
             "",
             "`flowhook status --check` exits 1 while the trigger path is unhealthy.",

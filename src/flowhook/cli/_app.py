@@ -22,7 +22,7 @@ from flowhook.settings import get_settings
 if TYPE_CHECKING:
     from typer._click import Context
 
-    from flowhook.sources.webhook import SourceConfig
+    from flowhook.gateway.sources import SourceConfig
 
 console = Console()
 errors = Console(stderr=True)

@@ -49,8 +49,8 @@ def report(
     from flowhook.metrics.render import DEFAULT_BUCKETS
     from flowhook.reporting import window_report
     from flowhook.spool import open_spool
-    from flowhook.stack import started_at
     from flowhook.store import store_exists, store_from_settings
+    from flowhook.uptime import started_at
 
     settings = get_settings()
     if not store_exists(settings):
@@ -136,8 +136,8 @@ def status(
     from rich.table import Table
 
     from flowhook.spool import open_spool
-    from flowhook.stack import started_at
     from flowhook.store import store_exists, store_from_settings
+    from flowhook.uptime import started_at
     from flowhook.watchdog import check_heartbeat
     from flowhook.watchdog import to_json_dict as heartbeat_dict
 

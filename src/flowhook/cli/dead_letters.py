@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from flowhook.cli._app import app, console, errors, fail, parse_time
+from flowhook.names import RUN_TAG, worker_deployment
 from flowhook.settings import get_settings
 
 if TYPE_CHECKING:
@@ -16,9 +17,6 @@ if TYPE_CHECKING:
 
     from flowhook.spool import BatchRef
     from flowhook.store import DeadLetter
-
-WORKER_FLOW = "process-batch"
-"""The worker flow; its deployment per type is `process-batch/<type>` (prefect.yaml)."""
 
 
 def _per_type(types: Counter[str]) -> str:
@@ -65,7 +63,7 @@ def replay(
     console.print(f"replayed {len(letters):,} dead letters as {len(refs)} batches: {_per_type(types)}")
     result = launch_all(spool, refs, _launcher(settings.prefect_api_url))
     for ref in result.launched:
-        console.print(f"  {WORKER_FLOW}/{ref.event_type} launched for {ref.batch_id} ({ref.count:,} events)")
+        console.print(f"  {worker_deployment(ref.event_type)} launched for {ref.batch_id} ({ref.count:,} events)")
     if result.refused is not None:
         raise fail(
             f"{result.refused}. {len(result.failed)} batches wait in {spool.url}; the sweeper (sweep-batches) "
@@ -79,7 +77,7 @@ def replay(
         )
     elif result.failed:
         for ref, error in result.failed:
-            errors.print(f"[red]  {WORKER_FLOW}/{ref.event_type} not launched for {ref.batch_id}: {error}")
+            errors.print(f"[red]  {worker_deployment(ref.event_type)} not launched for {ref.batch_id}: {error}")
         raise fail(f"{len(result.failed)} batches were not launched; they wait in the spool for the sweeper")
 
 
@@ -107,10 +105,10 @@ def _launcher(api_url: str) -> Callable[[BatchRef], str | None]:
             run = cast(
                 "FlowRun",
                 run_deployment(
-                    f"{WORKER_FLOW}/{ref.event_type}",
+                    worker_deployment(ref.event_type),
                     parameters={"batch": ref.model_dump(mode="json")},
                     timeout=0,
-                    tags=["flowhook", "replay", ref.event_type],
+                    tags=[RUN_TAG, "replay", ref.event_type],
                 ),
             )
         return str(run.id)

@@ -14,6 +14,8 @@ import typer
 
 from flowhook.cli._app import app, console, fail, repo_root
 from flowhook.ecs.template import DEFAULT_IMAGE, POOL_NAME
+from flowhook.events.builtin import USER_REQUEST
+from flowhook.names import worker_deployment
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -207,14 +209,14 @@ def deploy() -> None:
 
 @ecs_app.command()
 def render(
-    deployment: Annotated[str, typer.Argument(help="flow/deployment, e.g. process-batch/user_request.")],
+    deployment: Annotated[str, typer.Argument(help=f"flow/deployment, e.g. {worker_deployment(USER_REQUEST)}.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the two AWS requests as JSON only.")] = False,
 ) -> None:
     """Show the task definition and RunTask request a flow run of the deployment would get (launches nothing)."""
     from flowhook.ecs import preview_flow_run, render_flow_run
 
     if "/" not in deployment:
-        raise fail(f"name the deployment as flow/deployment, e.g. process-batch/{deployment}")
+        raise fail(f"name the deployment as flow/deployment, e.g. {worker_deployment(deployment)}")
 
     async def build(client: PrefectClient) -> EcsRun:
         from prefect.exceptions import ObjectNotFound

@@ -21,6 +21,8 @@ from flowhook.cli._app import (
     repo_root,
     source_secret,
 )
+from flowhook.events.builtin import SCHEDULED_TICK
+from flowhook.names import REPORT_DEPLOYMENT, SCHEDULE_SOURCE, TICK_DEPLOYMENT
 from flowhook.settings import get_settings
 from flowhook.stack import LocalStack, StackConfig, StackError
 
@@ -162,8 +164,8 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> str | None:
         console.log(f"sqs: {len(expected['sqs'])} messages on {stack.sqs_env['FLOWHOOK_SQS__QUEUE_URL']}")
     expected["files"] = drop_files(settings.incoming_dir, 5)
     console.log(f"files: {len(expected['files'])} CSV files dropped into {settings.incoming_dir}")
-    run_deployment("emit-tick/every-5-minutes", timeout=0)
-    console.log("schedule: one emit-tick run started (one scheduled_tick)")
+    run_deployment(TICK_DEPLOYMENT, timeout=0)
+    console.log(f"schedule: one {TICK_DEPLOYMENT} run started (one {SCHEDULED_TICK})")
 
     db = store_from_settings(settings)
     ids = [event_id for group in expected.values() for event_id in group]
@@ -187,12 +189,12 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> str | None:
     if stored < len(ids) or not ticks:
         console.log(f"[red]not everything was stored in time; spool: {open_spool(settings).counts()}")
         return f"{stored:,} of {len(ids):,} events and {ticks} ticks were stored within {timeout:g} s"
-    console.log("running the reporting flow (publish-report/on-demand)")
+    console.log(f"running the reporting flow ({REPORT_DEPLOYMENT})")
     # run_deployment is sync-compatible: called from sync code it returns the FlowRun itself.
     run = cast(
         "FlowRun",
         run_deployment(
-            "publish-report/on-demand",
+            REPORT_DEPLOYMENT,
             parameters={"since": since.isoformat(), "bucket_seconds": DEMO_BUCKET_SECONDS},
             timeout=300,
         ),
@@ -222,7 +224,7 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> str | None:
 
 def _count_ticks(db: EventStore, since: datetime) -> int:
     rows = db.query(
-        "SELECT count(*) FROM events WHERE source = 'schedule' AND received >= ?", [since.replace(tzinfo=None)]
+        "SELECT count(*) FROM events WHERE source = ? AND received >= ?", [SCHEDULE_SOURCE, since.replace(tzinfo=None)]
     )
     return int(rows[0][0])
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from flowhook.ecs.template import POOL_NAME, PROJECT_DIR, TaskSize, base_job_template
+from flowhook.events.builtin import DATA_UPDATE, SCHEDULED_TICK, USER_REQUEST
 
 ROOT_FILE = Path("prefect.yaml")
 OVERLAY_FILE = Path("deployments") / "ecs" / "prefect.yaml"
@@ -22,9 +23,9 @@ TEMPLATE_FILE = Path("deployments") / "ecs" / "base-job-template.json"
 
 WORKER_ENTRYPOINT = "flows/process_batch.py:process_batch"
 WORKER_SIZES: dict[str, TaskSize] = {
-    "user_request": TaskSize(512, 1024),
-    "data_update": TaskSize(1024, 2048),
-    "scheduled_tick": TaskSize(256, 512),
+    USER_REQUEST: TaskSize(512, 1024),
+    DATA_UPDATE: TaskSize(1024, 2048),
+    SCHEDULED_TICK: TaskSize(256, 512),
 }
 """Fargate size of each event type's worker deployment; other deployments take the pool's default."""
 

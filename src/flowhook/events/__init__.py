@@ -4,16 +4,9 @@ Contract: an `Event` is frozen and its `id` is stable for a given delivery, so s
 event twice is a no-op downstream.
 """
 
-from flowhook.events.catalog import (
-    Catalog,
-    EventData,
-    EventType,
-    Result,
-    UnknownEventType,
-    event_type,
-    load_catalog,
-)
+from flowhook.events.catalog import Catalog, UnknownEventType, load_catalog
 from flowhook.events.envelope import Event, derive_event_id, utc
+from flowhook.events.registry import EventData, EventType, Result, event_type
 
 __all__ = [
     "Catalog",

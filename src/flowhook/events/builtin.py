@@ -11,7 +11,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from flowhook.events.catalog import EventData, Result, event_type
+from flowhook.events.registry import EventData, Result, event_type
+
+USER_REQUEST = "user_request"
 
 
 class UserRequest(EventData):
@@ -26,7 +28,7 @@ class UserRequest(EventData):
 _URGENT_ACTIONS = frozenset({"checkout", "payment", "cancel"})
 
 
-@event_type("user_request", UserRequest)
+@event_type(USER_REQUEST, UserRequest)
 def handle_user_request(data: UserRequest) -> Result:
     """Classify the request: money and cancellations are urgent."""
     action = data.action.strip().lower()
@@ -35,6 +37,9 @@ def handle_user_request(data: UserRequest) -> Result:
         "priority": "high" if action in _URGENT_ACTIONS else "normal",
         "amount": (data.amount_cents or 0) / 100,
     }
+
+
+DATA_UPDATE = "data_update"
 
 
 class DataUpdate(EventData):
@@ -48,12 +53,15 @@ class DataUpdate(EventData):
     size_bytes: int | None = Field(default=None, ge=0, description="Size of the new data, when known.")
 
 
-@event_type("data_update", DataUpdate)
+@event_type(DATA_UPDATE, DataUpdate)
 def handle_data_update(data: DataUpdate) -> Result:
     """Record the change with the sign of its row delta."""
     delta = -data.rows if data.operation == "delete" else data.rows
     scheme = data.uri.split("://", 1)[0] if "://" in data.uri else "file"
     return {"dataset": data.dataset, "row_delta": delta, "scheme": scheme}
+
+
+SCHEDULED_TICK = "scheduled_tick"
 
 
 class ScheduledTick(EventData):
@@ -63,7 +71,7 @@ class ScheduledTick(EventData):
     tick: datetime = Field(description="The nominal time of the tick.")
 
 
-@event_type("scheduled_tick", ScheduledTick)
+@event_type(SCHEDULED_TICK, ScheduledTick)
 def handle_scheduled_tick(data: ScheduledTick) -> Result:
     """Note which slot of the day the tick belongs to."""
     return {"schedule": data.schedule, "minute_of_day": data.tick.hour * 60 + data.tick.minute}

@@ -1,67 +1,18 @@
-"""The event catalog: one pydantic model and one handler per event type, looked up by name."""
+"""The event catalog: one pydantic model and one handler per event type, looked up by name.
+
+`load_catalog` imports the modules that declare types (see `registry`) and collects what they registered.
+"""
 
 from __future__ import annotations
 
 import importlib
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from flowhook.events.registry import EventData, EventType, Result, event_type, registered
 
-TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-
-class EventData(BaseModel):
-    """Base of every event type's payload model: lenient, unknown fields are kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-Result = Mapping[str, Any]
-M = TypeVar("M", bound=EventData)
-Handler = Callable[[M], Result]
-
-
-@dataclass(frozen=True)
-class EventType:
-    """An event type: its name, payload model and the handler its worker flow runs per event."""
-
-    name: str
-    model: type[EventData]
-    handler: Callable[[Any], Result]
-
-    @property
-    def description(self) -> str:
-        return (self.model.__doc__ or self.name).strip().splitlines()[0]
-
-    def handle(self, data: Mapping[str, Any]) -> Result:
-        """Run the handler on a stored payload (re-validated, so the handler sees its model)."""
-        return self.handler(self.model.model_validate(data))
-
-
-_REGISTRY: dict[str, EventType] = {}
-
-
-def event_type(name: str, model: type[M]) -> Callable[[Handler[M]], Handler[M]]:
-    """Register `model` and the decorated handler as event type `name`."""
-    if not TYPE_NAME.match(name):
-        raise ValueError(f"event type name {name!r} must match {TYPE_NAME.pattern}")
-
-    def register(handler: Handler[M]) -> Handler[M]:
-        existing = _REGISTRY.get(name)
-        # The same module imported twice re-registers harmlessly; another model under the name is a mistake.
-        if existing is not None and _origin(existing.model) != _origin(model):
-            raise ValueError(f"event type {name!r} is already registered by {_origin(existing.model)}")
-        _REGISTRY[name] = EventType(name=name, model=model, handler=handler)
-        return handler
-
-    return register
-
-
-def _origin(model: type[EventData]) -> str:
-    return f"{model.__module__}.{model.__qualname__}"
+# Declaring types is `registry`'s; these names stay importable here, where user modules and tests import them.
+__all__ = ["Catalog", "EventData", "EventType", "Result", "UnknownEventType", "event_type", "load_catalog"]
 
 
 class UnknownEventType(LookupError):
@@ -97,4 +48,4 @@ def load_catalog(modules: Iterable[str] = ()) -> Catalog:
     importlib.import_module("flowhook.events.builtin")
     for module in modules:
         importlib.import_module(module)
-    return Catalog(_REGISTRY)
+    return Catalog(registered())

@@ -11,12 +11,12 @@ from typing import Any, Protocol
 
 import httpx
 
+from flowhook.names import BATCH_READY, batch_resource
 from flowhook.prefect_api import async_client, explain, refused
 from flowhook.spool import BatchRef, BatchSpool
 
 logger = logging.getLogger(__name__)
 
-BATCH_READY = "flowhook.batch.ready"
 _NAMESPACE = uuid.UUID("0b9d6c3e-2a41-4d7b-8c55-5f0e3a7d2c18")
 
 
@@ -27,7 +27,7 @@ def batch_event(ref: BatchRef) -> dict[str, Any]:
         "occurred": (ref.emitted or datetime.now(UTC)).isoformat(),
         "event": BATCH_READY,
         "resource": {
-            "prefect.resource.id": f"flowhook.batch.{ref.batch_id}",
+            "prefect.resource.id": batch_resource(ref.batch_id),
             "prefect.resource.name": f"{ref.event_type} · {ref.count} events",
             "flowhook.event-type": ref.event_type,
         },

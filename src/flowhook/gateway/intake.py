@@ -13,8 +13,8 @@ import jinja2
 from flowhook.events import Catalog, Event
 from flowhook.gateway.bodies import BodyError
 from flowhook.gateway.deliveries import DeliveryError, json_items, validate_items
+from flowhook.gateway.sources import SourceConfig
 from flowhook.gateway.templates import MappingError, cloudevents_items, compile_template, render_template
-from flowhook.sources.webhook import SourceConfig
 
 
 @dataclass(frozen=True)

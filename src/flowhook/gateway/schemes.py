@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from secrets import token_bytes, token_urlsafe
 from typing import assert_never
 
-from flowhook.sources.webhook import SignatureConfig
+from flowhook.gateway.sources import SignatureConfig
 
 # Longer header values are refused unread: no sender needs them, and parsing them costs.
 _MAX_HEADER = 8192

@@ -17,9 +17,9 @@ from typing import Any
 
 from flowhook.durable import write_file
 from flowhook.gateway.schemes import generate_secret, signing_key
+from flowhook.gateway.sources import SignatureConfig, SourceConfig
 from flowhook.prefect_api import explain, prefect_settings, refused
 from flowhook.settings import Settings
-from flowhook.sources.webhook import SignatureConfig, SourceConfig
 
 REFERENCE_TTL = 30.0
 

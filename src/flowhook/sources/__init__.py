@@ -1,2 +1,3 @@
-"""Event sources: how things outside become flowhook events. `webhook` configures the gateway's
-signed HTTP sources (scheme, secret, body format, limits)."""
+"""Event sources: how things outside become flowhook events. They deliver to the gateway (`sink`, `pool`)
+or produce events themselves (`emit`, `files`, `sqs`); the gateway's own signed HTTP sources (scheme,
+secret, body format, limits) are configured in `flowhook.gateway.sources`."""

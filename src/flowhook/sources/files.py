@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowhook.events.builtin import DATA_UPDATE
 from flowhook.sources.sink import DeliveryFailed, EventSink
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def change_item(change: FileChange, *, dataset: str) -> dict[str, Any]:
     """The `data_update` event for a file change; its id is the file's URI and content checksum."""
     uri = change.path.resolve().as_uri()
     return {
-        "type": "data_update",
+        "type": DATA_UPDATE,
         "id": f"{uri}#sha256:{change.checksum}",
         "timestamp": datetime.fromtimestamp(change.mtime_ns / 1e9, UTC).isoformat(),
         "data": {

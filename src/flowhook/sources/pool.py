@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flowhook.gateway.secrets import REFERENCE_TTL, signing_secret
+from flowhook.gateway.sources import SourceConfig
 from flowhook.settings import Settings
 from flowhook.sources.connections import Connections
 from flowhook.sources.sink import DeliveryFailed, GatewaySink
-from flowhook.sources.webhook import SourceConfig
 
 __all__ = ["REFRESH_SECONDS", "LocalSink", "close_connections", "gateway_url"]
 

@@ -11,8 +11,8 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from flowhook.gateway.schemes import sign_with_key, signing_key
+from flowhook.gateway.sources import SourceConfig
 from flowhook.sources.connections import ConnectionFailed, Connections
-from flowhook.sources.webhook import SourceConfig
 
 
 class DeliveryFailed(RuntimeError):

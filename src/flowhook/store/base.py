@@ -13,6 +13,8 @@ import orjson
 import pyarrow as pa
 
 from flowhook.events import Event
+from flowhook.events.builtin import SCHEDULED_TICK
+from flowhook.names import SCHEDULE_SOURCE
 from flowhook.store.records import DeadLetter, StoredEvent, aware_utc, naive_utc
 
 
@@ -37,7 +39,7 @@ class StoreBase(ABC):
         return {event_type: int(n) for event_type, n in rows}
 
     def latest_heartbeat(
-        self, *, event_type: str = "scheduled_tick", source: str = "schedule"
+        self, *, event_type: str = SCHEDULED_TICK, source: str = SCHEDULE_SOURCE
     ) -> tuple[datetime, datetime] | None:
         """(occurred, stored) of the most recently stored event of the type from the source (the scheduled
         heartbeat by default), as aware UTC times; None if there is none. Failed ones count: they got here."""

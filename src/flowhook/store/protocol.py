@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import duckdb
 
+from flowhook.events.builtin import SCHEDULED_TICK
+from flowhook.names import SCHEDULE_SOURCE
 from flowhook.store.records import DeadLetter, StoredEvent
 
 
@@ -44,7 +46,7 @@ class EventStore(Protocol):
         ...
 
     def latest_heartbeat(
-        self, *, event_type: str = "scheduled_tick", source: str = "schedule"
+        self, *, event_type: str = SCHEDULED_TICK, source: str = SCHEDULE_SOURCE
     ) -> tuple[datetime, datetime] | None:
         """(occurred, stored) of the newest stored event of the type from the source, aware UTC."""
         ...

@@ -10,6 +10,7 @@ import orjson
 from pydantic import ValidationError
 
 from flowhook.events import Catalog, UnknownEventType
+from flowhook.events.builtin import DATA_UPDATE
 from flowhook.gateway.deliveries import DeliveryItem
 from flowhook.sources.sqs.config import MessageFormat
 
@@ -81,7 +82,7 @@ def _s3_items(document: Any) -> list[dict[str, Any]]:
         if obj.get("size") is not None:
             data["size_bytes"] = obj["size"]
         # Same bytes written again → same eTag → same id: the store keeps one event per content.
-        item: dict[str, Any] = {"type": "data_update", "data": data, "id": f"{uri}#{etag}"}
+        item: dict[str, Any] = {"type": DATA_UPDATE, "data": data, "id": f"{uri}#{etag}"}
         if record.get("eventTime"):
             item["timestamp"] = record["eventTime"]
         items.append(item)
