@@ -250,28 +250,22 @@ def test_next_batches_leaves_the_successors_batch_to_it(tmp_path: Path) -> None:
     successor = processing.left_behind(spool, PROBE)
     assert successor is not None and successor.batch_id == theirs.batch_id  # the oldest waiting
     clock = FakeClock()
-    found = processing.next_batches(
-        spool,
-        PROBE,
-        idle_seconds=1,
-        until=clock() + 60,
-        max_events=10,
-        leave={theirs.batch_id},
-        clock=clock,
-        sleep=clock.sleep,
-    )
-    assert found == []  # only the successor's batch waits: nothing for us
+
+    def ours_to_take() -> list[BatchRef]:
+        return processing.next_batches(
+            spool,
+            PROBE,
+            idle_seconds=1,
+            until=clock() + 60,
+            max_events=10,
+            leave={theirs.batch_id},
+            clock=clock,
+            sleep=clock.sleep,
+        )
+
+    assert ours_to_take() == []  # only the successor's batch waits: nothing for us
     ours = spool_batch(spool, [make_event(2)], state=State.READY)
-    found = processing.next_batches(
-        spool,
-        PROBE,
-        idle_seconds=1,
-        until=clock() + 60,
-        max_events=10,
-        leave={theirs.batch_id},
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    found = ours_to_take()
     assert [ref.batch_id for ref in found] == [ours.batch_id]
 
 
