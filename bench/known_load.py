@@ -7,13 +7,17 @@ the report must find the λ, μ, percentiles and Little's law that the simulatio
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
+from flowhook.sampling.log import SampleLog
+from flowhook.sampling.recorder import Recorder
 from flowhook.store import StoredEvent
 
 
@@ -105,3 +109,28 @@ def stored_events(
             )
         )
     return events
+
+
+def write_samples(
+    served: Sequence[Served], *, start: datetime, event_type: str, folder: Path, period: float = 0.1
+) -> int:
+    """What the gateway's sampler would have written for the simulation: every `period` seconds, the events
+    arrived and not done (waiting: `ready`; in service: `claimed`), into sample files under `folder`.
+    Returns the number of samples."""
+    arrived = sorted(s.arrived for s in served)
+    began = sorted(s.started for s in served)
+    left = sorted(s.done for s in served)
+    end = max(left, default=0.0) + 2 * period
+    origin = start.timestamp()
+    clock = [origin]
+    recorder = Recorder(SampleLog(folder, writer="simulation"), clock=lambda: clock[0], cpu=lambda: 0.0)
+    count = math.ceil(end / period) + 1
+    for k in range(count):
+        t = k * period
+        in_system = bisect.bisect_right(arrived, t) - bisect.bisect_right(left, t)
+        in_service = bisect.bisect_right(began, t) - bisect.bisect_right(left, t)
+        clock[0] = origin + t
+        recorder.sample({event_type: (0, in_system - in_service, 0, in_service)}, at=origin + t)
+    clock[0] = origin + end + 1
+    recorder.flush()
+    return count

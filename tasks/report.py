@@ -41,6 +41,7 @@ def compute_report(
             target_p99_seconds=target_p99_seconds,
             heartbeat_max_age_seconds=settings.heartbeat_max_age_seconds,
             up_since=started_at(settings.data_dir),
+            samples_dir=settings.samples_dir,
         )
     )
 

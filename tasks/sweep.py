@@ -14,6 +14,7 @@ from prefect.deployments import run_deployment
 
 from flowhook import audit, sweeper
 from flowhook.names import RUN_TAG, worker_deployment
+from flowhook.sampling import archive as samples
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, open_spool
 from flowhook.store import store_exists
@@ -78,3 +79,12 @@ def audit_store() -> audit.Audit | None:
     found = audit.run_audit(store, current_spool(), now=now)
     audit.save_audit(store, found)
     return found
+
+
+@task(cache_policy=NONE, **IO_RETRIES)
+def import_samples() -> int:
+    """Move the gateway's finished sample files into the store (the report reads the rest from the files)."""
+    settings = get_settings()
+    if not store_exists(settings):
+        return 0
+    return samples.import_samples(current_store(), settings.samples_dir, keep_days=settings.sampling.keep_days)

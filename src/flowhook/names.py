@@ -40,3 +40,7 @@ def worker_deployment(event_type: str) -> str:
 def batch_resource(batch_id: str) -> str:
     """The `prefect.resource.id` of the event that announces batch `batch_id`."""
     return f"{BATCH_RESOURCE}.{batch_id}"
+
+
+ALL_TYPES = "all"
+"""The event_type of a row that sums every type: the report's last row, and each second's sample of the queue."""

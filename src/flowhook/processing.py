@@ -148,9 +148,19 @@ def failures(handled: Sequence[StoredEvent], retried: Sequence[StoredEvent] = ()
     return failed - sum(1 for event in retried if event.status == "ok")
 
 
-def store(db: EventStore, events: Sequence[StoredEvent], *, now: datetime | None = None) -> int:
-    """Write the batch with its `stored` time; returns how many were new (a re-run stores 0)."""
-    return db.write_events(events, stored=now or datetime.now(UTC))
+def store(
+    db: EventStore,
+    events: Sequence[StoredEvent],
+    *,
+    now: datetime | None = None,
+    then: Callable[[], None] | None = None,
+) -> int:
+    """Write the batch with its `stored` time (`now`, else the moment of the write itself); returns how many were new
+    (a re-run stores 0). `then` runs as soon as the rows are durable (completing the batches there keeps them out
+    of `claimed/` no longer than the write: what the gateway's samples see matches the timestamps)."""
+    if now is not None:
+        return db.write_events(events, stored=now, on_commit=then)
+    return db.write_events(events, at_write=True, on_commit=then)
 
 
 def complete(spool: BatchSpool, batch: BatchRef) -> None:
@@ -276,13 +286,17 @@ def process_step(
     """
     claimed = claim_all(spool, batches, owner=owner)
     handled = handle_all(claimed, catalog=catalog, started=datetime.now(UTC), flow_run_id=owner)
-    inserted = store(store_to, handled)
+
+    def complete_all() -> None:
+        for batch, _ in claimed:
+            complete(spool, batch)
+
+    failed = failures(handled)
+    inserted = store(store_to, handled, then=None if failed else complete_all)
     retried: list[StoredEvent] = []
-    if failures(handled):
+    if failed:
         retried = retry_failed(handled, catalog=catalog, policy_for_type=policy_for_type, sleep=sleep)
-        store(store_to, retried)
-    for batch, _ in claimed:
-        complete(spool, batch)
+        store(store_to, retried, then=complete_all)
     return Step(
         batches=len(claimed), handled=handled, retried=retried, inserted=inserted, failed=failures(handled, retried)
     )

@@ -9,22 +9,28 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from flowhook.audit import latest_audit
+from flowhook.metrics.little import BacklogSample
 from flowhook.metrics.report import (
     OVERALL,
     BucketTotals,
+    IngressCount,
     LatencyStats,
     Report,
     TypeTotals,
     Window,
     build_report,
 )
+from flowhook.sampling.archive import window_samples
+from flowhook.sampling.compare import backlog_samples, ingress_counts
 from flowhook.settings import Settings
 from flowhook.spool import BatchSpool
 from flowhook.store import EventStore
@@ -163,10 +169,26 @@ def _records(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+@dataclass
+class Collected:
+    """What the store and the gateway's samples hold about a window, before the report derives its figures."""
+
+    totals: list[TypeTotals]
+    buckets: list[BucketTotals]
+    samples: dict[str, BacklogSample] | None = None
+    ingress: list[IngressCount] = field(default_factory=list)
+
+
 def collect(
-    db: EventStore, window: Window, *, in_flight: Sequence[tuple[str, str, datetime, datetime]], now: datetime
-) -> tuple[list[TypeTotals], list[BucketTotals]]:
-    """The store's totals per type and per bucket for the window (in-flight events from the spool included)."""
+    db: EventStore,
+    window: Window,
+    *,
+    in_flight: Sequence[tuple[str, str, datetime, datetime]],
+    now: datetime,
+    samples_dir: Path | None = None,
+) -> Collected:
+    """The store's totals per type and per bucket for the window (in-flight events from the spool included),
+    and the gateway's samples against them (those in the store, and those still in `samples_dir`)."""
     flying = pa.Table.from_pylist(
         [
             {"id": i, "type": t, "occurred": _naive(occurred), "received": _naive(received)}
@@ -181,7 +203,7 @@ def collect(
         "bucket_us": round(window.bucket_seconds * 1e6),
         "buckets": window.bucket_count,
     }
-    with db.connect() as con:
+    with db.connect(reports=True) as con:
         con.register("in_flight", flying)
         try:
             con.execute(_EV, _used(_EV, params))
@@ -189,11 +211,18 @@ def collect(
             busy = {r["event_type"]: r for r in _records(con, _BUSY, params)}
             stages = {r["event_type"]: r for r in _records(con, _STAGES, params)}
             buckets = _records(con, _BUCKETS, params)
+            sampled = window_samples(con, samples_dir, window.start, window.end)
+            backlog = backlog_samples(con, sampled, window, now=now)
         finally:
             con.unregister("in_flight")
             con.execute("DROP TABLE IF EXISTS ev")
     type_totals = [_type_totals(row, busy.get(row["event_type"]), stages.get(row["event_type"])) for row in totals]
-    return type_totals, _bucket_totals(window, [t.event_type for t in type_totals], buckets)
+    return Collected(
+        totals=type_totals,
+        buckets=_bucket_totals(window, [t.event_type for t in type_totals], buckets),
+        samples=backlog,
+        ingress=ingress_counts(sampled),
+    )
 
 
 def _type_totals(row: dict[str, Any], busy: dict[str, Any] | None, stages: dict[str, Any] | None) -> TypeTotals:
@@ -271,6 +300,7 @@ def window_report(
     now: datetime | None = None,
     heartbeat_max_age_seconds: float | None = None,
     up_since: datetime | None = None,
+    samples_dir: Path | None = None,
 ) -> Report:
     """The report over `window` (its end clipped to now: the future has no events yet).
 
@@ -281,19 +311,21 @@ def window_report(
     now = now or datetime.now(UTC)
     if window.end > now:
         window = Window(window.start, now, window.bucket_seconds)
-    totals, buckets = collect(db, window, in_flight=spool.in_flight() if spool else [], now=now)
+    found = collect(db, window, in_flight=spool.in_flight() if spool else [], now=now, samples_dir=samples_dir)
     heartbeat = None
     if heartbeat_max_age_seconds is not None:
         heartbeat = check_heartbeat(
             db.latest_heartbeat(), now=now, max_age_seconds=heartbeat_max_age_seconds, up_since=up_since
         )
     return build_report(
-        totals,
-        buckets,
+        found.totals,
+        found.buckets,
         window=window,
         generated_at=now,
         report_id=str(uuid.uuid4()),
         target_p99_seconds=target_p99_seconds,
         heartbeat=heartbeat,
         audit=latest_audit(db),
+        samples=found.samples,
+        ingress=found.ingress,
     )

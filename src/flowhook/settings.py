@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowhook.gateway.sources import SourceConfig, load_sources
 from flowhook.names import SCHEDULE_SOURCE
+from flowhook.sampling.config import SamplingPolicy
 from flowhook.sources.sqs.config import SqsConfig
 
 LOCAL_SOURCES = ("emit", "sqs", "files", SCHEDULE_SOURCE)
@@ -172,6 +173,9 @@ class Settings(BaseSettings):
     )
     batch: BatchPolicy = Field(default_factory=BatchPolicy, description="Default batching policy.")
     drain: DrainPolicy = Field(default_factory=DrainPolicy, description="How long a worker run stays awake.")
+    sampling: SamplingPolicy = Field(
+        default_factory=SamplingPolicy, description="The gateway's samples of its queue, for the report's checks."
+    )
     batch_overrides: dict[str, BatchPolicy] = Field(
         default_factory=dict, description="Batching policy per event type, overriding `batch`."
     )
@@ -285,6 +289,11 @@ class Settings(BaseSettings):
     def spool_dir(self) -> Path:
         """Where accepted events wait, as batch files, until a worker flow stores them."""
         return self.data_dir / "spool"
+
+    @property
+    def samples_dir(self) -> Path:
+        """The gateway's per-second samples of its queue and counts of its deliveries (`flowhook.sampling`)."""
+        return self.spool_dir / "samples"
 
     @property
     def incoming_dir(self) -> Path:

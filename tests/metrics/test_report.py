@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from flowhook.metrics.little import BacklogSample
 from flowhook.metrics.queueing import MODEL
 from flowhook.metrics.report import (
     MAX_BUCKETS,
@@ -20,7 +21,6 @@ from flowhook.metrics.report import (
     Window,
     build_report,
     latency_stats,
-    little_check,
     percentile,
 )
 
@@ -380,88 +380,37 @@ def test_clock_skew_is_the_all_totals_when_some_events_were_skewed() -> None:
     assert _report([TypeTotals("a", arrivals=10), TypeTotals(OVERALL, arrivals=10)]).clock_skew is None
 
 
-# --- Little's law --------------------------------------------------------------------------------------
+# --- Little's law (the check itself is tests/metrics/test_little.py) -------------------------------------
 
 
-def test_little_check_exact_agreement() -> None:
-    # In a 10 s window that starts and ends empty: one event in the system over [1, 3), another over [2, 6).
-    # ∫ backlog dt = 2 + 4 = 6, so L = 0.6; λ = 2/10, W = (2 + 4)/2 = 3, λW = 0.6.
-    totals = TypeTotals("a", arrivals=2, completions=2, backlog_seconds=6.0, sojourn_seconds=6.0)
-    check = little_check(totals, 10.0)
-    assert check is not None
-    assert check.mean_backlog == pytest.approx(0.6)
-    assert check.arrival_rate == pytest.approx(0.2)
-    assert check.mean_latency == pytest.approx(3.0)
-    assert check.predicted_backlog == pytest.approx(0.6)
-    assert check.gap == pytest.approx(0.0, abs=1e-12)
-    assert check.steady
-
-
-def test_little_check_ten_percent_gap_is_not_steady() -> None:
-    # L = 100/100 = 1; λ = 10/100, W = 90 s/10 events = 9 s, λW = 0.9.
-    totals = TypeTotals("a", arrivals=10, backlog_seconds=100.0, sojourn_seconds=90.0)
-    check = little_check(totals, 100.0)
-    assert check is not None
-    assert check.mean_backlog == pytest.approx(1.0)
-    assert check.arrival_rate == pytest.approx(0.1)
-    assert check.mean_latency == pytest.approx(9.0)
-    assert check.predicted_backlog == pytest.approx(0.9)
-    assert check.gap == pytest.approx(0.1)  # |1 - 0.9| / 1
-    assert not check.steady
-
-
-def test_little_check_gap_is_symmetric_and_five_percent_is_still_steady() -> None:
-    # L = 1900/100 = 19 against λW = (100/100) × (2000/100) = 20: gap = 1/20, exactly the tolerance.
-    check = little_check(TypeTotals("a", arrivals=100, backlog_seconds=1900.0, sojourn_seconds=2000.0), 100.0)
-    assert check is not None
-    assert check.gap == pytest.approx(0.05)
-    assert check.steady
-    # L = 18.9 against 20: gap 1.1/20, just over.
-    check = little_check(TypeTotals("a", arrivals=100, backlog_seconds=1890.0, sojourn_seconds=2000.0), 100.0)
-    assert check is not None
-    assert check.gap == pytest.approx(0.055)
-    assert not check.steady
-
-
-def test_little_check_is_none_when_nothing_was_in_the_system() -> None:
-    assert little_check(TypeTotals("a"), 60.0) is None
-    # Arrivals stored instantly: zero time in the system, nothing to check.
-    assert little_check(TypeTotals("a", arrivals=5, completions=5), 60.0) is None
-
-
-def test_little_check_backlog_from_before_the_window_without_arrivals() -> None:
-    # Three events received before the window, still waiting all through it: L = 3, but λ = 0.
-    check = little_check(TypeTotals("a", backlog_start=3, backlog_end=3, backlog_seconds=30.0), 10.0)
-    assert check is not None
-    assert check.mean_backlog == pytest.approx(3.0)
-    assert check.arrival_rate == 0.0
-    assert check.mean_latency == 0.0
-    assert check.gap == 1.0
-    assert not check.steady
-
-
-def test_build_report_runs_little_check_on_every_row() -> None:
-    report = _report(
-        [
-            TypeTotals("a", arrivals=2, backlog_seconds=6.0, sojourn_seconds=6.0),
-            TypeTotals("b", arrivals=10, backlog_seconds=100.0, sojourn_seconds=90.0),
-            TypeTotals("c", arrivals=4, completions=4),
-            TypeTotals(OVERALL, arrivals=16, backlog_seconds=106.0, sojourn_seconds=96.0),
-        ],
-        seconds=10.0,
+def test_build_report_checks_little_per_row_from_the_samples() -> None:
+    totals = [
+        TypeTotals("a", arrivals=2, backlog_seconds=6.0, sojourn_seconds=6.0),
+        TypeTotals("b", arrivals=4, completions=4),
+        TypeTotals(OVERALL, arrivals=6, backlog_seconds=6.0, sojourn_seconds=6.0),
+    ]
+    sample = BacklogSample(
+        sampled_seconds=6.0, counted_seconds=6.0, changes=4, watched_seconds=10.0, period_seconds=0.1
     )
-    a, b, c, overall = report.rows
-    assert a.little is not None
-    assert a.little.steady
-    assert a.little.mean_backlog == pytest.approx(0.6)
-    assert b.little is not None
-    assert not b.little.steady
-    assert b.little.mean_backlog == pytest.approx(10.0)
-    assert c.little is None
+    window = Window(T0, T0 + timedelta(seconds=10))
+    report = build_report(
+        totals,
+        [],
+        window=window,
+        generated_at=window.end,
+        report_id="r",
+        target_p99_seconds=5.0,
+        samples={"a": sample, OVERALL: sample},
+    )
+    a, b, overall = report.rows
+    assert report.sampled
+    assert a.little is not None and a.little.verdict == "holds"
+    assert a.little.sampled_backlog == pytest.approx(0.6)
+    assert b.little is None  # nothing in the system by either count
     assert overall.little is not None
-    assert overall.little.mean_backlog == pytest.approx(10.6)
-    # λW = (16/10) × (96/16) = 9.6 against L = 10.6.
-    assert overall.little.gap == pytest.approx(1.0 / 10.6)
+    unsampled = _report(totals, seconds=10.0)
+    assert not unsampled.sampled
+    assert all(row.little is None for row in unsampled.rows)
 
 
 # --- the capacity forecast -----------------------------------------------------------------------------

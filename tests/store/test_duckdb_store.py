@@ -284,6 +284,9 @@ def test_report_tables_have_the_declared_columns_types_and_keys(store: EventStor
             "report_stages": ["report_id", "event_type", "stage"],
             "report_buckets": ["report_id", "event_type", "bucket_start"],
             "audits": ["audited_at"],
+            "backlog_samples": ["second_start", "writer", "event_type"],
+            "ingress_counts": ["second_start", "writer", "source", "event_type", "status", "code"],
+            "gateway_usage": ["second_start", "writer"],
         }
         if isinstance(store, DuckDBStore)
         else {}
@@ -300,7 +303,7 @@ def test_write_report_round_trips_all_three_tables_with_nulls_and_naive_utc(stor
         "window_end": datetime(2024, 5, 1, 10, 30),  # naive: taken as UTC already
         "n": 12,
         "arrival_rate": 0.5,
-        "steady": False,
+        "little_verdict": "fails",
         "chart_path": "r1.png",
     }
     stage = {"report_id": "r1", "event_type": "user_request", "stage": "latency", "count": 12, "p99_seconds": 2.5}
@@ -453,13 +456,21 @@ def test_an_old_reports_table_gains_the_new_columns_and_keeps_its_rows(tmp_path:
         )
     ]
 
-    new = {"report_id": "new", "generated_at": T0, "event_type": "all", "n": 6, "steady": True, "chart_path": "c.png"}
+    new = {
+        "report_id": "new",
+        "generated_at": T0,
+        "event_type": "all",
+        "n": 6,
+        "little_verdict": "holds",
+        "chart_path": "c.png",
+    }
     store.write_report({**one_report("new", T0), "reports": [new]})
     store.write_report({"reports": [{**new, "n": 7}]})  # the old table's key still makes this an upsert
     assert [
-        (r["report_id"], r["n"], r["steady"], r["chart_path"]) for r in stored_rows(store, "reports", "report_id")
+        (r["report_id"], r["n"], r["little_verdict"], r["chart_path"])
+        for r in stored_rows(store, "reports", "report_id")
     ] == [
-        ("new", 7, True, "c.png"),
+        ("new", 7, "holds", "c.png"),
         ("old", 5, None, None),
     ]
     assert store.query("SELECT report_id, n FROM latest_reports", reports=True) == [("new", 7)]

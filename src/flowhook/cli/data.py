@@ -68,6 +68,7 @@ def report(
             now=now,
             heartbeat_max_age_seconds=settings.heartbeat_max_age_seconds,
             up_since=started_at(settings.data_dir),
+            samples_dir=settings.samples_dir,
         )
     except ValueError as exc:
         raise fail(str(exc)) from None

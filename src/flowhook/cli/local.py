@@ -206,6 +206,7 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> str | None:
         open_spool(settings),
         Window(since, datetime.now(UTC), bucket_seconds=DEMO_BUCKET_SECONDS),
         target_p99_seconds=settings.report_target_p99_seconds,
+        samples_dir=settings.samples_dir,
     )
     console.print(to_rich(report))
     console.print(

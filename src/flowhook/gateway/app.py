@@ -26,6 +26,7 @@ from flowhook.gateway.quarantine import quarantined
 from flowhook.gateway.schemes import SignatureError, verify
 from flowhook.gateway.secrets import SecretUnavailable
 from flowhook.gateway.service import Gateway
+from flowhook.sampling.recorder import UNKNOWN, ingress_events
 from flowhook.settings import Settings, get_settings
 from flowhook.spool import InboxUnavailable
 
@@ -62,8 +63,25 @@ async def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message, **extra}, status_code=status, headers=headers)
+class Answer(JSONResponse):
+    """A delivery's answer, with what the ingress counts note of it: its code and its events per type."""
+
+    def __init__(
+        self,
+        content: Any,
+        *,
+        status: int,
+        code: str,
+        headers: dict[str, str] | None = None,
+        events: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(content, status_code=status, headers=headers)
+        self.code = code
+        self.events = events
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Answer:
+    return Answer({"code": code, "message": message, **extra}, status=status, code=code, headers=headers)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -165,84 +183,101 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
     )
     async def receive(source: str, request: Request, gw: GatewayDep) -> JSONResponse:
         """Accept a signed delivery: verify, validate, persist (fsync), then answer 202."""
-        config = gw.sources.get(source)
-        if config is None:
-            return _error(404, "unknown_source", f"No source is named {source!r}.")
-        if not _is_json(request.headers.get("content-type")):
-            return _error(415, "unsupported_media_type", "The body must be JSON (Content-Type: application/json).")
-        if not _is_identity(request.headers.get("content-encoding")):
-            return _error(415, "unsupported_encoding", "The body must not be compressed (no Content-Encoding).")
-        limit = gw.settings.max_body_bytes
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return _error(413, "body_too_large", f"The body exceeds {limit} bytes.")
-        if gw.spool_bytes > gw.settings.inbox_max_bytes:
-            return _error(
-                503, "inbox_full", "The spool is over its disk budget; try again later.", {"Retry-After": "30"}
-            )
+        counted = source if source in gw.sources else UNKNOWN  # a path is the sender's to choose: not a key
         try:
-            body = await _read_body(request, limit)
-        except ClientDisconnect:
-            why = "did not arrive in time" if getattr(request.state, BODY_TIMED_OUT, False) else "was cut off"
-            delivery_id = request.headers.get(config.delivery_id_header or _ID_HEADERS.get(config.signature.scheme, ""))
-            logger.warning(
-                "delivery %s to %r from %s: the body %s; nothing stored",
-                delivery_id or "(no id)",
-                source,
-                _client(request),
-                why,
-            )
-            return _error(400, "body_incomplete", "The body did not arrive whole; nothing was stored.")
-        if body is None:
-            return _error(413, "body_too_large", f"The body exceeds {limit} bytes.")
-        try:
-            secrets = gw.secrets.secrets(source, config)
-        except SecretUnavailable as exc:
-            logger.error("cannot check deliveries of %r: %s", source, exc)
-            return _error(503, "secret_unavailable", "The source's secret is unavailable.", {"Retry-After": "30"})
-        try:
-            verified = verify(config.signature, body, request.headers, secrets)
-        except SignatureError as exc:
-            # Spends the address's budget for unverified deliveries, never the source's.
-            wait = gw.unverified.take(_client(request))
-            if wait:
-                return _error(
-                    429,
-                    "too_many_unverified",
-                    "Too many deliveries from this address failed verification; try again later.",
-                    {"Retry-After": retry_after(wait)},
-                )
-            return _error(401, exc.code, f"The delivery is not authentic: {str(exc).rstrip('.')}.")
-        limiter = gw.limiters.get(source)
-        wait = limiter.take() if limiter else 0.0
-        if wait:
-            return _error(
-                429, "rate_limited", f"Source {source!r} is over its rate limit.", {"Retry-After": retry_after(wait)}
-            )
-        delivery = Delivery(
-            source=source,
-            body=body,
-            headers=request.headers,
-            query=dict(request.query_params),
-            delivery_id=request.headers.get(config.delivery_id_header or "") or verified.delivery_id,
-            signed_at=verified.signed_at,
-        )
-        received = datetime.now(UTC)
-        try:
-            events = gw.intake.events(delivery, received=received)
-        except DeliveryError as exc:
-            item = quarantined(delivery, received=received, code=exc.code, message=str(exc), errors=exc.errors)
-            await asyncio.to_thread(gw.quarantine.put, item)
-            gw.quarantined += 1
-            return _error(exc.status, exc.code, str(exc), errors=exc.errors, quarantine_id=item.id)
-        try:
-            await gw.inbox.append(events)
-        except InboxUnavailable as exc:
-            return _error(503, "inbox_unavailable", f"Not accepted, try again: {exc}.", {"Retry-After": "5"})
-        gw.accepted += len(events)
-        return JSONResponse({"accepted": len(events), "ids": [e.id for e in events]}, status_code=202)
+            answer = await _deliver(source, request, gw)
+        except Exception:
+            gw.recorder.count(counted, 500, "internal_error")
+            raise
+        gw.recorder.count(counted, answer.status_code, answer.code, answer.events)
+        return answer
 
     return app
+
+
+async def _deliver(source: str, request: Request, gw: Gateway) -> Answer:
+    """The route's work; every answer it gives is counted by the route, in one place."""
+    config = gw.sources.get(source)
+    if config is None:
+        return _error(404, "unknown_source", f"No source is named {source!r}.")
+    if not _is_json(request.headers.get("content-type")):
+        return _error(415, "unsupported_media_type", "The body must be JSON (Content-Type: application/json).")
+    if not _is_identity(request.headers.get("content-encoding")):
+        return _error(415, "unsupported_encoding", "The body must not be compressed (no Content-Encoding).")
+    limit = gw.settings.max_body_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return _error(413, "body_too_large", f"The body exceeds {limit} bytes.")
+    if gw.spool_bytes > gw.settings.inbox_max_bytes:
+        return _error(503, "inbox_full", "The spool is over its disk budget; try again later.", {"Retry-After": "30"})
+    try:
+        body = await _read_body(request, limit)
+    except ClientDisconnect:
+        why = "did not arrive in time" if getattr(request.state, BODY_TIMED_OUT, False) else "was cut off"
+        delivery_id = request.headers.get(config.delivery_id_header or _ID_HEADERS.get(config.signature.scheme, ""))
+        logger.warning(
+            "delivery %s to %r from %s: the body %s; nothing stored",
+            delivery_id or "(no id)",
+            source,
+            _client(request),
+            why,
+        )
+        if getattr(request.state, BODY_TIMED_OUT, False):  # the protocol answered 408 already; count that
+            return _error(408, "request_timeout", "The body did not arrive in time; nothing was stored.")
+        return _error(400, "body_incomplete", "The body did not arrive whole; nothing was stored.")
+    if body is None:
+        return _error(413, "body_too_large", f"The body exceeds {limit} bytes.")
+    try:
+        secrets = gw.secrets.secrets(source, config)
+    except SecretUnavailable as exc:
+        logger.error("cannot check deliveries of %r: %s", source, exc)
+        return _error(503, "secret_unavailable", "The source's secret is unavailable.", {"Retry-After": "30"})
+    try:
+        verified = verify(config.signature, body, request.headers, secrets)
+    except SignatureError as exc:
+        # Spends the address's budget for unverified deliveries, never the source's.
+        wait = gw.unverified.take(_client(request))
+        if wait:
+            return _error(
+                429,
+                "too_many_unverified",
+                "Too many deliveries from this address failed verification; try again later.",
+                {"Retry-After": retry_after(wait)},
+            )
+        return _error(401, exc.code, f"The delivery is not authentic: {str(exc).rstrip('.')}.")
+    limiter = gw.limiters.get(source)
+    wait = limiter.take() if limiter else 0.0
+    if wait:
+        return _error(
+            429, "rate_limited", f"Source {source!r} is over its rate limit.", {"Retry-After": retry_after(wait)}
+        )
+    delivery = Delivery(
+        source=source,
+        body=body,
+        headers=request.headers,
+        query=dict(request.query_params),
+        delivery_id=request.headers.get(config.delivery_id_header or "") or verified.delivery_id,
+        signed_at=verified.signed_at,
+    )
+    received = datetime.now(UTC)
+    try:
+        events = gw.intake.events(delivery, received=received)
+    except DeliveryError as exc:
+        item = quarantined(delivery, received=received, code=exc.code, message=str(exc), errors=exc.errors)
+        await asyncio.to_thread(gw.quarantine.put, item)
+        gw.quarantined += 1
+        return _error(exc.status, exc.code, str(exc), errors=exc.errors, quarantine_id=item.id)
+    try:
+        await gw.inbox.append(events)
+    except InboxUnavailable as exc:
+        return _error(503, "inbox_unavailable", f"Not accepted, try again: {exc}.", {"Retry-After": "5"})
+    gw.accepted += len(events)
+    return Answer(
+        {"accepted": len(events), "ids": [e.id for e in events]},
+        status=202,
+        code="accepted",
+        events=ingress_events(events),
+    )
 
 
 def _client(request: Request) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from flowhook.sampling.recorder import UNKNOWN
 from flowhook.settings import Settings
 
 __all__ = ["MAX_HEADER_BYTES", "BoundedHttpToolsProtocol", "server_config"]
@@ -61,10 +63,16 @@ async def _too_many_connections(scope: Scope, receive: ASGIReceiveCallable, send
 def server_config(app: ASGIApplication, settings: Settings, **options: Any) -> uvicorn.Config:
     """uvicorn's configuration for the gateway: the bounded protocol with the settings' timeouts and cap."""
     limits = settings.ingress
+    # The gateway app's recorder counts the answers the protocol gives itself too (before any route runs).
+    gateway = getattr(getattr(app, "state", None), "gateway", None)
     protocol = type(
         "GatewayHttpProtocol",
         (BoundedHttpToolsProtocol,),
-        {"header_timeout": limits.header_timeout_seconds, "body_timeout": limits.body_timeout_seconds},
+        {
+            "header_timeout": limits.header_timeout_seconds,
+            "body_timeout": limits.body_timeout_seconds,
+            "counter": staticmethod(gateway.recorder.count) if gateway is not None else None,
+        },
     )
     return uvicorn.Config(
         app,
@@ -86,6 +94,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = MAX_HEADER_BYTES
     header_timeout = 10.0
     body_timeout = 30.0
+    counter: Callable[[str, int, str], None] | None = None
+    """Counts each answer the protocol gives itself, as (source, status, code); the source is not known here."""
 
     def __init__(
         self,
@@ -145,9 +155,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         ):
             # Answered through uvicorn's own cycle, so it waits its turn behind pipelined requests and the
             # body that may follow is parsed as usual; `connection: close` ends the connection after it.
+            self._count(431, "headers_too_large")
             self._answer_with(_headers_too_large)
             return
         if self.cap is not None and (len(self.tasks) >= self.cap or not self._make_room()):
+            self._count(503, "too_many_connections")
             self._answer_with(_too_many_connections)
             return
         super().on_headers_complete()
@@ -166,6 +178,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are not HTTP, in the gateway's JSON shape."""
+        self._count(400, "invalid_http")
         self._write_error(400, *_json_error("invalid_http", "The request is not valid HTTP/1.1."))
 
     def _answer_with(self, app: Any) -> None:
@@ -214,6 +227,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False  # a response is still being written: close after it
             self.flow.pause_reading()
         elif self._in_head or self.idle_since is not None:
+            if self._in_head:  # a request had begun (an idle keep-alive connection is just closed, not counted)
+                self._count(408, "request_timeout")
             message = f"The request's headers did not arrive within {self.header_timeout:g} seconds."
             self._write_error(408, *_json_error("request_timeout", message))
 
@@ -241,7 +256,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self._refusing = True  # pipelined: on_response_complete comes back here once the last one is sent
             return
+        self._count(431, "headers_too_large")
         self._write_error(431, _BODY, _HEADERS)
+
+    def _count(self, status: int, code: str) -> None:
+        if self.counter is not None:
+            self.counter(UNKNOWN, status, code)
 
     def _write_error(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         head = [STATUS_LINE[status]]

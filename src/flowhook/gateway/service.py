@@ -18,6 +18,9 @@ from flowhook.gateway.limits import AddressBuckets, TokenBucket, spool_bytes
 from flowhook.gateway.quarantine import Quarantine
 from flowhook.gateway.secrets import secret_store
 from flowhook.gateway.uploader import Uploader
+from flowhook.sampling.levels import SpoolLevels
+from flowhook.sampling.log import SampleLog
+from flowhook.sampling.recorder import Levels, Recorder
 from flowhook.settings import Settings
 from flowhook.spool import BatchRef, Inbox, Spool, State, open_spool
 
@@ -60,6 +63,10 @@ class Gateway:
             # On S3 whether a run is awake costs a LIST: those batches wait for `max_seconds` instead.
             seal_at_once=self._will_wake if self.uploader is None else None,
         )
+        # What the report checks its figures against: the queue's levels and every delivery's outcome.
+        self.recorder = Recorder(SampleLog(settings.samples_dir))
+        # Sampled on this machine's spool only: with S3 the shared states are other machines' too (not sampled).
+        self.levels = SpoolLevels(self.local) if self.uploader is None else None
         self.wakeups_saved = 0
         self.accepted = 0
         self.quarantined = 0
@@ -79,6 +86,9 @@ class Gateway:
             asyncio.create_task(self.forwarder.run(), name="forwarder"),
             asyncio.create_task(self._measure_spool(), name="spool-usage"),
         ]
+        if self.levels is not None and self.settings.sampling.period_seconds > 0:
+            period = self.settings.sampling.period_seconds
+            tasks.append(asyncio.create_task(self.recorder.run(self._levels, period=period), name="sampler"))
         if self.uploader is not None:
             tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
             tasks.append(asyncio.create_task(self._watch_remote(), name="remote-waiting"))
@@ -90,11 +100,20 @@ class Gateway:
                 await asyncio.wait_for(self._drain(), timeout=5.0)
             for task in tasks:
                 task.cancel()
+            with contextlib.suppress(OSError):
+                self.recorder.flush()
             if isinstance(self.sink, PrefectEventSink):
                 await self.sink.aclose()
 
+    async def _levels(self) -> Levels:
+        assert self.levels is not None
+        open_batches = self.inbox.open_batches()  # on the loop: the inbox changes there
+        return await asyncio.to_thread(self.levels, open_batches)
+
     def _sealed(self, ref: BatchRef) -> None:
         """A batch was sealed on this disk: upload it first if the spool is elsewhere, else see whether to wake."""
+        if self.levels is not None:
+            self.levels.note(ref.batch_id, ref.count)
         if self.uploader is not None:
             self.uploader.submit(ref)
         elif self._wakes(ref):

@@ -6,6 +6,7 @@ present it. Every rate is a count over the window's length T, so per-type rates 
 "all" row; τ = 1/θ is the seed's model, the percentiles are measured.
 """
 
+from flowhook.metrics.little import BacklogSample, LittleCheck, little_check
 from flowhook.metrics.queueing import MODEL, Forecast, forecast
 from flowhook.metrics.render import (
     DEFINITIONS,
@@ -19,8 +20,8 @@ from flowhook.metrics.report import (
     OVERALL,
     STAGES,
     BucketTotals,
+    IngressCount,
     LatencyStats,
-    LittleCheck,
     Report,
     TypeReport,
     TypeTotals,
@@ -35,8 +36,10 @@ __all__ = [
     "MODEL",
     "OVERALL",
     "STAGES",
+    "BacklogSample",
     "BucketTotals",
     "Forecast",
+    "IngressCount",
     "LatencyStats",
     "LittleCheck",
     "Report",
@@ -46,6 +49,7 @@ __all__ = [
     "build_report",
     "forecast",
     "latency_stats",
+    "little_check",
     "percentile",
     "to_json_dict",
     "to_markdown",

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flowhook.audit import Audit
+from flowhook.metrics.little import BacklogSample, LittleCheck, little_check
 from flowhook.metrics.queueing import Forecast, forecast, sojourn_quantile
+from flowhook.names import ALL_TYPES
 from flowhook.watchdog import Heartbeat
 
-OVERALL = "all"
+OVERALL = ALL_TYPES
 """The event_type of the row that aggregates every type; it is always the last row."""
 
 STAGES: dict[str, str] = {
@@ -28,9 +30,6 @@ STAGES: dict[str, str] = {
     "end_to_end": "occurred→stored",
 }
 """Measured latency stages, each from one per-event timestamp to the next (`latency` is the sum inside flowhook)."""
-
-LITTLE_TOLERANCE = 0.05
-"""Little's law is taken to hold when mean backlog and λ × mean latency differ by at most this share."""
 
 MAX_BUCKETS = 10_000
 """A window cut into more buckets than this is refused: the tables would be unreadable anyway."""
@@ -171,37 +170,16 @@ class BucketTotals:
 
 
 @dataclass(frozen=True)
-class LittleCheck:
-    """Little's law L = λW over the window: the time-average backlog against λ × mean time in system.
+class IngressCount:
+    """Deliveries with one outcome in the window: accepted (202), refused by status, quarantined (422) or timed
+    out (408); `events` is how many they held where the gateway read them (accepted and quarantined ones)."""
 
-    It holds exactly over any window that starts and ends with nothing in the system; a gap means the
-    window cuts through a busy period or the backlog is growing: not a steady state.
-    """
-
-    mean_backlog: float
-    arrival_rate: float
-    mean_latency: float
-    gap: float
-
-    @property
-    def predicted_backlog(self) -> float:
-        return self.arrival_rate * self.mean_latency
-
-    @property
-    def steady(self) -> bool:
-        return self.gap <= LITTLE_TOLERANCE
-
-
-def little_check(totals: TypeTotals, seconds: float) -> LittleCheck | None:
-    """None when nothing was in the system during the window (nothing to check)."""
-    if totals.backlog_seconds <= 0 and totals.sojourn_seconds <= 0:
-        return None
-    mean_backlog = totals.backlog_seconds / seconds
-    arrival_rate = totals.arrivals / seconds
-    mean_latency = totals.sojourn_seconds / totals.arrivals if totals.arrivals else 0.0
-    predicted = arrival_rate * mean_latency
-    gap = abs(mean_backlog - predicted) / max(mean_backlog, predicted)
-    return LittleCheck(mean_backlog=mean_backlog, arrival_rate=arrival_rate, mean_latency=mean_latency, gap=gap)
+    source: str
+    event_type: str
+    status: int
+    code: str
+    deliveries: int
+    events: int
 
 
 @dataclass(frozen=True)
@@ -271,6 +249,10 @@ class Report:
     heartbeat: Heartbeat | None = None
     audit: Audit | None = None
     """The store's latest audit against the spool's done batches, when one was read."""
+    sampled: bool = False
+    """Whether the gateway's samples of its queue cover any of the window (else Little's law is not checked)."""
+    ingress: list[IngressCount] = field(default_factory=list)
+    """Every delivery's outcome in the window, per source, type, status and code: what was offered."""
 
     def row(self, event_type: str) -> TypeReport:
         for row in self.rows:
@@ -295,8 +277,14 @@ def build_report(
     target_p99_seconds: float,
     heartbeat: Heartbeat | None = None,
     audit: Audit | None = None,
+    samples: Mapping[str, BacklogSample] | None = None,
+    ingress: Sequence[IngressCount] = (),
 ) -> Report:
-    """Derive every figure from the store's totals (an OVERALL entry among them; an empty one stands in if not)."""
+    """Derive every figure from the store's totals (an OVERALL entry among them; an empty one stands in if not).
+
+    `samples`: per type (and OVERALL) what the gateway's samples and the timestamps say over the time it
+    watched; None when no sample covers the window. `ingress`: the window's delivery outcomes.
+    """
     by_type = {t.event_type: t for t in totals}
     overall = by_type.pop(OVERALL, TypeTotals(OVERALL))
     peaks: dict[str, float] = {}
@@ -312,7 +300,7 @@ def build_report(
                 totals=type_totals,
                 seconds=window.seconds,
                 peak_arrival_rate=peaks.get(name, 0.0),
-                little=little_check(type_totals, window.seconds),
+                little=None if samples is None else little_check(samples.get(name), type_totals.backlog_seconds),
                 # One awake run serves a type at a time, so a type's forecast starts from one worker; the
                 # "all" row mixes types with different handlers and gets none.
                 forecast=None if name == OVERALL else _forecast(type_totals, window.seconds, target_p99_seconds),
@@ -327,6 +315,8 @@ def build_report(
         buckets=sorted(buckets, key=lambda b: (b.event_type == OVERALL, b.event_type, b.start)),
         heartbeat=heartbeat,
         audit=audit,
+        sampled=samples is not None,
+        ingress=sorted(ingress, key=lambda c: (c.source, c.event_type, c.status, c.code)),
     )
 
 

@@ -66,6 +66,7 @@ class Inbox:
         self._flusher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._sealing: set[asyncio.Task[None]] = set()
+        self._unsealed: dict[str, _Segment] = {}  # detached segments not yet in ready/: still open on disk
 
     async def start(self) -> list[BatchRef]:
         """Recover what a previous run left (open files are sealed as they are) and start sealing by age.
@@ -113,6 +114,11 @@ class Inbox:
 
     def open_counts(self) -> dict[str, int]:
         return {name: seg.count for name, seg in self._open.items()}
+
+    def open_batches(self) -> dict[str, tuple[str, int]]:
+        """{batch id: (type, events)} of every batch still in open/: taking events, or being sealed."""
+        segments = [*self._open.values(), *self._unsealed.values()]
+        return {seg.batch_id: (seg.event_type, seg.count) for seg in segments}
 
     def _segment(self, event_type: str) -> _Segment:
         segment = self._open.get(event_type)
@@ -167,11 +173,18 @@ class Inbox:
         if self._open.get(segment.event_type) is not segment:
             return  # already sealing
         del self._open[segment.event_type]
+        self._unsealed[segment.batch_id] = segment
         task = asyncio.create_task(self._seal(segment), name=f"seal-{segment.batch_id}")
         self._sealing.add(task)
         task.add_done_callback(self._sealing.discard)
 
     async def _seal(self, segment: _Segment) -> None:
+        try:
+            await self._seal_file(segment)
+        finally:
+            self._unsealed.pop(segment.batch_id, None)
+
+    async def _seal_file(self, segment: _Segment) -> None:
         # Wait for one more commit: the last fsync that covered this file is then finished.
         try:
             await self._commit()

@@ -7,7 +7,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ import pyarrow as pa
 from flowhook.durable import fsync_dir, fsync_path
 from flowhook.store.base import StoreBase, delete_failed, one_by_id, stored_ids, upsert_reports
 from flowhook.store.protocol import StoreLockTimeout
-from flowhook.store.records import EVENT_SCHEMA, DeadLetter, StoredEvent, to_arrow
+from flowhook.store.records import EVENT_SCHEMA, DeadLetter, StoredEvent, naive_utc, to_arrow
 from flowhook.store.schema import (
     EVENTS_COLUMNS,
     EVENTS_DDL,
@@ -252,15 +252,28 @@ class DuckDBStore(StoreBase):
             finally:
                 con.close()
 
-    def write_events(self, events: Sequence[StoredEvent], *, stored: datetime | None = None) -> int:
+    def write_events(
+        self,
+        events: Sequence[StoredEvent],
+        *,
+        stored: datetime | None = None,
+        at_write: bool = False,
+        on_commit: Callable[[], None] | None = None,
+    ) -> int:
         """Store events by id, one row per id; returns how many ids were new (a re-run stores 0).
 
         The first *ok* copy of an id wins: an id stored ok is skipped, an id stored failed is replaced by the
         incoming copy (a retry, a replay or a redelivery processed it again), ok or failed. Within `events`,
         an id's first ok copy is kept, else its last. `stored` stamps every row's `stored` time (the write's
-        own), instead of each event's.
+        own), instead of each event's; `at_write` stamps them with the moment just before the write commits, so an
+        event counts as stored once it is (the wait for the lock and the insert count as time before storing, as
+        the spool sees them: the batch leaves `claimed/` just after the commit). `on_commit` runs once the rows are
+        durable (the commit's WAL is synced), before the connection closes: closing checkpoints the WAL into the
+        file, ~20 ms that need not keep a stored batch in `claimed/`.
         """
         if not events:
+            if on_commit is not None:
+                on_commit()
             return 0
         unique, ids = one_by_id(events)
         names = ", ".join(EVENT_SCHEMA.names)
@@ -269,18 +282,30 @@ class DuckDBStore(StoreBase):
             known, replaced = stored_ids(con, ids)
             new = [event for event in unique if event.id not in known or event.id in replaced] if known else unique
             if not new:
+                if on_commit is not None:
+                    on_commit()
                 return 0
-            stream = _ArrowStream(new, stored=stored)
+            began = datetime.now(UTC)
+            stream = _ArrowStream(new, stored=began if at_write else stored)
+            transaction = bool(replaced) or at_write
             con.register("incoming_events", stream.reader())
             try:
-                if replaced:  # the failed rows go and their new copies come in one transaction
+                if transaction:
                     con.begin()
+                if replaced:  # the failed rows go and their new copies come in one transaction
                     delete_failed(con, replaced)
                 row = con.execute(f"INSERT INTO events ({names}) SELECT {names} FROM incoming_events").fetchone()
-                if replaced:
+                if at_write:
+                    # Stored is when the rows commit, not when their write began: the moment just before the commit.
+                    # Only this write's rows carry `began` (a time taken under the lock, after every earlier write).
+                    con.execute(
+                        "UPDATE events SET stored = ? WHERE stored = ?",
+                        [naive_utc(datetime.now(UTC)), naive_utc(began)],
+                    )
+                if transaction:
                     con.commit()
             except BaseException as exc:
-                if replaced:  # the deleted rows come back (closing the connection would discard it too)
+                if transaction:  # the deleted rows come back (closing the connection would discard it too)
                     with suppress(duckdb.Error):
                         con.rollback()
                 if isinstance(exc, duckdb.Error):
@@ -288,6 +313,8 @@ class DuckDBStore(StoreBase):
                 raise
             finally:
                 con.unregister("incoming_events")
+            if on_commit is not None:
+                on_commit()
         return (int(row[0]) if row else 0) - len(replaced)
 
     def write_report(self, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -33,7 +33,7 @@ from duckdb_extensions import import_extension
 
 from flowhook.store.base import StoreBase, delete_failed, one_by_id, stored_ids, upsert_reports
 from flowhook.store.protocol import StoreLockTimeout
-from flowhook.store.records import EVENT_SCHEMA, StoredEvent, to_arrow
+from flowhook.store.records import EVENT_SCHEMA, StoredEvent, naive_utc, to_arrow
 from flowhook.store.schema import EVENTS_DDL, STORE_KEYS, ensure_report_schema, report_rows
 
 if TYPE_CHECKING:
@@ -347,7 +347,14 @@ class DuckLakeStore(StoreBase):
 
         return retry_conflicts(locked)
 
-    def write_events(self, events: Sequence[StoredEvent], *, stored: datetime | None = None) -> int:
+    def write_events(
+        self,
+        events: Sequence[StoredEvent],
+        *,
+        stored: datetime | None = None,
+        at_write: bool = False,
+        on_commit: Callable[[], None] | None = None,
+    ) -> int:
         """Store events by id, one row per id; returns how many ids were new (a re-run stores 0).
 
         As `DuckDBStore.write_events`: an id stored ok is skipped, one stored failed is replaced by the incoming
@@ -355,6 +362,8 @@ class DuckLakeStore(StoreBase):
         is taken, so the lock is held for the check, the insert and the commit alone.
         """
         if not events:
+            if on_commit is not None:
+                on_commit()
             return 0
         unique, ids = one_by_id(events)
         incoming = to_arrow(unique, stored=stored)
@@ -363,6 +372,9 @@ class DuckLakeStore(StoreBase):
         def write(con: duckdb.DuckDBPyConnection) -> int:
             known, replaced = stored_ids(con, ids)
             rows = incoming
+            if at_write:  # the moment the write began, under the lock (as DuckDBStore.write_events)
+                stamp = pa.array([naive_utc(datetime.now(UTC))] * rows.num_rows, type=rows.schema.field("stored").type)
+                rows = rows.set_column(rows.schema.get_field_index("stored"), "stored", stamp)
             if skipped := known - replaced:
                 rows = incoming.filter(pc.invert(pc.is_in(incoming["id"], value_set=pa.array(list(skipped)))))
             if not rows.num_rows:
@@ -376,7 +388,10 @@ class DuckLakeStore(StoreBase):
                 con.unregister("incoming_events")
             return (int(row[0]) if row else 0) - len(replaced)
 
-        return self._exclusive(write)
+        written = self._exclusive(write)
+        if on_commit is not None:
+            on_commit()
+        return written
 
     def write_report(self, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Upsert a report's rows into the report tables, in one transaction; absent columns become NULL."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,8 +29,16 @@ class EventStore(Protocol):
         """A connection on which no statement can change the store (for `flowhook sql`); held no longer than needed."""
         ...
 
-    def write_events(self, events: Sequence[StoredEvent], *, stored: datetime | None = None) -> int:
-        """Store events, one row per id; how many ids were new (a re-run stores 0)."""
+    def write_events(
+        self,
+        events: Sequence[StoredEvent],
+        *,
+        stored: datetime | None = None,
+        at_write: bool = False,
+        on_commit: Callable[[], None] | None = None,
+    ) -> int:
+        """Store events, one row per id; how many ids were new (a re-run stores 0). `stored` stamps every row;
+        `at_write` stamps them with the moment of the write; `on_commit` runs as soon as they are durable."""
         ...
 
     def write_report(self, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:

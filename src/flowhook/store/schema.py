@@ -58,7 +58,8 @@ REPORT_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("mean_backlog", "DOUBLE"),
         ("little_predicted", "DOUBLE"),
         ("little_gap", "DOUBLE"),
-        ("steady", "BOOLEAN"),
+        ("little_watched_share", "DOUBLE"),
+        ("little_verdict", "VARCHAR"),
         ("skewed", "BIGINT"),
         ("max_skew_seconds", "DOUBLE"),
         ("saturation_rate", "DOUBLE"),
@@ -111,9 +112,47 @@ AUDIT_TABLE: tuple[tuple[str, str], ...] = (
     ("doubled_ids", "VARCHAR"),
     ("seconds", "DOUBLE"),
 )
-STORE_TABLES = {**REPORT_TABLES, "audits": AUDIT_TABLE}
-"""Every table besides `events`: the report tables and the audits."""
-STORE_KEYS = {**REPORT_KEYS, "audits": ("audited_at",)}
+# The gateway's per-second samples of its queue and counts of its deliveries (`flowhook.sampling`), imported
+# from its files: `second_start` is the second's start, `writer` the gateway process that wrote them.
+SAMPLE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "backlog_samples": (
+        ("second_start", "TIMESTAMP NOT NULL"),
+        ("writer", "VARCHAR NOT NULL"),
+        ("event_type", "VARCHAR NOT NULL"),
+        ("covered_seconds", "DOUBLE"),
+        ("samples", "BIGINT"),
+        ("event_seconds", "DOUBLE"),
+        ("open_seconds", "DOUBLE"),
+        ("ready_seconds", "DOUBLE"),
+        ("sent_seconds", "DOUBLE"),
+        ("claimed_seconds", "DOUBLE"),
+        ("peak", "BIGINT"),
+    ),
+    "ingress_counts": (
+        ("second_start", "TIMESTAMP NOT NULL"),
+        ("writer", "VARCHAR NOT NULL"),
+        ("source", "VARCHAR NOT NULL"),
+        ("event_type", "VARCHAR NOT NULL"),
+        ("status", "INTEGER NOT NULL"),
+        ("code", "VARCHAR NOT NULL"),
+        ("deliveries", "BIGINT"),
+        ("events", "BIGINT"),
+    ),
+    "gateway_usage": (
+        ("second_start", "TIMESTAMP NOT NULL"),
+        ("writer", "VARCHAR NOT NULL"),
+        ("wall_seconds", "DOUBLE"),
+        ("cpu_seconds", "DOUBLE"),
+    ),
+}
+SAMPLE_KEYS = {
+    "backlog_samples": ("second_start", "writer", "event_type"),
+    "ingress_counts": ("second_start", "writer", "source", "event_type", "status", "code"),
+    "gateway_usage": ("second_start", "writer"),
+}
+STORE_TABLES = {**REPORT_TABLES, "audits": AUDIT_TABLE, **SAMPLE_TABLES}
+"""Every table besides `events`: the report tables, the audits and the samples."""
+STORE_KEYS = {**REPORT_KEYS, "audits": ("audited_at",), **SAMPLE_KEYS}
 
 
 def seconds_between(later: str, earlier: str) -> str:

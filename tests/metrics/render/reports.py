@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from flowhook.metrics.little import BacklogSample
 from flowhook.metrics.render import to_rich
 from flowhook.metrics.report import OVERALL, BucketTotals, LatencyStats, Report, TypeTotals, Window, build_report
 from flowhook.watchdog import check_heartbeat
@@ -58,7 +59,23 @@ def build(
         generated_at=at(seconds + 5),
         report_id="r-1",
         target_p99_seconds=target,
+        samples=samples_of(totals, seconds),
     )
+
+
+def samples_of(totals: list[TypeTotals], seconds: float) -> dict[str, BacklogSample]:
+    """Samples that watched the whole window: the timestamps' count is `backlog_seconds`, the spool's (sampled)
+    is `sojourn_seconds`, so a fixture sets a Little gap with the two."""
+    return {
+        t.event_type: BacklogSample(
+            sampled_seconds=t.sojourn_seconds,
+            counted_seconds=t.backlog_seconds,
+            changes=2 * t.arrivals,
+            watched_seconds=seconds,
+            period_seconds=0.1,
+        )
+        for t in totals
+    }
 
 
 def sample_report() -> Report:
@@ -248,6 +265,7 @@ def realistic_report(hours: float = 1.0) -> Report:
         generated_at=REALISTIC_START + timedelta(seconds=seconds + 0.5),
         report_id="6f1c2a9e-3b1d-4c8e-9a57-0d2b7e4f9c31",
         target_p99_seconds=30.0,
+        samples=samples_of(rows, seconds),
     )
     beat = check_heartbeat(None, now=report.generated_at, max_age_seconds=660, up_since=REALISTIC_START)
     return dataclasses.replace(report, heartbeat=beat)

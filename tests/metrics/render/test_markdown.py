@@ -65,10 +65,10 @@ def test_markdown_stage_table_lists_only_stages_with_figures() -> None:
 
 def test_markdown_little_table_by_hand() -> None:
     rows = {cells[0]: cells[1:] for cells in md_table(to_markdown(sample_report()), "## Backlog and Little's law")}
-    # backlog at start, at end, L, W, λW, gap, steady
-    assert rows["order.created"] == ["0", "6", "0.5", "1", "0.5", "0.0%", "yes"]
-    assert rows["payment.settled"] == ["0", "0", "0.6667", "1", "0.3333", "50.0%", "NO"]
-    assert rows["all"] == ["0", "6", "1.167", "1", "0.8333", "28.6%", "NO"]
+    # backlog at start, at end, sampled L, λW from timestamps, gap, share watched, check
+    assert rows["order.created"] == ["0", "6", "0.5", "0.5", "0.0%", "100.0%", "holds"]
+    assert rows["payment.settled"] == ["0", "0", "0.3333", "0.6667", "50.0%", "100.0%", "FAILS"]
+    assert rows["all"] == ["0", "6", "0.8333", "1.167", "28.6%", "100.0%", "FAILS"]
 
 
 def test_markdown_forecast_table_by_hand() -> None:

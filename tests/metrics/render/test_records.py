@@ -64,9 +64,10 @@ def test_json_dict_is_unrounded_with_iso_datetimes() -> None:
     assert order["stages"]["sent"] is None
     assert order["stages"]["latency"] == {"count": 24, "mean": 0.9, "p50": 0.8, "p95": 1.5, "p99": 1.9, "max": 2.0}
     assert set(order["stages"]) == {"sent", "batched", "woken", "processed", "latency", "end_to_end"}
-    assert order["little"]["steady"] is True
-    assert payment["little"]["steady"] is False
+    assert order["little"]["verdict"] == "holds"
+    assert payment["little"]["verdict"] == "fails"
     assert payment["little"]["gap"] == pytest.approx(0.5)
+    assert (payment["little"]["sampled_seconds"], payment["little"]["counted_seconds"]) == (20.0, 40.0)
     assert order["forecast"]["fixed_delay"] == pytest.approx(0.8 - LN2 / 5.5, rel=1e-6)
     assert order["forecast"]["latency_quantile"] == pytest.approx(0.8 - LN2 / 5.5 + LN100 / 5.5, rel=1e-6)
     assert payment["forecast"] is None
@@ -134,7 +135,7 @@ def test_store_rows_by_hand() -> None:
     assert order["utilisation"] == pytest.approx(0.5 / 6)
     assert order["tau_seconds"] == pytest.approx(2.5)
     assert order["p99_seconds"] == 1.9
-    assert order["steady"] is True
+    assert order["little_verdict"] == "holds"
     assert order["saturation_rate"] == pytest.approx(6.0)
     assert order["forecast_p99_seconds"] == pytest.approx(0.8 - LN2 / 5.5 + LN100 / 5.5, rel=1e-6)
     assert order["workers_needed"] == 1
@@ -142,12 +143,12 @@ def test_store_rows_by_hand() -> None:
     assert order["span_seconds"] == 60.0
     assert order["target_p99_seconds"] == 10.0
     assert payment["capacity"] is None
-    assert payment["steady"] is False
+    assert payment["little_verdict"] == "fails"
     assert payment["saturation_rate"] is None
     assert (overall["skewed"], overall["max_skew_seconds"]) == (3, 1.25)
     assert overall["little_gap"] == pytest.approx(20 / 70)
-    assert overall["mean_backlog"] == pytest.approx(70 / 60)
-    assert overall["little_predicted"] == pytest.approx(50 / 60)
+    assert overall["mean_backlog"] == pytest.approx(50 / 60)  # sampled
+    assert overall["little_predicted"] == pytest.approx(70 / 60)  # from the timestamps
     # Stage rows only where there are figures ("sent" is None, the rest absent).
     assert [(s["event_type"], s["stage"], s["span"], s["count"]) for s in stages] == [
         ("order.created", "batched", "received→emitted", 24),

@@ -23,17 +23,20 @@ def test_warnings_in_markdown_json_and_rich() -> None:
     markdown = to_markdown(report)
     warnings = to_json_dict(report)["warnings"]
     terminal = rich_text(report)
-    assert len(warnings) == 3
-    skew, unsteady, in_flight = warnings
+    assert len(warnings) == 4
+    skew, little_payment, little_all, in_flight = warnings
     assert skew.startswith("Clock skew: 3 events")
     assert "up to 1.25 s" in skew
-    assert unsteady.startswith("Not in steady state: payment.settled, all ")
+    # payment.settled: 20 event-seconds sampled from the spool against 40 from its timestamps.
+    assert little_payment.startswith("Little's law fails for payment.settled: ")
+    assert "(L = 0.3333)" in little_payment and "(0.6667)" in little_payment and "by 50%" in little_payment
+    assert little_all.startswith("Little's law fails for all: ")
     assert in_flight.startswith("6 events received in the window were not stored")
     for note in warnings:
         assert f"> **{note}**" in markdown
     flat = " ".join(terminal.split())  # the terminal wraps long lines
     assert "Clock skew: 3 events" in flat
-    assert "Not in steady state: payment.settled, all" in flat
+    assert "Little's law fails for payment.settled" in flat
     assert "6 events received in the window were not stored" in flat
     # The warnings come before the tables.
     assert markdown.index("Clock skew") < markdown.index("## Rates")
@@ -45,7 +48,7 @@ def test_no_warnings_when_all_is_well() -> None:
     assert to_json_dict(report)["warnings"] == []
     markdown = to_markdown(report)
     assert "Clock skew" not in markdown
-    assert "Not in steady state" not in markdown
+    assert "Little's law" not in markdown.split("## Rates")[0]
     assert "in flight)" not in markdown
 
 
@@ -68,7 +71,7 @@ def test_empty_window_renders_everywhere() -> None:
     store = to_store_rows(report)
     assert [r["event_type"] for r in store["reports"]] == ["all"]
     assert store["reports"][0]["tau_seconds"] is None
-    assert store["reports"][0]["steady"] is None
+    assert store["reports"][0]["little_verdict"] is None
     assert store["report_stages"] == []
     assert store["report_buckets"] == []
 
@@ -83,7 +86,7 @@ def test_one_event_renders_everywhere() -> None:
     # capacity = 1/0.05 = 20, ρ = (1/60)/20, τ = 60 s, every percentile 0.2 s.
     assert capacity["solo"] == ["20", "0.0008333", "60", "0.2", "0.2", "0.2", "0.2"]
     little = {cells[0]: cells[1:] for cells in md_table(markdown, "## Backlog and Little's law")}
-    assert little["solo"][-2:] == ["0.0%", "yes"]  # L = 0.2/60 = λW = (1/60) × 0.2
+    assert little["solo"][-3:] == ["0.0%", "100.0%", "holds"]  # L = 0.2/60 sampled = λW = (1/60) × 0.2
     assert [r["type"] for r in to_table_rows(report)] == ["solo", "all"]
     json.dumps(to_json_dict(report), allow_nan=False)
     text = rich_text(report)

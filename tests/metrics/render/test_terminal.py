@@ -84,7 +84,13 @@ def test_figures_by_hand(realistic: str) -> None:
     ]  # fmt: skip
     handled = next(line for line in _section(realistic, "Latency per stage") if "started→stored" in line)
     assert re.split(r"\s{2,}", handled.strip())[2:] == ["39.7 µs", "36.1 µs", "68.6 µs", "86.6 µs", "108 µs"]
-    assert _row(realistic, "Backlog and Little's law", "user_request")[1:] == ["10.3", "436 ms", "10.3", "0.0%", "yes"]
+    assert _row(realistic, "Backlog and Little's law", "user_request")[1:] == [
+        "10.3",
+        "10.3",
+        "0.0%",
+        "100.0%",
+        "holds",
+    ]
     assert _row(realistic, "Forecast", "scheduled_tick")[1:] == ["30,000", "7.2 s", "7.2 s", "1"]
 
 

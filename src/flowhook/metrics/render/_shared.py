@@ -38,16 +38,37 @@ def warnings(report: Report) -> list[str]:
             f"is ahead by up to {number(skew.max_skew_seconds)} s); their occurred→received and occurred→stored "
             "figures are wrong by that much. Every other stage uses flowhook's clock only."
         )
-    unsteady = [r.event_type for r in report.rows if r.little is not None and not r.little.steady]
-    if unsteady:
+    failed = [(r.event_type, r.little) for r in report.rows if r.little is not None and r.little.verdict == "fails"]
+    for event_type, little in failed:
         notes.append(
-            f"Not in steady state: {', '.join(unsteady)} (Little's law gap over 5%): the window cuts through a busy "
-            "period or the backlog is growing, so rates over T are averages of changing load."
+            f"Little's law fails for {event_type}: the backlog sampled from the spool (L = "
+            f"{number(little.sampled_backlog)}) and λ × W from the stored timestamps "
+            f"({number(little.counted_backlog)}) "
+            f"differ by {number(100 * little.gap)}%, more than 5% and than sampling explains: events are counted "
+            "wrong (rows lost or doubled, timestamps shifted, or events in the spool the store does not know)."
+        )
+    incomplete = [r.event_type for r in report.rows if r.little is not None and r.little.verdict == "incomplete"]
+    if incomplete:
+        notes.append(
+            f"Little's law is checked on part of the window only for {', '.join(incomplete)}: the gateway's samples "
+            "cover less than 90% of the time events spent in the system (it was not running all the time)."
+        )
+    if not report.sampled and report.rows[-1].totals.backlog_seconds > 0:
+        notes.append(
+            "Little's law is not checked: no sample of the gateway's queue covers the window (sampling is off, "
+            "the spool is on S3, or the gateway was not running)."
         )
     in_flight = report.rows[-1].totals.in_flight
     if in_flight:
         notes.append(f"{in_flight:,} events received in the window were not stored by its end (in flight).")
     return notes
+
+
+def little_verdict(row: TypeReport) -> str:
+    """The Little's law check in a word: holds, FAILS, incomplete, or why there is none."""
+    if row.little is None:
+        return "—"
+    return {"holds": "holds", "fails": "FAILS", "incomplete": "incomplete"}[row.little.verdict]
 
 
 def workers(row: TypeReport) -> str:

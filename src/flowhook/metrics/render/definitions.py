@@ -59,8 +59,10 @@ DEFINITIONS: tuple[Definition, ...] = (
     ),
     Definition(
         "Little's law",
-        "mean backlog L = λ × mean time in system W, if steady",
-        "Mean backlog L against λ × mean time in system W; they agree within 5% only in steady state.",
+        "backlog L sampled from the spool = λ × W from timestamps",
+        "The spool's backlog L, sampled every 0.1 s, against λ × mean time in system W from the stored "
+        "timestamps, over the time the sampler watched: two independent counts of the same event-seconds, "
+        "which agree within 5% (or 3σ of sampling noise) when every event is counted once with honest times.",
     ),
     Definition(
         "forecast",

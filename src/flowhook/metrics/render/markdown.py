@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from flowhook.metrics.queueing import MODEL
 from flowhook.metrics.render._figures import clock, number, percent
-from flowhook.metrics.render._shared import overall_buckets, stage_rows, warnings, workers
+from flowhook.metrics.render._shared import little_verdict, overall_buckets, stage_rows, warnings, workers
 from flowhook.metrics.render.definitions import DEFINITIONS
 from flowhook.metrics.report import STAGES, LatencyStats, Report, TypeReport
 
@@ -42,11 +42,11 @@ _LITTLE: tuple[tuple[str, _Cell], ...] = (
     ("type", lambda r: r.event_type),
     ("backlog at start", lambda r: number(r.totals.backlog_start)),
     ("at end", lambda r: number(r.totals.backlog_end)),
-    ("mean backlog L", lambda r: number(r.little.mean_backlog if r.little else None)),
-    ("mean W (s)", lambda r: number(r.little.mean_latency if r.little else None)),
-    ("λ × W", lambda r: number(r.little.predicted_backlog if r.little else None)),
+    ("sampled backlog L", lambda r: number(r.little.sampled_backlog if r.little else None)),
+    ("λ × W from timestamps", lambda r: number(r.little.counted_backlog if r.little else None)),
     ("gap", lambda r: percent(r.little.gap if r.little else None)),
-    ("steady", lambda r: "—" if r.little is None else ("yes" if r.little.steady else "NO")),
+    ("share watched", lambda r: percent(r.little.watched_share if r.little else None)),
+    ("check", little_verdict),
 )
 
 _FORECAST: tuple[tuple[str, _Cell], ...] = (

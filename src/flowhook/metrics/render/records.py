@@ -37,6 +37,7 @@ def to_table_rows(report: Report) -> list[dict[str, Any]]:
                 "p99 (s)": None if latency is None else significant(latency.p99),
                 "max (s)": None if latency is None else significant(latency.max),
                 "Little gap": None if row.little is None else significant(row.little.gap),
+                "Little check": None if row.little is None else row.little.verdict,
                 "workers for target": None if row.forecast is None else row.forecast.workers_needed,
             }
         )
@@ -83,12 +84,16 @@ def _row_dict(row: TypeReport) -> dict[str, Any]:
         "little": None
         if little is None
         else {
-            "mean_backlog": little.mean_backlog,
-            "arrival_rate": little.arrival_rate,
-            "mean_latency": little.mean_latency,
-            "predicted_backlog": little.predicted_backlog,
+            "sampled_seconds": little.sample.sampled_seconds,
+            "counted_seconds": little.sample.counted_seconds,
+            "watched_seconds": little.sample.watched_seconds,
+            "sampled_backlog": little.sampled_backlog,
+            "counted_backlog": little.counted_backlog,
             "gap": little.gap,
-            "steady": little.steady,
+            "sigma": little.sigma,
+            "allowed": little.allowed,
+            "watched_share": little.watched_share,
+            "verdict": little.verdict,
         },
         "forecast": None
         if fc is None
@@ -118,6 +123,18 @@ def to_json_dict(report: Report) -> dict[str, Any]:
         "bucket_seconds": report.window.bucket_seconds,
         "target_p99_seconds": report.target_p99_seconds,
         "warnings": warnings(report),
+        "sampled": report.sampled,
+        "ingress": [
+            {
+                "source": c.source,
+                "event_type": c.event_type,
+                "status": c.status,
+                "code": c.code,
+                "deliveries": c.deliveries,
+                "events": c.events,
+            }
+            for c in report.ingress
+        ],
         "heartbeat": None if report.heartbeat is None else heartbeat_dict(report.heartbeat),
         "audit": None if report.audit is None else audit_dict(report.audit),
         "rows": [_row_dict(row) for row in report.rows],
@@ -173,10 +190,11 @@ def to_store_rows(report: Report, *, chart_path: str | None = None) -> dict[str,
                 "p95_seconds": None if latency is None else latency.p95,
                 "p99_seconds": None if latency is None else latency.p99,
                 "max_seconds": None if latency is None else latency.max,
-                "mean_backlog": None if little is None else little.mean_backlog,
-                "little_predicted": None if little is None else little.predicted_backlog,
+                "mean_backlog": None if little is None else little.sampled_backlog,
+                "little_predicted": None if little is None else little.counted_backlog,
                 "little_gap": None if little is None else little.gap,
-                "steady": None if little is None else little.steady,
+                "little_watched_share": None if little is None else little.watched_share,
+                "little_verdict": None if little is None else little.verdict,
                 "skewed": t.skewed,
                 "max_skew_seconds": t.max_skew_seconds,
                 "saturation_rate": None if fc is None else fc.saturation_rate,

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flowhook.metrics.render._figures import clock, compact, duration, number, percent
-from flowhook.metrics.render._shared import overall_buckets, stage_rows, warnings, workers
+from flowhook.metrics.render._shared import little_verdict, overall_buckets, stage_rows, warnings, workers
 from flowhook.metrics.render.definitions import DEFINITIONS
 from flowhook.metrics.report import OVERALL, STAGES, Report, TypeReport
 
@@ -54,11 +54,11 @@ _CAPACITY: _Columns = (
 )
 
 _LITTLE: _Columns = (
-    ("mean\nbacklog L", lambda r: compact(r.little.mean_backlog if r.little else None)),
-    ("mean time\nin system W", lambda r: duration(r.little.mean_latency if r.little else None)),
-    ("\nλ × W", lambda r: compact(r.little.predicted_backlog if r.little else None)),
+    ("sampled\nbacklog L", lambda r: compact(r.little.sampled_backlog if r.little else None)),
+    ("λ × W from\ntimestamps", lambda r: compact(r.little.counted_backlog if r.little else None)),
     ("\ngap", lambda r: percent(r.little.gap if r.little else None)),
-    ("\nsteady", lambda r: "—" if r.little is None else ("yes" if r.little.steady else "NO")),
+    ("share\nwatched", lambda r: percent(r.little.watched_share if r.little else None)),
+    ("\ncheck", little_verdict),
 )
 
 # The capacity and ρ the forecast starts from are in the capacity table already.

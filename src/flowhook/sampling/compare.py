@@ -1,0 +1,124 @@
+"""The samples against the store: sampled event-seconds beside those the timestamps give, and the ingress counts.
+
+Only seconds wholly inside the window and wholly watched (sampled without a gap) are compared; where two
+writers sampled one second (a gateway restarted within it), the one that watched more of it counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from flowhook.metrics.little import BacklogSample
+from flowhook.metrics.report import IngressCount, Window
+from flowhook.names import ALL_TYPES
+from flowhook.sampling.archive import Samples
+from flowhook.store.schema import seconds_between
+
+WATCHED = 0.999
+"""A second counts as watched when the samples cover this much of it."""
+
+_INTERVALS = pa.schema([("a", pa.timestamp("us")), ("b", pa.timestamp("us"))])
+
+# K and the arrivals and departures within the watched intervals, from `ev` (see flowhook.reporting).
+_COUNTED = f"""
+SELECT CASE WHEN grouping(type) = 1 THEN '{ALL_TYPES}' ELSE type END AS event_type,
+  coalesce(sum(greatest(0, {seconds_between("least(coalesce(stored, $now), i.b)", "greatest(received, i.a)")})), 0)
+    AS counted,
+  count(*) FILTER (WHERE received >= i.a) + count(*) FILTER (WHERE stored < i.b) AS changes
+FROM ev JOIN watched_intervals i ON ev.received < i.b AND coalesce(ev.stored, $now) > i.a
+GROUP BY GROUPING SETS ((type), ())
+"""
+
+
+def _watched(samples: Samples, window: Window) -> dict[int, tuple[str, float, int]]:
+    """{second: (writer, covered, samples)} of the seconds inside the window the samples watched."""
+    first, last = math.ceil(window.start.timestamp()), math.floor(window.end.timestamp())
+    best: dict[int, tuple[str, float, int]] = {}
+    for row in samples.backlog:
+        if row["event_type"] != ALL_TYPES:
+            continue
+        at = round(row["second_start"].timestamp())
+        covered = float(row["covered_seconds"] or 0.0)
+        if first <= at and at + 1 <= last and covered >= WATCHED and covered > best.get(at, ("", 0.0, 0))[1]:
+            best[at] = (row["writer"], covered, int(row["samples"] or 0))
+    return best
+
+
+def _intervals(seconds: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive seconds merged into [a, b) intervals."""
+    spans: list[tuple[int, int]] = []
+    for at in sorted(seconds):
+        if spans and spans[-1][1] == at:
+            spans[-1] = (spans[-1][0], at + 1)
+        else:
+            spans.append((at, at + 1))
+    return spans
+
+
+def _naive(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+
+
+def backlog_samples(
+    con: duckdb.DuckDBPyConnection, samples: Samples, window: Window, *, now: datetime
+) -> dict[str, BacklogSample] | None:
+    """Per type (and ALL_TYPES): S and K over the watched seconds; None when no sample falls in the window.
+
+    `con` holds the window's events as the temp table `ev` (received, stored, type).
+    """
+    if not samples.backlog:
+        return None
+    watched = _watched(samples, window)
+    if not watched:
+        return {}
+    sampled: dict[str, float] = defaultdict(float)
+    for row in samples.backlog:
+        at = round(row["second_start"].timestamp())
+        if watched.get(at, ("",))[0] == row["writer"]:
+            sampled[row["event_type"]] += float(row["event_seconds"] or 0.0)
+    spans = _intervals(list(watched))
+    table = pa.table({"a": [_naive(a) for a, _ in spans], "b": [_naive(b) for _, b in spans]}, schema=_INTERVALS)
+    con.register("watched_intervals", table)
+    try:
+        cursor = con.execute(_COUNTED, {"now": now.astimezone(UTC).replace(tzinfo=None)})
+        counted = {name: (float(k), int(n)) for name, k, n in cursor.fetchall()}
+    finally:
+        con.unregister("watched_intervals")
+    covered = sum(c for _, c, _ in watched.values())
+    taken = sum(n for _, _, n in watched.values())
+    period = covered / taken if taken else 0.0
+    return {
+        name: BacklogSample(
+            sampled_seconds=sampled.get(name, 0.0),
+            counted_seconds=counted.get(name, (0.0, 0))[0],
+            changes=counted.get(name, (0.0, 0))[1],
+            watched_seconds=float(len(watched)),
+            period_seconds=period,
+        )
+        for name in {*sampled, *counted, ALL_TYPES}
+    }
+
+
+def ingress_counts(samples: Samples) -> list[IngressCount]:
+    """The window's delivery outcomes, summed per source, type, status and code."""
+    sums: dict[tuple[str, str, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for row in samples.ingress:
+        key = (str(row["source"]), str(row["event_type"]), int(row["status"]), str(row["code"]))
+        sums[key][0] += int(row["deliveries"] or 0)
+        sums[key][1] += int(row["events"] or 0)
+    return [IngressCount(s, t, status, code, d, e) for (s, t, status, code), (d, e) in sums.items()]
+
+
+def usage(samples: Samples) -> dict[str, Any]:
+    """The gateway's CPU and wall seconds in the window, summed over its writers."""
+    return {
+        "cpu_seconds": sum(float(r["cpu_seconds"] or 0.0) for r in samples.usage),
+        "wall_seconds": sum(float(r["wall_seconds"] or 0.0) for r in samples.usage),
+    }
