@@ -70,7 +70,8 @@ def handle(
     started: datetime,
     flow_run_id: str | None,
 ) -> list[StoredEvent]:
-    """Run each event's handler once; an exception marks that event failed and the rest go on."""
+    """Run each event's handler once; an exception (or a result its model refuses) marks that event failed and the
+    rest go on."""
     handled = []
     for event in events:
         result, error = _call(catalog, event.type, event.data)
@@ -97,9 +98,10 @@ def handle(
 
 
 def _call(catalog: Catalog, event_type: str, data: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """(result, None) from the type's handler, or (None, the error) if it raised."""
+    """(result, None) from the type's handler, or (None, the error) if it raised or returned a result that does
+    not fit the type's result model (`ResultMismatch`): either way the event fails, and is retried."""
     try:
-        return dict(catalog.get(event_type).handle(data)), None
+        return catalog.get(event_type).handle(data), None
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
 

@@ -22,7 +22,7 @@ from flowhook.events import (
     load_catalog,
     utc,
 )
-from flowhook.events.builtin import DataUpdate, ScheduledTick, UserRequest, handle_user_request
+from flowhook.events.builtin import DataUpdate, ScheduledTick, UserRequest, UserRequestResult, handle_user_request
 
 BUILTIN = {"user_request": UserRequest, "data_update": DataUpdate, "scheduled_tick": ScheduledTick}
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -200,8 +200,11 @@ def test_registering_a_different_model_under_an_existing_name_raises() -> None:
 
 
 def test_registering_the_same_model_again_is_harmless() -> None:
-    assert event_type("user_request", UserRequest)(handle_user_request) is handle_user_request
+    """As a module imported twice does: the same declaration, result model included."""
+    declared = event_type("user_request", UserRequest, result=UserRequestResult)
+    assert declared(handle_user_request) is handle_user_request
     assert load_catalog().get("user_request").model is UserRequest
+    assert load_catalog().get("user_request").result is UserRequestResult
 
 
 def test_a_different_model_with_the_same_class_name_from_another_module_raises(

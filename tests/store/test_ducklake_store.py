@@ -227,6 +227,7 @@ def _settings(data_dir: Path, **fields: Any) -> SimpleNamespace:
         "ducklake_s3_secret": None,
         "ducklake_s3_url_style": None,
         "ducklake_s3_use_ssl": True,
+        "event_modules": [],
     }
     return SimpleNamespace(**(defaults | fields))
 

@@ -96,9 +96,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout inst
 
 def print_json(value: object) -> None:
     """`value` as indented JSON on stdout, for another program: nothing else is printed there."""
+    typer.echo(json_text(value))
+
+
+def json_text(value: object) -> str:
+    """`value` as the indented JSON every command prints (times as ISO-8601)."""
     import json
 
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_jsonable))
+    return json.dumps(value, indent=2, ensure_ascii=False, default=_jsonable)
 
 
 def _jsonable(value: object) -> object:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flowhook.cli._app import JsonOpt, app, console, fail, parse_time, print_json
+from flowhook.cli._app import JsonOpt, app, console, fail, json_text, parse_time, print_json
 from flowhook.cli._errors import explain
 from flowhook.settings import get_settings
 
@@ -84,21 +85,64 @@ def report(
             console.print(f"chart: {chart}")
 
 
+class Format(StrEnum):
+    """What `flowhook sql` prints or writes."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+_SUFFIXES = {".csv": Format.csv, ".json": Format.json, ".parquet": Format.parquet}
+
+
+def _output_format(chosen: Format | None, as_json: bool, output: Path | None) -> Format:
+    """The format from --format, --json (an alias of --format json) or --output's suffix; table by default."""
+    if as_json and chosen not in (None, Format.json):
+        raise fail(f"--json is --format json: give one of --json and --format {chosen}")
+    fmt = Format.json if as_json else chosen
+    if fmt is None and output is not None:
+        fmt = _SUFFIXES.get(output.suffix.lower())
+        if fmt is None:
+            raise fail(f"--output {output}: give --format csv, json or parquet (none follows from its suffix)")
+    fmt = fmt or Format.table
+    if fmt is Format.table and output is not None:
+        raise fail("--output writes csv, json or parquet: give --format csv, json or parquet")
+    if fmt is Format.parquet and output is None:
+        raise fail("--format parquet writes a binary file: give it --output PATH")
+    return fmt
+
+
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="One SQL statement, e.g. SELECT type, count(*) FROM events GROUP BY 1")],
-    as_json: JsonOpt = False,
+    output_format: Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            help="table (the default), csv, json (a list of objects keyed by column) or parquet (needs --output).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write the rows to this file (csv, json, parquet) instead of stdout; replaced if it exists."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
 ) -> None:
     """Run one read-only query on the store (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN); anything that writes is refused.
 
-    With --json the rows are a list of objects keyed by column name, as DuckDB's own JSON mode writes them.
+    The rows as a table, or as csv, json or parquet, on stdout or in --output. JSON is a list of objects keyed by
+    column name; csv and parquet are written by DuckDB from the rows.
     """
     import duckdb
     from rich.table import Table
 
     from flowhook.store import store_exists, store_from_settings
+    from flowhook.store.export import csv_text, write_rows
     from flowhook.store.read_only import NotReadOnly, read_only_statement
 
+    fmt = _output_format(output_format, as_json, output)
     settings = get_settings()
     try:
         statement = read_only_statement(query)
@@ -107,17 +151,34 @@ def sql(
     if not store_exists(settings):
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
     try:
-        # The store is held for the query alone: the rows are printed after it is released.
+        # The store is held for the query alone: the rows are printed or written after it is released.
         with store_from_settings(settings).read_only() as con:
             cursor = con.execute(statement)
             columns = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchall()
+            if fmt in (Format.csv, Format.parquet):
+                arrow = cursor.to_arrow_table()
+            else:
+                rows = cursor.fetchall()
     except duckdb.Error as exc:
         raise fail(explain(exc) or str(exc)) from None
-    if as_json:
-        if len(set(columns)) < len(columns):
-            raise fail(f"--json needs distinct column names, not {', '.join(columns)}: name them with AS")
-        print_json([dict(zip(columns, row, strict=True)) for row in rows])
+    if fmt in (Format.json, Format.csv, Format.parquet) and len(set(columns)) < len(columns):
+        option = "--json" if as_json else f"--format {fmt}"
+        raise fail(f"{option} needs distinct column names, not {', '.join(columns)}: name them with AS")
+    if fmt is Format.json:
+        text = json_text([dict(zip(columns, row, strict=True)) for row in rows])
+        if output is None:
+            typer.echo(text)
+        else:
+            output.write_text(text + "\n", encoding="utf-8")
+        return
+    if fmt in (Format.csv, Format.parquet):
+        try:
+            if output is None:
+                typer.echo(csv_text(arrow), nl=False)
+            else:
+                write_rows(arrow, output, file_format="csv" if fmt is Format.csv else "parquet")
+        except duckdb.Error as exc:
+            raise fail(f"cannot write {output or 'the rows'}: {exc}") from None
         return
     table = Table(*columns)
     for row in rows:

@@ -6,14 +6,16 @@ event twice is a no-op downstream.
 
 from flowhook.events.catalog import Catalog, UnknownEventType, load_catalog
 from flowhook.events.envelope import Event, derive_event_id, utc
-from flowhook.events.registry import EventData, EventType, Result, event_type
+from flowhook.events.registry import EventData, EventResult, EventType, Result, ResultMismatch, event_type
 
 __all__ = [
     "Catalog",
     "Event",
     "EventData",
+    "EventResult",
     "EventType",
     "Result",
+    "ResultMismatch",
     "UnknownEventType",
     "derive_event_id",
     "event_type",

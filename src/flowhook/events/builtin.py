@@ -1,7 +1,8 @@
-"""The event types flowhook ships: a model and a handler each.
+"""The event types flowhook ships: a payload model, a result model and a handler each.
 
-Adding a type is the same three steps: a model, a handler decorated with `@event_type`,
-and a deployment entry in `prefect.yaml` (see the README).
+Adding a type is the same steps: a payload model, a result model (optional: it gives the type a typed
+`results_<type>` view in the store), a handler decorated with `@event_type`, and a deployment entry in
+`prefect.yaml` (see the README).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from flowhook.events.registry import EventData, Result, event_type
+from flowhook.events.registry import EventData, EventResult, event_type
 
 USER_REQUEST = "user_request"
 
@@ -25,18 +26,26 @@ class UserRequest(EventData):
     amount_cents: int | None = Field(default=None, ge=0, description="Money involved, for purchases.")
 
 
+class UserRequestResult(EventResult):
+    """How a user request was classified."""
+
+    action: str = Field(description="The action, trimmed and lower-cased.")
+    priority: Literal["high", "normal"] = Field(description="`high` for money and cancellations, else `normal`.")
+    amount: float = Field(description="Money involved, in currency units (0 when none).")
+
+
 _URGENT_ACTIONS = frozenset({"checkout", "payment", "cancel"})
 
 
-@event_type(USER_REQUEST, UserRequest)
-def handle_user_request(data: UserRequest) -> Result:
+@event_type(USER_REQUEST, UserRequest, result=UserRequestResult)
+def handle_user_request(data: UserRequest) -> UserRequestResult:
     """Classify the request: money and cancellations are urgent."""
     action = data.action.strip().lower()
-    return {
-        "action": action,
-        "priority": "high" if action in _URGENT_ACTIONS else "normal",
-        "amount": (data.amount_cents or 0) / 100,
-    }
+    return UserRequestResult(
+        action=action,
+        priority="high" if action in _URGENT_ACTIONS else "normal",
+        amount=(data.amount_cents or 0) / 100,
+    )
 
 
 DATA_UPDATE = "data_update"
@@ -53,12 +62,20 @@ class DataUpdate(EventData):
     size_bytes: int | None = Field(default=None, ge=0, description="Size of the new data, when known.")
 
 
-@event_type(DATA_UPDATE, DataUpdate)
-def handle_data_update(data: DataUpdate) -> Result:
+class DataUpdateResult(EventResult):
+    """A dataset change with the sign of its row delta."""
+
+    dataset: str = Field(description="Logical dataset name.")
+    row_delta: int = Field(description="Rows added (positive) or deleted (negative).")
+    scheme: str = Field(description="Where the data lives: the URI's scheme, `file` for a path.")
+
+
+@event_type(DATA_UPDATE, DataUpdate, result=DataUpdateResult)
+def handle_data_update(data: DataUpdate) -> DataUpdateResult:
     """Record the change with the sign of its row delta."""
     delta = -data.rows if data.operation == "delete" else data.rows
     scheme = data.uri.split("://", 1)[0] if "://" in data.uri else "file"
-    return {"dataset": data.dataset, "row_delta": delta, "scheme": scheme}
+    return DataUpdateResult(dataset=data.dataset, row_delta=delta, scheme=scheme)
 
 
 SCHEDULED_TICK = "scheduled_tick"
@@ -71,7 +88,14 @@ class ScheduledTick(EventData):
     tick: datetime = Field(description="The nominal time of the tick.")
 
 
-@event_type(SCHEDULED_TICK, ScheduledTick)
-def handle_scheduled_tick(data: ScheduledTick) -> Result:
+class ScheduledTickResult(EventResult):
+    """Which slot of the day a tick belongs to."""
+
+    schedule: str = Field(description="Name of the schedule that fired.")
+    minute_of_day: int = Field(ge=0, lt=24 * 60, description="Minutes since midnight of the tick's nominal time.")
+
+
+@event_type(SCHEDULED_TICK, ScheduledTick, result=ScheduledTickResult)
+def handle_scheduled_tick(data: ScheduledTick) -> ScheduledTickResult:
     """Note which slot of the day the tick belongs to."""
-    return {"schedule": data.schedule, "minute_of_day": data.tick.hour * 60 + data.tick.minute}
+    return ScheduledTickResult(schedule=data.schedule, minute_of_day=data.tick.hour * 60 + data.tick.minute)

@@ -9,10 +9,19 @@ import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flowhook.events.registry import EventData, EventType, Result, event_type, registered
+from flowhook.events.registry import EventData, EventResult, EventType, Result, event_type, registered
 
 # Declaring types is `registry`'s; these names stay importable here, where user modules and tests import them.
-__all__ = ["Catalog", "EventData", "EventType", "Result", "UnknownEventType", "event_type", "load_catalog"]
+__all__ = [
+    "Catalog",
+    "EventData",
+    "EventResult",
+    "EventType",
+    "Result",
+    "UnknownEventType",
+    "event_type",
+    "load_catalog",
+]
 
 
 class UnknownEventType(LookupError):

@@ -1,4 +1,4 @@
-"""Declaring event types: the payload base model, the `@event_type` decorator and the registry it fills.
+"""Declaring event types: the payload and result base models, the `@event_type` decorator and the registry it fills.
 
 Modules that declare types (`builtin`, a user's module) import this; the catalog reads what they registered.
 """
@@ -8,11 +8,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from flowhook.events.envelope import utc
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+RESERVED_RESULT_FIELDS = frozenset({"event_id", "stored"})
+"""Columns every typed results view starts with (`store.results`): no result model may have a field so named."""
 
 
 class EventData(BaseModel):
@@ -21,42 +26,69 @@ class EventData(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class EventResult(BaseModel):
+    """A convenient base for a type's result model: a key the model does not declare is an error, not dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResultMismatch(ValueError):
+    """A handler returned something its type's result model does not accept (the event fails, as if it raised)."""
+
+
 Result = Mapping[str, Any]
 M = TypeVar("M", bound=EventData)
-Handler = Callable[[M], Result]
+Handler = Callable[[M], Result | BaseModel]
 
 
 @dataclass(frozen=True)
 class EventType:
-    """An event type: its name, payload model and the handler its worker flow runs per event."""
+    """An event type: its name, payload model, the handler its worker flow runs per event, and optionally the
+    model of what the handler returns (checked before storing; the store's typed `results_<name>` view)."""
 
     name: str
     model: type[EventData]
-    handler: Callable[[Any], Result]
+    handler: Callable[[Any], Result | BaseModel]
+    result: type[BaseModel] | None = None
 
     @property
     def description(self) -> str:
         return (self.model.__doc__ or self.name).strip().splitlines()[0]
 
-    def handle(self, data: Mapping[str, Any]) -> Result:
-        """Run the handler on a stored payload (re-validated, so the handler sees its model)."""
-        return self.handler(self.model.model_validate(data))
+    def handle(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the handler on a stored payload (re-validated, so the handler sees its model); its result as JSON-able
+        values. With a result model, the result is validated against it (`ResultMismatch` if it does not fit) and
+        stored as the model dumps it, times in UTC, so the typed view reads back what was stored."""
+        returned = self.handler(self.model.model_validate(data))
+        if self.result is None:
+            return dict(returned.model_dump(mode="json") if isinstance(returned, BaseModel) else returned)
+        try:
+            checked = self.result.model_validate(returned)
+        except ValidationError as exc:
+            raise ResultMismatch(_mismatch(self.name, self.result, exc)) from None
+        times = {name: utc(value) for name, value in checked if isinstance(value, datetime)}
+        return (checked.model_copy(update=times) if times else checked).model_dump(mode="json")
 
 
 _REGISTRY: dict[str, EventType] = {}
 
 
-def event_type(name: str, model: type[M]) -> Callable[[Handler[M]], Handler[M]]:
-    """Register `model` and the decorated handler as event type `name`."""
+def event_type(
+    name: str, model: type[M], *, result: type[BaseModel] | None = None
+) -> Callable[[Handler[M]], Handler[M]]:
+    """Register `model` and the decorated handler as event type `name`; `result`, the model its handler's results
+    must fit (a mapping or the model itself), gives the type a typed `results_<name>` view in the store."""
     if not TYPE_NAME.match(name):
         raise ValueError(f"event type name {name!r} must match {TYPE_NAME.pattern}")
+    if result is not None and (taken := RESERVED_RESULT_FIELDS & set(result.model_fields)):
+        raise ValueError(f"result model {_origin(result)} may not have a field named {', '.join(sorted(taken))}")
 
     def register(handler: Handler[M]) -> Handler[M]:
         existing = _REGISTRY.get(name)
         # The same module imported twice re-registers harmlessly; another model under the name is a mistake.
         if existing is not None and _origin(existing.model) != _origin(model):
             raise ValueError(f"event type {name!r} is already registered by {_origin(existing.model)}")
-        _REGISTRY[name] = EventType(name=name, model=model, handler=handler)
+        _REGISTRY[name] = EventType(name=name, model=model, handler=handler, result=result)
         return handler
 
     return register
@@ -67,5 +99,11 @@ def registered() -> Mapping[str, EventType]:
     return _REGISTRY
 
 
-def _origin(model: type[EventData]) -> str:
+def _origin(model: type[BaseModel]) -> str:
     return f"{model.__module__}.{model.__qualname__}"
+
+
+def _mismatch(name: str, model: type[BaseModel], exc: ValidationError) -> str:
+    """One line: which fields of the result did not fit, and why."""
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'result'}: {e['msg']}" for e in exc.errors())
+    return f"the {name} handler's result does not fit {model.__name__}: {problems}"

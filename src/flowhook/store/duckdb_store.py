@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -20,6 +20,7 @@ from flowhook.durable import fsync_dir, fsync_path
 from flowhook.store.base import StoreBase, delete_failed, one_by_id, stored_ids, upsert_reports
 from flowhook.store.protocol import StoreLockTimeout
 from flowhook.store.records import EVENT_SCHEMA, DeadLetter, StoredEvent, naive_utc, to_arrow
+from flowhook.store.results import ensure_results_views, result_models
 from flowhook.store.schema import (
     EVENTS_COLUMNS,
     EVENTS_DDL,
@@ -28,6 +29,9 @@ from flowhook.store.schema import (
     report_rows,
     seconds_between,
 )
+
+if TYPE_CHECKING:
+    from flowhook.events import Catalog
 
 # Kept importable from here, where they were first defined.
 __all__ = [
@@ -132,12 +136,14 @@ def _drop_events_key(con: duckdb.DuckDBPyConnection) -> None:
 
 
 class DuckDBStore(StoreBase):
-    """Events and reports in one DuckDB file; every open holds an exclusive lock on `<path>.lock`."""
+    """Events and reports in one DuckDB file; every open holds an exclusive lock on `<path>.lock`. With a
+    `catalog`, the opens that make sure of the views also make sure of its types' typed `results_<type>` views."""
 
-    def __init__(self, path: Path, *, lock_timeout: float = 120.0) -> None:
+    def __init__(self, path: Path, *, lock_timeout: float = 120.0, catalog: Catalog | None = None) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.lock_timeout = lock_timeout
+        self.result_models = result_models(catalog)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -207,8 +213,8 @@ class DuckDBStore(StoreBase):
     def connect(self, *, reports: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """An open connection with the schema in place, held under the file lock until exit.
 
-        `reports` also makes sure of the report tables and the views (about 10 ms, so the event
-        writes, which never touch them, skip it).
+        `reports` also makes sure of the report tables and the views, the typed results views included (about
+        10 ms, so the event writes, which never touch them, skip it).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
@@ -231,6 +237,7 @@ class DuckDBStore(StoreBase):
                 _drop_events_key(con)
             if reports:
                 ensure_report_schema(con)
+                ensure_results_views(con, self.result_models)
         except BaseException:
             con.close()
             raise

@@ -34,10 +34,13 @@ from duckdb_extensions import import_extension
 from flowhook.store.base import StoreBase, delete_failed, one_by_id, stored_ids, upsert_reports
 from flowhook.store.protocol import StoreLockTimeout
 from flowhook.store.records import EVENT_SCHEMA, StoredEvent, naive_utc, to_arrow
+from flowhook.store.results import ensure_results_views, result_models
 from flowhook.store.schema import EVENTS_DDL, STORE_KEYS, ensure_report_schema, report_rows
 
 if TYPE_CHECKING:
     import psycopg
+
+    from flowhook.events import Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +98,7 @@ class _Lake:
         self.session: psycopg.Connection[Any] | None = None
         self.events_ready = False
         self.reports_ready = False
+        self.results: dict[str, type] = {}  # the result models whose views are made sure of, by type
 
     def connected(self) -> psycopg.Connection[Any]:
         import psycopg
@@ -196,7 +200,8 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 class DuckLakeStore(StoreBase):
     """Events and reports in a DuckLake: catalog in PostgreSQL (`catalog`, a libpq connection string or
-    `postgresql://` URL), data files under `data_path` (a folder every writer sees, or `s3://bucket/prefix/`)."""
+    `postgresql://` URL), data files under `data_path` (a folder every writer sees, or `s3://bucket/prefix/`).
+    With an `event_catalog`, its types' typed `results_<type>` views are made sure of with the report views."""
 
     def __init__(
         self,
@@ -205,11 +210,13 @@ class DuckLakeStore(StoreBase):
         *,
         s3: S3Options | None = None,
         lock_timeout: float = 120.0,
+        event_catalog: Catalog | None = None,
     ) -> None:
         self.catalog = catalog
         self.data_path = _data_path(data_path)
         self.s3 = s3
         self.lock_timeout = lock_timeout
+        self.result_models = result_models(event_catalog)
         self.key = (catalog, self.data_path, s3)
         digest = hashlib.blake2b(repr(self.key).encode(), digest_size=6).hexdigest()
         self.alias = f"lake_{digest}"
@@ -316,14 +323,18 @@ class DuckLakeStore(StoreBase):
     def _open(self, *, reports: bool) -> Iterator[tuple[_Lake, duckdb.DuckDBPyConnection]]:
         lake, con = _LAKES.cursor(self)
         try:
-            if not lake.events_ready or (reports and not lake.reports_ready):
+            results = {name: model for name, model in self.result_models.items() if lake.results.get(name) is not model}
+            if not lake.events_ready or (reports and (not lake.reports_ready or results)):
                 # Once per process: creating tables and views races with other processes, so under the lock.
                 with self._locked(lake), _transaction(con):
                     con.execute(EVENTS_DDL)
                     if reports:
                         ensure_report_schema(con, keyed=False)
+                        ensure_results_views(con, results)
                 lake.events_ready = True
                 lake.reports_ready = lake.reports_ready or reports
+                if reports:
+                    lake.results.update(results)
             yield lake, con
         finally:
             con.close()
