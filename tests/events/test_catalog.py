@@ -200,8 +200,9 @@ def test_registering_a_different_model_under_an_existing_name_raises() -> None:
 
 
 def test_registering_the_same_model_again_is_harmless() -> None:
-    assert event_type("user_request", UserRequest)(handle_user_request) is handle_user_request
-    assert load_catalog().get("user_request").model is UserRequest
+    declared = load_catalog().get("user_request")
+    assert event_type("user_request", UserRequest, size=declared.size)(handle_user_request) is handle_user_request
+    assert load_catalog().get("user_request") == declared
 
 
 def test_a_different_model_with_the_same_class_name_from_another_module_raises(

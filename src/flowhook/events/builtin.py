@@ -1,7 +1,7 @@
 """The event types flowhook ships: a model and a handler each.
 
-Adding a type is the same three steps: a model, a handler decorated with `@event_type`,
-and a deployment entry in `prefect.yaml` (see the README).
+Adding a type is the same: a model and a handler decorated with `@event_type` (with the type's policies),
+then `flowhook deployments generate` writes its deployment and trigger into prefect.yaml (see the README).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from flowhook.events.policies import TaskSize
 from flowhook.events.registry import EventData, Result, event_type
 
 USER_REQUEST = "user_request"
@@ -28,7 +29,7 @@ class UserRequest(EventData):
 _URGENT_ACTIONS = frozenset({"checkout", "payment", "cancel"})
 
 
-@event_type(USER_REQUEST, UserRequest)
+@event_type(USER_REQUEST, UserRequest, size=TaskSize(512, 1024))
 def handle_user_request(data: UserRequest) -> Result:
     """Classify the request: money and cancellations are urgent."""
     action = data.action.strip().lower()
@@ -53,7 +54,7 @@ class DataUpdate(EventData):
     size_bytes: int | None = Field(default=None, ge=0, description="Size of the new data, when known.")
 
 
-@event_type(DATA_UPDATE, DataUpdate)
+@event_type(DATA_UPDATE, DataUpdate, size=TaskSize(1024, 2048))
 def handle_data_update(data: DataUpdate) -> Result:
     """Record the change with the sign of its row delta."""
     delta = -data.rows if data.operation == "delete" else data.rows
@@ -71,7 +72,7 @@ class ScheduledTick(EventData):
     tick: datetime = Field(description="The nominal time of the tick.")
 
 
-@event_type(SCHEDULED_TICK, ScheduledTick)
+@event_type(SCHEDULED_TICK, ScheduledTick, size=TaskSize(256, 512))
 def handle_scheduled_tick(data: ScheduledTick) -> Result:
     """Note which slot of the day the tick belongs to."""
     return {"schedule": data.schedule, "minute_of_day": data.tick.hour * 60 + data.tick.minute}

@@ -1,0 +1,36 @@
+"""Deployments derived from the event catalog: one worker deployment and trigger per declared type.
+
+Contract: `worker` makes a type's deployment from its declaration and `flowhook.names`; `files` writes it
+into prefect.yaml between two marker lines (the hand-written deployments stay as they are) and makes the
+ECS overlay from the result, with a check mode that writes nothing. `prefect deploy --all` on the
+generated files is how the deployments are made.
+"""
+
+from flowhook.deployments.files import (
+    BEGIN,
+    END,
+    FILES,
+    ROOT_FILE,
+    GeneratedBlockMissing,
+    generated_files,
+    splice,
+    stale_files,
+    write_generated,
+)
+from flowhook.deployments.worker import deployment_description, worker_block, worker_entry, worker_trigger
+
+__all__ = [
+    "BEGIN",
+    "END",
+    "FILES",
+    "ROOT_FILE",
+    "GeneratedBlockMissing",
+    "deployment_description",
+    "generated_files",
+    "splice",
+    "stale_files",
+    "worker_block",
+    "worker_entry",
+    "worker_trigger",
+    "write_generated",
+]
