@@ -2,10 +2,17 @@
 
 Contract: `worker` makes a type's deployment from its declaration and `flowhook.names`; `files` writes it
 into prefect.yaml between two marker lines (the hand-written deployments stay as they are) and makes the
-ECS overlay from the result, with a check mode that writes nothing. `prefect deploy --all` on the
-generated files is how the deployments are made.
+ECS overlay from the result, with a check mode that writes nothing; `agreement` reads what the Prefect
+server has for each type. `prefect deploy --all` on the generated files is how the deployments are made.
 """
 
+from flowhook.deployments.agreement import (
+    Trigger,
+    TypeDeployment,
+    read_type_deployments,
+    type_deployments,
+    warn_undeployed,
+)
 from flowhook.deployments.files import (
     BEGIN,
     END,
@@ -25,10 +32,15 @@ __all__ = [
     "FILES",
     "ROOT_FILE",
     "GeneratedBlockMissing",
+    "Trigger",
+    "TypeDeployment",
     "deployment_description",
     "generated_files",
+    "read_type_deployments",
     "splice",
     "stale_files",
+    "type_deployments",
+    "warn_undeployed",
     "worker_block",
     "worker_entry",
     "worker_trigger",
