@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,29 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def declare_types(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], str]]:
+    """Write a module of event types under `tmp_path` (put on sys.path) and return its name for
+    FLOWHOOK_EVENT_MODULES; the types it registers and the module are forgotten after the test."""
+    import flowhook.events.builtin  # noqa: F401  registered before the registry is copied, so they stay
+    from flowhook.events import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry.registered()))
+    folder = tmp_path / "event_modules"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    written: list[str] = []
+
+    def declare(name: str, source: str) -> str:
+        (folder / f"{name}.py").write_text(source)
+        written.append(name)
+        return name
+
+    yield declare
+    for name in written:
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The ECS pool's pure parts: its job template, the Fargate sizes, the deploy overlay, and what prefect-aws's
-own code renders from them for a flow run (through a stand-in for the Prefect API; the e2e test uses a server)."""
+own code renders from them for a flow run (through a stand-in for the Prefect API; the e2e test uses a server).
+That the committed overlay is what `flowhook deployments generate` makes is tests/deployments/test_files.py's."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from flowhook.ecs import (
     OVERLAY_FILE,
     POOL_NAME,
     PROJECT_DIR,
-    WORKER_SIZES,
     EcsRun,
     PoolDefaults,
     TaskSize,
@@ -32,8 +32,9 @@ from flowhook.ecs import (
     ecs_overlay,
     preview_flow_run,
     render_flow_run,
-    stale_files,
+    worker_sizes,
 )
+from flowhook.events import load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_API = "http://127.0.0.1:4200/api"
@@ -84,10 +85,6 @@ def _render(template: dict[str, Any], job_variables: dict[str, Any] | None = Non
     )
     with temporary_settings(updates={PREFECT_API_URL: LOCAL_API}):
         return asyncio.run(render_flow_run(_PrefectApi(pool, deployment, flow), preview_flow_run(deployment)))  # type: ignore[arg-type]
-
-
-def test_the_committed_files_are_what_generate_makes() -> None:
-    assert stale_files(ROOT) == [], "deployments/ecs is out of date: run `flowhook ecs generate`"
 
 
 def test_the_template_keeps_every_prefect_aws_variable_but_the_vpc_lookup() -> None:
@@ -159,7 +156,8 @@ def test_a_reachable_api_url_is_taken(url: str) -> None:
 def test_the_overlay_has_every_deployment_and_trigger_of_the_root_file_on_the_ecs_pool() -> None:
     root = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     overlay = yaml.safe_load((ROOT / OVERLAY_FILE).read_text())
-    assert overlay == ecs_overlay(root)
+    sizes = worker_sizes(load_catalog())
+    assert overlay == ecs_overlay(root, sizes=sizes)
     assert overlay["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": PROJECT_DIR}}]
     assert [d["name"] for d in overlay["deployments"]] == [d["name"] for d in root["deployments"]]
     for ours, theirs in zip(overlay["deployments"], root["deployments"], strict=True):
@@ -169,25 +167,37 @@ def test_the_overlay_has_every_deployment_and_trigger_of_the_root_file_on_the_ec
             k: v for k, v in theirs.items() if k != "work_pool"
         }
         assert ours["work_pool"]["name"] == POOL_NAME
-        size = WORKER_SIZES.get(ours["name"]) if ours["entrypoint"].startswith("flows/process_batch.py") else None
+        size = sizes.get(ours["name"]) if ours["entrypoint"].startswith("flows/process_batch.py") else None
         expected = {} if size is None else {"cpu": size.cpu, "memory": size.memory}
         assert ours["work_pool"]["job_variables"] == expected  # the local pool's `command` is not carried over
-    assert {name: (s.cpu, s.memory) for name, s in WORKER_SIZES.items()} == {
+
+
+def test_the_built_in_types_declare_their_fargate_sizes() -> None:
+    sizes = worker_sizes(load_catalog())
+    built_in = ("user_request", "data_update", "scheduled_tick")
+    assert {name: (sizes[name].cpu, sizes[name].memory) for name in built_in} == {
         "user_request": (512, 1024),
         "data_update": (1024, 2048),
         "scheduled_tick": (256, 512),
     }
 
 
-def test_a_new_event_type_in_the_root_file_runs_at_the_pool_default_size() -> None:
+def test_a_type_that_declares_no_size_runs_at_the_pool_default_size() -> None:
     root = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     worker = dict(root["deployments"][0], name="invoice_paid")
-    overlay = ecs_overlay({**root, "deployments": [worker]})
+    overlay = ecs_overlay({**root, "deployments": [worker]}, sizes={"user_request": TaskSize(512, 1024)})
     assert overlay["deployments"][0]["work_pool"] == {
         "name": POOL_NAME,
         "work_queue_name": "default",
         "job_variables": {},
     }
+
+
+def test_only_worker_deployments_take_a_size() -> None:
+    root = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    sweeper = next(d for d in root["deployments"] if d["name"] == "every-minute")
+    overlay = ecs_overlay({**root, "deployments": [sweeper]}, sizes={"every-minute": TaskSize(1024, 2048)})
+    assert overlay["deployments"][0]["work_pool"]["job_variables"] == {}
 
 
 def test_prefect_aws_default_template_hands_a_task_the_local_api_url() -> None:
@@ -370,8 +380,8 @@ def test_render_wants_flow_slash_deployment() -> None:
     assert result.exit_code == 1 and "process-batch/user_request" in result.output
 
 
-def test_generate_check_passes_on_the_committed_files(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ecs_generate_is_an_alias_of_deployments_generate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    result = runner.invoke(app, ["ecs", "generate", "--check"])
-    assert result.exit_code == 0, result.output
-    assert "up to date" in result.output
+    alias, command = (runner.invoke(app, [*group, "generate", "--check"]) for group in (["ecs"], ["deployments"]))
+    assert (alias.exit_code, alias.output) == (command.exit_code, command.output)
+    assert "prefect.yaml" in alias.output

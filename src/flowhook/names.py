@@ -3,7 +3,8 @@ batch event, and the deployments the CLI and the stack start by name.
 
 Each is defined here once and imported wherever code needs it: the flows and tasks, the gateway, the
 CLI and the stack live in different places, and flows/ cannot be imported from src/. prefect.yaml
-spells them out for `prefect deploy`; tests/test_names.py checks that it agrees with these constants.
+spells them out for `prefect deploy`: its per-type entries are generated from these (`flowhook deployments
+generate`), and tests/test_names.py checks that the hand-written rest agrees with them.
 The watchdog's heartbeat event and resource are defined in `flowhook.watchdog`, which alone uses them.
 """
 
@@ -16,10 +17,14 @@ RUN_TAG = "flowhook"
 
 WORKER_FLOW = "process-batch"
 """The worker flow: one deployment per event type, named after the type (`process-batch/user_request`)."""
+WORKER_ENTRYPOINT = "flows/process_batch.py:process_batch"
+"""Where Prefect finds the worker flow, from the repository root (every worker deployment's `entrypoint`)."""
 BATCH_READY = "flowhook.batch.ready"
 """The Prefect event the gateway emits for each sealed batch; every worker deployment's trigger expects it."""
 BATCH_RESOURCE = "flowhook.batch"
 """The resource a batch event is about is `flowhook.batch.<batch id>`."""
+EVENT_TYPE_LABEL = "flowhook.event-type"
+"""The batch event's resource label naming its event type: each worker deployment's trigger matches on it."""
 
 TICK_DEPLOYMENT = "emit-tick/every-5-minutes"
 """The schedule that sends the trigger path's heartbeat (a `scheduled_tick`)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,9 +24,19 @@ from flowhook.store import DuckDBStore, StoredEvent
 runner = CliRunner()
 
 
+def _closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port: int = listener.getsockname()[1]
+        return port
+
+
+CLOSED_API = f"http://127.0.0.1:{_closed_port()}/api"
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("FLOWHOOK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FLOWHOOK_PREFECT_API_URL", CLOSED_API)  # no Prefect here: its part of status says so
     monkeypatch.delenv("FLOWHOOK_HEARTBEAT_MAX_AGE_SECONDS", raising=False)
     get_settings.cache_clear()
     yield tmp_path
@@ -176,7 +187,7 @@ def test_status_json_has_the_counts_and_the_heartbeat(data_dir: Path) -> None:
     result = runner.invoke(app, ["status", "--json"])
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
-    assert set(status) == {"spool", "batches", "events", "trigger_path"}
+    assert set(status) == {"spool", "batches", "events", "types", "prefect", "trigger_path"}
     assert status["spool"] == str(data_dir / "spool")
     assert status["batches"] == {"open": 0, "ready": 0, "sent": 0, "claimed": 0, "done": 0}
     assert status["events"] == {"scheduled_tick": 1}
@@ -192,3 +203,17 @@ def test_status_json_without_a_store_says_null(data_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
     assert status["events"] is None and status["trigger_path"]["status"] == "unknown"
+
+
+def test_status_without_prefect_says_the_deployments_are_unknown_and_goes_on(data_dir: Path) -> None:
+    """Each type's deployment is read from Prefect (tests/deployments/test_agreement.py, with a server); without one
+    the rest of status is shown, and why the deployments are not."""
+    result = runner.invoke(app, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["types"] is None
+    assert status["prefect"]["api_url"] == CLOSED_API and status["prefect"]["error"].startswith("ConnectError")
+    text = runner.invoke(app, ["status"], env={"COLUMNS": "200"})
+    assert text.exit_code == 0, text.output
+    assert f"event types and their deployments at {CLOSED_API}" in text.stdout
+    assert "unknown: ConnectError" in text.stdout

@@ -21,13 +21,16 @@ from prefect_aws import AwsCredentials
 from typer.testing import CliRunner
 
 from flowhook.cli import app
-from flowhook.ecs import POOL_NAME, WORKER_SIZES, EcsRun, PoolDefaults, apply_pool, base_job_template, render_flow_run
+from flowhook.ecs import POOL_NAME, EcsRun, PoolDefaults, apply_pool, base_job_template, render_flow_run, worker_sizes
+from flowhook.events import load_catalog
 from flowhook.spool import new_batch_id
 from tests.servers import prefect_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
+SIZES = worker_sizes(load_catalog())
+"""The Fargate size each event type declares."""
 REMOTE_API = "https://prefect.internal.example.com/api"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/flowhook:e2e"
 EXECUTION_ROLE = "arn:aws:iam::123456789012:role/flowhook-execution"
@@ -99,7 +102,7 @@ def test_every_deployment_of_prefect_yaml_is_on_the_ecs_pool_with_its_triggers(d
         assert deployment.pull_steps == [
             {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/flowhook"}}
         ]
-        size = WORKER_SIZES.get(spec["name"]) if spec["entrypoint"].startswith("flows/process_batch.py") else None
+        size = SIZES.get(spec["name"]) if spec["entrypoint"].startswith("flows/process_batch.py") else None
         assert deployment.job_variables == ({} if size is None else {"cpu": size.cpu, "memory": size.memory})
         assert len(automations) == len(spec.get("triggers", [])), spec["name"]
         for automation, trigger in zip(automations, spec.get("triggers", []), strict=True):
@@ -121,10 +124,10 @@ async def _create_and_render(event_type: str) -> tuple[FlowRun, EcsRun]:
         return flow_run, await render_flow_run(client, flow_run)
 
 
-@pytest.mark.parametrize("event_type", sorted(WORKER_SIZES))
+@pytest.mark.parametrize("event_type", sorted(SIZES))
 def test_a_flow_run_of_each_event_type_renders_as_its_fargate_task(deployed: None, event_type: str) -> None:
     flow_run, run = asyncio.run(_create_and_render(event_type))
-    size, definition, request, env = WORKER_SIZES[event_type], run.task_definition, run.run_task, run.environment()
+    size, definition, request, env = SIZES[event_type], run.task_definition, run.run_task, run.environment()
     assert definition is not None and run.problems() == []
     assert request["launchType"] == "FARGATE" and definition["requiresCompatibilities"] == ["FARGATE"]
     assert (definition["cpu"], definition["memory"]) == (str(size.cpu), str(size.memory))

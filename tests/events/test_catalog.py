@@ -200,11 +200,12 @@ def test_registering_a_different_model_under_an_existing_name_raises() -> None:
 
 
 def test_registering_the_same_model_again_is_harmless() -> None:
-    """As a module imported twice does: the same declaration, result model included."""
-    declared = event_type("user_request", UserRequest, result=UserRequestResult)
-    assert declared(handle_user_request) is handle_user_request
-    assert load_catalog().get("user_request").model is UserRequest
-    assert load_catalog().get("user_request").result is UserRequestResult
+    """As a module imported twice does: the same declaration, result model and policies included."""
+    declared = load_catalog().get("user_request")
+    again = event_type("user_request", UserRequest, result=UserRequestResult, size=declared.size)
+    assert again(handle_user_request) is handle_user_request
+    assert load_catalog().get("user_request") == declared
+    assert declared.result is UserRequestResult
 
 
 def test_a_different_model_with_the_same_class_name_from_another_module_raises(

@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flowhook.cli._app import JsonOpt, app, console, fail, json_text, parse_time, print_json
 from flowhook.cli._errors import explain
-from flowhook.settings import get_settings
+from flowhook.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from flowhook.deployments import TypeDeployment
 
 MinutesOpt = Annotated[float, typer.Option(help="Report on the last N minutes (unless --since is given).", min=0.01)]
 TimeOpt = Annotated[str | None, typer.Option(help="ISO time; without an offset it is UTC.")]
@@ -193,7 +196,8 @@ def status(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show batches per spool state, events stored per type and whether the trigger path's heartbeat is fresh."""
+    """Show batches per spool state, events stored per type, each type's deployment and triggers in Prefect, and
+    whether the trigger path's heartbeat is fresh."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -218,9 +222,17 @@ def status(
         max_age_seconds=settings.heartbeat_max_age_seconds,
         up_since=started_at(settings.data_dir),
     )
+    types, unreachable = _type_deployments(settings)
     if as_json:
         print_json(
-            {"spool": spool.url, "batches": batches, "events": events, "trigger_path": heartbeat_dict(heartbeat)}
+            {
+                "spool": spool.url,
+                "batches": batches,
+                "events": events,
+                "types": [row.to_json() for row in types] if types is not None else None,
+                "prefect": {"api_url": settings.prefect_api_url, "error": unreachable},
+                "trigger_path": heartbeat_dict(heartbeat),
+            }
         )
     else:
         console.print(f"batches per state in the spool {spool.url}", highlight=False, soft_wrap=True)
@@ -239,10 +251,48 @@ def status(
                 stored.add_row(escape(event_type), f"{n:,}")
             stored.add_row("all", f"{sum(events.values()):,}", style="bold")
             console.print(stored)
+        _print_type_deployments(settings, types, unreachable)
         style = {"healthy": "green", "unhealthy": "bold red", "unknown": "yellow"}[heartbeat.status]
         console.print(f"\ntrigger path: [{style}]{escape(heartbeat.summary)}[/]")
     if check and heartbeat.status == "unhealthy":
         raise typer.Exit(1)
+
+
+def _type_deployments(settings: Settings) -> tuple[list[TypeDeployment] | None, str | None]:
+    """Each event type's deployment and triggers in Prefect, or None and why Prefect could not say."""
+    import asyncio
+
+    import httpx
+
+    from flowhook.deployments import type_deployments
+    from flowhook.events import load_catalog
+    from flowhook.prefect_api import explain
+
+    types = load_catalog(settings.event_modules).names
+    try:
+        return asyncio.run(type_deployments(settings.prefect_api_url, types)), None
+    except TimeoutError:
+        return None, "no answer in time"
+    except (httpx.HTTPError, OSError) as exc:
+        return None, explain(exc, settings.prefect_api_url)
+
+
+def _print_type_deployments(settings: Settings, types: list[TypeDeployment] | None, unreachable: str | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(f"\nevent types and their deployments at {settings.prefect_api_url}", highlight=False, soft_wrap=True)
+    if types is None:
+        console.print(f"[yellow]unknown: {escape(unreachable or '')}[/]", soft_wrap=True)
+        return
+    table = Table("type", "deployment", "triggers", box=None)
+    for row in types:
+        deployment = escape(row.deployment) if row.deployed else "[bold red]none[/] (flowhook deployments generate)"
+        if row.deployed and row.paused:
+            deployment += " [yellow](paused)[/]"
+        triggers = ", ".join(escape(t.name) + ("" if t.enabled else " [yellow](disabled)[/]") for t in row.triggers)
+        table.add_row(escape(row.event_type), deployment, triggers or ("[bold red]none[/]" if row.deployed else "-"))
+    console.print(table)
 
 
 @app.command()

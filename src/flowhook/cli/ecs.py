@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from flowhook.cli._app import app, console, fail, repo_root
+from flowhook.cli.deployments import CheckOpt, generate_files
 from flowhook.ecs.template import DEFAULT_IMAGE, POOL_NAME
 from flowhook.events.builtin import USER_REQUEST
 from flowhook.names import worker_deployment
+from flowhook.settings import get_settings
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -65,20 +67,9 @@ def _with_client(body: Callable[[PrefectClient], Awaitable[T]]) -> T:
 
 
 @ecs_app.command()
-def generate(
-    check: Annotated[bool, typer.Option("--check", help="Change nothing; exit 1 if a file is out of date.")] = False,
-) -> None:
-    """Write deployments/ecs/prefect.yaml (from prefect.yaml) and base-job-template.json (from prefect-aws)."""
-    from flowhook.ecs import OVERLAY_FILE, TEMPLATE_FILE, stale_files, write_generated
-
-    root = repo_root()
-    stale = stale_files(root) if check else write_generated(root)
-    if check and stale:
-        raise fail(f"out of date: {', '.join(map(str, stale))}; run `flowhook ecs generate`")
-    if stale:
-        console.print(f"written: {', '.join(map(str, stale))}")
-    else:
-        console.print(f"up to date: {OVERLAY_FILE}, {TEMPLATE_FILE}")
+def generate(check: CheckOpt = False) -> None:
+    """The same as `flowhook deployments generate`: prefect.yaml's per-type block and deployments/ecs/."""
+    generate_files(check=check)
 
 
 @ecs_app.command()
@@ -195,11 +186,13 @@ def _pair(item: str, option: str) -> tuple[str, str]:
 @ecs_app.command()
 def deploy() -> None:
     """`prefect deploy` every deployment of deployments/ecs/prefect.yaml, triggers included, to the ECS pool."""
-    from flowhook.ecs import OVERLAY_FILE, check_pool, deploy_argv, stale_files
+    from flowhook.deployments import stale_files
+    from flowhook.ecs import OVERLAY_FILE, check_pool, deploy_argv
+    from flowhook.events import load_catalog
 
     root = repo_root()
-    if OVERLAY_FILE in stale_files(root):
-        raise fail(f"{OVERLAY_FILE} is out of date with prefect.yaml: run `flowhook ecs generate` first")
+    if OVERLAY_FILE in stale_files(root, load_catalog(get_settings().event_modules)):
+        raise fail(f"{OVERLAY_FILE} is out of date: run `flowhook deployments generate` first")
     _with_client(check_pool)
     env = {**os.environ, "PREFECT_API_URL": _api_url()}
     done = subprocess.run(deploy_argv(), cwd=root, env=env, check=False)

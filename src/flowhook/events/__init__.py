@@ -6,6 +6,7 @@ event twice is a no-op downstream.
 
 from flowhook.events.catalog import Catalog, UnknownEventType, load_catalog
 from flowhook.events.envelope import Event, derive_event_id, utc
+from flowhook.events.policies import TaskSize
 from flowhook.events.registry import EventData, EventResult, EventType, Result, ResultMismatch, event_type
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "EventType",
     "Result",
     "ResultMismatch",
+    "TaskSize",
     "UnknownEventType",
     "derive_event_id",
     "event_type",

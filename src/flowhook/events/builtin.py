@@ -1,8 +1,8 @@
 """The event types flowhook ships: a payload model, a result model and a handler each.
 
-Adding a type is the same steps: a payload model, a result model (optional: it gives the type a typed
-`results_<type>` view in the store), a handler decorated with `@event_type`, and a deployment entry in
-`prefect.yaml` (see the README).
+Adding a type is the same: a payload model, a result model (optional: it gives the type a typed
+`results_<type>` view in the store) and a handler decorated with `@event_type` (with the type's policies),
+then `flowhook deployments generate` writes its deployment and trigger into prefect.yaml (see the README).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from flowhook.events.policies import TaskSize
 from flowhook.events.registry import EventData, EventResult, event_type
 
 USER_REQUEST = "user_request"
@@ -37,7 +38,7 @@ class UserRequestResult(EventResult):
 _URGENT_ACTIONS = frozenset({"checkout", "payment", "cancel"})
 
 
-@event_type(USER_REQUEST, UserRequest, result=UserRequestResult)
+@event_type(USER_REQUEST, UserRequest, result=UserRequestResult, size=TaskSize(512, 1024))
 def handle_user_request(data: UserRequest) -> UserRequestResult:
     """Classify the request: money and cancellations are urgent."""
     action = data.action.strip().lower()
@@ -70,7 +71,7 @@ class DataUpdateResult(EventResult):
     scheme: str = Field(description="Where the data lives: the URI's scheme, `file` for a path.")
 
 
-@event_type(DATA_UPDATE, DataUpdate, result=DataUpdateResult)
+@event_type(DATA_UPDATE, DataUpdate, result=DataUpdateResult, size=TaskSize(1024, 2048))
 def handle_data_update(data: DataUpdate) -> DataUpdateResult:
     """Record the change with the sign of its row delta."""
     delta = -data.rows if data.operation == "delete" else data.rows
@@ -95,7 +96,7 @@ class ScheduledTickResult(EventResult):
     minute_of_day: int = Field(ge=0, lt=24 * 60, description="Minutes since midnight of the tick's nominal time.")
 
 
-@event_type(SCHEDULED_TICK, ScheduledTick, result=ScheduledTickResult)
+@event_type(SCHEDULED_TICK, ScheduledTick, result=ScheduledTickResult, size=TaskSize(256, 512))
 def handle_scheduled_tick(data: ScheduledTick) -> ScheduledTickResult:
     """Note which slot of the day the tick belongs to."""
     return ScheduledTickResult(schedule=data.schedule, minute_of_day=data.tick.hour * 60 + data.tick.minute)

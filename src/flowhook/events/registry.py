@@ -1,6 +1,8 @@
 """Declaring event types: the payload and result base models, the `@event_type` decorator and the registry it fills.
 
 Modules that declare types (`builtin`, a user's module) import this; the catalog reads what they registered.
+A declaration is the whole type: model, handler and the policies its deployment is generated with
+(`flowhook deployments generate` writes them into prefect.yaml and deployments/ecs/prefect.yaml).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowhook.events.envelope import utc
+from flowhook.events.policies import TaskSize
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 RESERVED_RESULT_FIELDS = frozenset({"event_id", "stored"})
@@ -43,13 +46,19 @@ Handler = Callable[[M], Result | BaseModel]
 
 @dataclass(frozen=True)
 class EventType:
-    """An event type: its name, payload model, the handler its worker flow runs per event, and optionally the
-    model of what the handler returns (checked before storing; the store's typed `results_<name>` view)."""
+    """An event type: its name, payload model, the handler its worker flow runs per event, optionally the model
+    of what the handler returns (checked before storing; the store's typed `results_<name>` view), and its policies."""
 
     name: str
     model: type[EventData]
     handler: Callable[[Any], Result | BaseModel]
     result: type[BaseModel] | None = None
+    size: TaskSize | None = None
+    """Fargate size of its worker runs on the ECS pool; None takes the pool's default."""
+    deployment_description: str | None = None
+    """Its deployment's description in prefect.yaml; None says what it processes, from the model's docstring."""
+    concurrency_limit: int | None = None
+    """At most this many of its worker runs at once (the deployment's `concurrency_limit`); None: no limit."""
 
     @property
     def description(self) -> str:
@@ -74,21 +83,40 @@ _REGISTRY: dict[str, EventType] = {}
 
 
 def event_type(
-    name: str, model: type[M], *, result: type[BaseModel] | None = None
+    name: str,
+    model: type[M],
+    *,
+    result: type[BaseModel] | None = None,
+    size: TaskSize | None = None,
+    description: str | None = None,
+    concurrency_limit: int | None = None,
 ) -> Callable[[Handler[M]], Handler[M]]:
     """Register `model` and the decorated handler as event type `name`; `result`, the model its handler's results
-    must fit (a mapping or the model itself), gives the type a typed `results_<name>` view in the store."""
+    must fit (a mapping or the model itself), gives the type a typed `results_<name>` view in the store. The
+    deployment's policies: the Fargate `size` of its runs, its `description`, a `concurrency_limit` on its runs."""
     if not TYPE_NAME.match(name):
         raise ValueError(f"event type name {name!r} must match {TYPE_NAME.pattern}")
     if result is not None and (taken := RESERVED_RESULT_FIELDS & set(result.model_fields)):
         raise ValueError(f"result model {_origin(result)} may not have a field named {', '.join(sorted(taken))}")
+    if concurrency_limit is not None and concurrency_limit < 1:
+        raise ValueError(f"event type {name!r}: concurrency_limit is at least 1, not {concurrency_limit}")
+    if description is not None and not description.strip():
+        raise ValueError(f"event type {name!r}: a description needs some text")
 
     def register(handler: Handler[M]) -> Handler[M]:
         existing = _REGISTRY.get(name)
         # The same module imported twice re-registers harmlessly; another model under the name is a mistake.
         if existing is not None and _origin(existing.model) != _origin(model):
             raise ValueError(f"event type {name!r} is already registered by {_origin(existing.model)}")
-        _REGISTRY[name] = EventType(name=name, model=model, handler=handler, result=result)
+        _REGISTRY[name] = EventType(
+            name=name,
+            model=model,
+            handler=handler,
+            result=result,
+            size=size,
+            deployment_description=description,
+            concurrency_limit=concurrency_limit,
+        )
         return handler
 
     return register

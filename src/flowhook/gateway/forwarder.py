@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from flowhook.names import BATCH_READY, batch_resource
+from flowhook.names import BATCH_READY, EVENT_TYPE_LABEL, batch_resource
 from flowhook.prefect_api import async_client, explain, refused
 from flowhook.spool import BatchRef, BatchSpool
 
@@ -29,7 +29,7 @@ def batch_event(ref: BatchRef) -> dict[str, Any]:
         "resource": {
             "prefect.resource.id": batch_resource(ref.batch_id),
             "prefect.resource.name": f"{ref.event_type} · {ref.count} events",
-            "flowhook.event-type": ref.event_type,
+            EVENT_TYPE_LABEL: ref.event_type,
         },
         "related": [],
         "payload": ref.model_dump(mode="json"),

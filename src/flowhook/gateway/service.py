@@ -11,6 +11,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 
+from flowhook.deployments.agreement import warn_undeployed
 from flowhook.events import load_catalog
 from flowhook.gateway.forwarder import BatchSink, Forwarder, PrefectEventSink
 from flowhook.gateway.intake import Intake
@@ -92,6 +93,9 @@ class Gateway:
         if self.uploader is not None:
             tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
             tasks.append(asyncio.create_task(self._watch_remote(), name="remote-waiting"))
+        if isinstance(self.sink, PrefectEventSink):  # warn about types Prefect has no deployment for, meanwhile
+            check = warn_undeployed(self.settings.prefect_api_url, self.intake.catalog.names)
+            tasks.append(asyncio.create_task(check, name="deployment-check"))
         try:
             yield
         finally:
