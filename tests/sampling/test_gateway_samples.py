@@ -69,6 +69,9 @@ def test_little_holds_on_a_real_gateway_and_every_outcome_is_counted(tmp_path: P
                     client.post("/hooks/demo", content=body, headers={**headers, "webhook-id": "x"}).status_code == 401
                 )
                 assert client.post("/hooks/nowhere", content=body, headers=headers).status_code == 404
+                bad = orjson.dumps({"type": "user_request", "data": {"user_id": ""}})  # authentic, but not valid
+                bad_headers = {**sign(STANDARD, bad, secret, msg_id=f"bad{i}"), "content-type": "application/json"}
+                assert client.post("/hooks/demo", content=bad, headers=bad_headers).status_code == 422
             time.sleep(0.025)
         deadline = time.monotonic() + 30
         while DuckDBStore(settings.database).count_events() < 240:
@@ -94,11 +97,13 @@ def test_little_holds_on_a_real_gateway_and_every_outcome_is_counted(tmp_path: P
     assert overall.little.watched_share > 0.95
     assert overall.little.gap < 0.05
     # Each type's events and each refusal, as the gateway answered them.
-    counts = {(c.source, c.event_type, c.status): (c.deliveries, c.events) for c in report.ingress}
-    assert counts[("demo", "user_request", 202)] == (160, 160)
-    assert counts[("demo", "data_update", 202)] == (80, 80)
-    assert counts[("demo", "", 401)] == (6, 0)
-    assert counts[("", "", 404)] == (6, 0)
+    counts = {(c.source, c.event_type, c.status, c.outcome): (c.deliveries, c.events) for c in report.ingress}
+    assert counts[("demo", "user_request", 202, "accepted")] == (160, 160)
+    assert counts[("demo", "data_update", 202, "accepted")] == (80, 80)
+    assert counts[("demo", "", 401, "refused")] == (6, 0)
+    assert counts[("", "", 404, "refused")] == (6, 0)
+    assert counts[("demo", "", 422, "quarantined")] == (6, 0)
+    assert sum(d for d, _ in counts.values()) == 240 + 3 * 6
 
 
 @pytest.mark.parametrize("period", ["0"])

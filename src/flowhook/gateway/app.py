@@ -78,6 +78,7 @@ class Answer(JSONResponse):
         super().__init__(content, status_code=status, headers=headers)
         self.code = code
         self.events = events
+        self.quarantined = False
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Answer:
@@ -189,7 +190,7 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
         except Exception:
             gw.recorder.count(counted, 500, "internal_error")
             raise
-        gw.recorder.count(counted, answer.status_code, answer.code, answer.events)
+        gw.recorder.count(counted, answer.status_code, answer.code, answer.events, quarantined=answer.quarantined)
         return answer
 
     return app
@@ -266,7 +267,9 @@ async def _deliver(source: str, request: Request, gw: Gateway) -> Answer:
         item = quarantined(delivery, received=received, code=exc.code, message=str(exc), errors=exc.errors)
         await asyncio.to_thread(gw.quarantine.put, item)
         gw.quarantined += 1
-        return _error(exc.status, exc.code, str(exc), errors=exc.errors, quarantine_id=item.id)
+        answer = _error(exc.status, exc.code, str(exc), errors=exc.errors, quarantine_id=item.id)
+        answer.quarantined = True
+        return answer
     try:
         await gw.inbox.append(events)
     except InboxUnavailable as exc:

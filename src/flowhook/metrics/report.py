@@ -178,6 +178,7 @@ class IngressCount:
     event_type: str
     status: int
     code: str
+    outcome: str
     deliveries: int
     events: int
 

@@ -19,6 +19,7 @@ from flowhook.metrics.little import BacklogSample
 from flowhook.metrics.report import IngressCount, Window
 from flowhook.names import ALL_TYPES
 from flowhook.sampling.archive import Samples
+from flowhook.sampling.recorder import outcome_of
 from flowhook.store.schema import seconds_between
 
 WATCHED = 0.999
@@ -108,12 +109,14 @@ def backlog_samples(
 
 def ingress_counts(samples: Samples) -> list[IngressCount]:
     """The window's delivery outcomes, summed per source, type, status and code."""
-    sums: dict[tuple[str, str, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    sums: dict[tuple[str, str, int, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for row in samples.ingress:
-        key = (str(row["source"]), str(row["event_type"]), int(row["status"]), str(row["code"]))
+        status = int(row["status"])
+        outcome = str(row.get("outcome") or outcome_of(status))
+        key = (str(row["source"]), str(row["event_type"]), status, str(row["code"]), outcome)
         sums[key][0] += int(row["deliveries"] or 0)
         sums[key][1] += int(row["events"] or 0)
-    return [IngressCount(s, t, status, code, d, e) for (s, t, status, code), (d, e) in sums.items()]
+    return [IngressCount(*key, deliveries=d, events=e) for key, (d, e) in sums.items()]
 
 
 def usage(samples: Samples) -> dict[str, Any]:

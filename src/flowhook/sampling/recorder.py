@@ -26,6 +26,10 @@ STATES = ("open", "ready", "sent", "claimed")
 UNKNOWN = ""
 """The type or source of a delivery refused before it was read (e.g. a bad signature, a full spool)."""
 
+OUTCOMES = ("accepted", "refused", "quarantined", "timed_out")
+"""What became of a delivery: stored (202), refused (turned away, e.g. 401, 429, 503), quarantined (authentic
+but not valid events, kept aside), or timed out (408: its head or body did not arrive in time)."""
+
 Levels = Mapping[str, Sequence[int]]
 """Events per type in each of STATES, in that order."""
 
@@ -93,7 +97,7 @@ class Recorder:
         self._cpu = cpu
         self._last: tuple[float, dict[str, tuple[int, ...]]] | None = None
         self._seconds: dict[int, _Second] = {}
-        self._ingress: dict[tuple[int, str, str, int, str], list[int]] = {}
+        self._ingress: dict[tuple[int, str, str, int, str, str], list[int]] = {}
         self._usage_from = (clock(), cpu())
 
     def sample(self, levels: Levels, at: float | None = None) -> None:
@@ -113,14 +117,24 @@ class Recorder:
                 self._seconds.setdefault(second, _Second()).add(levels, piece)
             second += 1
 
-    def count(self, source: str, status: int, code: str, events: Mapping[str, int] | None = None) -> None:
-        """One delivery's outcome; `events` its events per type where it was read ({} or None: type unknown)."""
+    def count(
+        self,
+        source: str,
+        status: int,
+        code: str,
+        events: Mapping[str, int] | None = None,
+        *,
+        quarantined: bool = False,
+    ) -> None:
+        """One delivery's answer; `events` its events per type where it was read ({} or None: type unknown);
+        `quarantined` when it was authentic but kept aside (its status says why)."""
         at = math.floor(self._clock())
+        outcome = outcome_of(status, quarantined=quarantined)
         for event_type, n in (events or {UNKNOWN: 0}).items():
-            cell = self._ingress.setdefault((at, source, event_type, status, code), [0, 0])
+            cell = self._ingress.setdefault((at, source, event_type, status, code, outcome), [0, 0])
             cell[1] += n
         first = next(iter(events or {UNKNOWN: 0}))
-        self._ingress[(at, source, first, status, code)][0] += 1  # a delivery counts once, under its first type
+        self._ingress[(at, source, first, status, code, outcome)][0] += 1  # a delivery counts once, under 1 type
 
     def flush(self, now: float | None = None) -> list[Record]:
         """Write (and return) every second that has ended: backlog up to the last sample, counts up to now."""
@@ -131,7 +145,7 @@ class Recorder:
             records += self._seconds.pop(second).records(second, self.log.writer)
         current = math.floor(now)
         for key in sorted(k for k in self._ingress if k[0] < current):
-            at, source, event_type, status, code = key
+            at, source, event_type, status, code, outcome = key
             deliveries, events = self._ingress.pop(key)
             records.append(
                 {
@@ -142,6 +156,7 @@ class Recorder:
                     "event_type": event_type,
                     "status": status,
                     "code": code,
+                    "outcome": outcome,
                     "deliveries": deliveries,
                     "events": events,
                 }
@@ -178,6 +193,15 @@ class Recorder:
                 except OSError as exc:
                     logger.warning("cannot write backlog samples: %s", exc)
             await asyncio.sleep(period)
+
+
+def outcome_of(status: int, *, quarantined: bool = False) -> str:
+    """The outcome a delivery's answer stands for (one of OUTCOMES)."""
+    if quarantined:
+        return "quarantined"
+    if status == 202:
+        return "accepted"
+    return "timed_out" if status == 408 else "refused"
 
 
 def ingress_events(events: Sequence[Any]) -> dict[str, int]:

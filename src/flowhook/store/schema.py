@@ -135,6 +135,7 @@ SAMPLE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("event_type", "VARCHAR NOT NULL"),
         ("status", "INTEGER NOT NULL"),
         ("code", "VARCHAR NOT NULL"),
+        ("outcome", "VARCHAR"),
         ("deliveries", "BIGINT"),
         ("events", "BIGINT"),
     ),

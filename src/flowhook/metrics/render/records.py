@@ -130,6 +130,7 @@ def to_json_dict(report: Report) -> dict[str, Any]:
                 "event_type": c.event_type,
                 "status": c.status,
                 "code": c.code,
+                "outcome": c.outcome,
                 "deliveries": c.deliveries,
                 "events": c.events,
             }
