@@ -49,3 +49,8 @@ def batch_resource(batch_id: str) -> str:
 
 ALL_TYPES = "all"
 """The event_type of a row that sums every type: the report's last row, and each second's sample of the queue."""
+
+OUTCOMES = ("accepted", "refused", "quarantined", "timed_out")
+"""What became of a delivery, as the gateway counts it and the report shows it: stored (202), refused (turned
+away, e.g. 401, 429, 503), quarantined (authentic but not valid events, kept aside), or timed out (408: its head
+or body did not arrive in time)."""

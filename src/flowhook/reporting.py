@@ -6,6 +6,7 @@ the in-flight counts see what the store has not yet got.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from flowhook.audit import latest_audit
+from flowhook.metrics.capacity import GatewayUsage
 from flowhook.metrics.little import BacklogSample
 from flowhook.metrics.report import (
     OVERALL,
@@ -30,7 +32,7 @@ from flowhook.metrics.report import (
     build_report,
 )
 from flowhook.sampling.archive import window_samples
-from flowhook.sampling.compare import backlog_samples, ingress_counts
+from flowhook.sampling.compare import backlog_samples, gateway_usage, ingress_counts
 from flowhook.settings import Settings
 from flowhook.spool import BatchSpool
 from flowhook.store import EventStore
@@ -177,6 +179,7 @@ class Collected:
     buckets: list[BucketTotals]
     samples: dict[str, BacklogSample] | None = None
     ingress: list[IngressCount] = field(default_factory=list)
+    gateway: GatewayUsage | None = None
 
 
 def collect(
@@ -222,6 +225,7 @@ def collect(
         buckets=_bucket_totals(window, [t.event_type for t in type_totals], buckets),
         samples=backlog,
         ingress=ingress_counts(sampled),
+        gateway=gateway_usage(sampled),
     )
 
 
@@ -328,4 +332,6 @@ def window_report(
         audit=latest_audit(db),
         samples=found.samples,
         ingress=found.ingress,
+        gateway=found.gateway,
+        cpus=os.cpu_count(),
     )

@@ -13,6 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flowhook.audit import Audit
+from flowhook.metrics.capacity import (
+    GatewayUsage,
+    Stage,
+    bottleneck,
+    gateway_stage,
+    saturation_rate,
+    store_stage,
+    worker_stage,
+)
 from flowhook.metrics.little import BacklogSample, LittleCheck, little_check
 from flowhook.metrics.queueing import Forecast, forecast, sojourn_quantile
 from flowhook.names import ALL_TYPES
@@ -254,6 +263,21 @@ class Report:
     """Whether the gateway's samples of its queue cover any of the window (else Little's law is not checked)."""
     ingress: list[IngressCount] = field(default_factory=list)
     """Every delivery's outcome in the window, per source, type, status and code: what was offered."""
+    stages: list[Stage] = field(default_factory=list)
+    """Capacity, load and utilisation of each stage that was measured (`metrics.capacity`)."""
+    cpus: int | None = None
+    """CPUs of the machine the report ran on (local mode: the stack's)."""
+
+    @property
+    def bottleneck(self) -> Stage | None:
+        """The stage with the highest utilisation: where the pipeline saturates first."""
+        return bottleneck(self.stages)
+
+    @property
+    def saturation_rate(self) -> float | None:
+        """The overall λ at which the bottleneck reaches ρ = 1, with today's mix."""
+        stage = self.bottleneck
+        return None if stage is None else saturation_rate(stage, self.rows[-1].arrival_rate)
 
     def row(self, event_type: str) -> TypeReport:
         for row in self.rows:
@@ -280,11 +304,14 @@ def build_report(
     audit: Audit | None = None,
     samples: Mapping[str, BacklogSample] | None = None,
     ingress: Sequence[IngressCount] = (),
+    gateway: GatewayUsage | None = None,
+    cpus: int | None = None,
 ) -> Report:
     """Derive every figure from the store's totals (an OVERALL entry among them; an empty one stands in if not).
 
     `samples`: per type (and OVERALL) what the gateway's samples and the timestamps say over the time it
-    watched; None when no sample covers the window. `ingress`: the window's delivery outcomes.
+    watched; None when no sample covers the window. `ingress`: the window's delivery outcomes. `gateway`: its
+    CPU and answers, for its stage's capacity.
     """
     by_type = {t.event_type: t for t in totals}
     overall = by_type.pop(OVERALL, TypeTotals(OVERALL))
@@ -318,7 +345,22 @@ def build_report(
         audit=audit,
         sampled=samples is not None,
         ingress=sorted(ingress, key=lambda c: (c.source, c.event_type, c.status, c.code)),
+        stages=_stages(rows, gateway, window.seconds),
+        cpus=cpus,
     )
+
+
+def _stages(rows: Sequence[TypeReport], gateway: GatewayUsage | None, seconds: float) -> list[Stage]:
+    """Every stage measured in the window: the gateway, each type's worker, the store."""
+    found = [gateway_stage(gateway, seconds)]
+    found += [
+        worker_stage(r.event_type, r.totals.completions, r.totals.busy_seconds, r.arrival_rate)
+        for r in rows
+        if r.event_type != OVERALL
+    ]
+    overall = rows[-1]
+    found.append(store_stage(overall.totals.completions, overall.totals.busy_seconds, overall.arrival_rate, seconds))
+    return [stage for stage in found if stage is not None]
 
 
 def _forecast(totals: TypeTotals, seconds: float, target: float) -> Forecast | None:

@@ -10,11 +10,11 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from flowhook.metrics.capacity import GatewayUsage
 from flowhook.metrics.little import BacklogSample
 from flowhook.metrics.report import IngressCount, Window
 from flowhook.names import ALL_TYPES
@@ -119,9 +119,24 @@ def ingress_counts(samples: Samples) -> list[IngressCount]:
     return [IngressCount(*key, deliveries=d, events=e) for key, (d, e) in sums.items()]
 
 
-def usage(samples: Samples) -> dict[str, Any]:
-    """The gateway's CPU and wall seconds in the window, summed over its writers."""
-    return {
-        "cpu_seconds": sum(float(r["cpu_seconds"] or 0.0) for r in samples.usage),
-        "wall_seconds": sum(float(r["wall_seconds"] or 0.0) for r in samples.usage),
-    }
+def gateway_usage(samples: Samples) -> GatewayUsage | None:
+    """The gateway's CPU and answers over the window, summed over its writers; None without usage samples."""
+    if not samples.usage:
+        return None
+    deliveries = offered = accepted_deliveries = accepted_events = 0
+    for row in samples.ingress:
+        count, events = int(row["deliveries"] or 0), int(row["events"] or 0)
+        outcome = str(row.get("outcome") or outcome_of(int(row["status"])))
+        deliveries += count
+        offered += events if outcome in ("accepted", "quarantined") else count
+        if outcome == "accepted":
+            accepted_deliveries += count
+            accepted_events += events
+    return GatewayUsage(
+        cpu_seconds=sum(float(r["cpu_seconds"] or 0.0) for r in samples.usage),
+        wall_seconds=sum(float(r["wall_seconds"] or 0.0) for r in samples.usage),
+        deliveries=deliveries,
+        offered_events=offered,
+        accepted_deliveries=accepted_deliveries,
+        accepted_events=accepted_events,
+    )

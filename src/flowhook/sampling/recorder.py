@@ -26,10 +26,6 @@ STATES = ("open", "ready", "sent", "claimed")
 UNKNOWN = ""
 """The type or source of a delivery refused before it was read (e.g. a bad signature, a full spool)."""
 
-OUTCOMES = ("accepted", "refused", "quarantined", "timed_out")
-"""What became of a delivery: stored (202), refused (turned away, e.g. 401, 429, 503), quarantined (authentic
-but not valid events, kept aside), or timed out (408: its head or body did not arrive in time)."""
-
 Levels = Mapping[str, Sequence[int]]
 """Events per type in each of STATES, in that order."""
 
@@ -196,7 +192,7 @@ class Recorder:
 
 
 def outcome_of(status: int, *, quarantined: bool = False) -> str:
-    """The outcome a delivery's answer stands for (one of OUTCOMES)."""
+    """The outcome a delivery's answer stands for (one of `OUTCOMES`)."""
     if quarantined:
         return "quarantined"
     if status == 202:

@@ -25,6 +25,8 @@ def test_markdown_has_every_section_in_order() -> None:
         "## Latency per stage (seconds, measured)",
         "## Backlog and Little's law",
         "## Capacity forecast (target p99 ≤ 10 s)",
+        "## Capacity per stage (events/s)",
+        "## Deliveries offered and answered",
         "## Per 20 s bucket (all types)",
         "## Definitions",
     ]

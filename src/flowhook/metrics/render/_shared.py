@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flowhook.metrics.render._figures import number
 from flowhook.metrics.report import OVERALL, STAGES, BucketTotals, LatencyStats, Report, TypeReport
+from flowhook.names import OUTCOMES
 
 STAGE_ORDER = tuple(STAGES)
 
@@ -78,3 +79,36 @@ def workers(row: TypeReport) -> str:
     if row.forecast.workers_needed is None:
         return "none can"
     return number(row.forecast.workers_needed)
+
+
+def ingress_rows(report: Report) -> list[tuple[str, dict[str, int]]]:
+    """Per source and type, deliveries by outcome ("offered" is their sum), in the report's order; refusals of
+    deliveries never read have no type, shown as `—`. A delivery of several types counts under its first."""
+    rows: dict[str, dict[str, int]] = {}
+    for count in report.ingress:
+        key = f"{count.source or '—'} / {count.event_type or '—'}"
+        cells = rows.setdefault(key, dict.fromkeys(("offered", *OUTCOMES), 0))
+        cells[count.outcome] = cells.get(count.outcome, 0) + count.deliveries
+        cells["offered"] += count.deliveries
+    return [(name, cells) for name, cells in rows.items() if cells["offered"]]
+
+
+def refusals(report: Report) -> str:
+    """Deliveries refused or timed out, by status and code: `429 rate_limited ×12, 503 overloaded ×3`."""
+    by_status: dict[tuple[int, str], int] = {}
+    for count in report.ingress:
+        if count.outcome in ("refused", "timed_out") and count.deliveries:
+            key = (count.status, count.code)
+            by_status[key] = by_status.get(key, 0) + count.deliveries
+    return ", ".join(f"{status} {code} ×{n:,}" for (status, code), n in sorted(by_status.items()))
+
+
+def bottleneck_line(report: Report) -> str | None:
+    """The stage that limits the pipeline and where it saturates, in a sentence (None: no stage measured)."""
+    stage = report.bottleneck
+    if stage is None or stage.utilisation is None:
+        return None
+    rate = report.saturation_rate
+    where = f"; with today's mix the pipeline saturates near λ = {number(rate)} events/s" if rate else ""
+    cpus = f" ({report.cpus} CPUs)" if report.cpus else ""
+    return f"Bottleneck: {stage.name}, ρ = {number(stage.utilisation)}{where}{cpus}."

@@ -65,6 +65,13 @@ DEFINITIONS: tuple[Definition, ...] = (
         "which agree within 5% (or 3σ of sampling noise) when every event is counted once with honest times.",
     ),
     Definition(
+        "stage, ρ",
+        "gateway, worker/<type>, store: load ÷ capacity",
+        "Each stage's capacity from the window's own figures (gateway: deliveries per CPU-second; a worker: events "
+        "per second of steps; the store: every type's steps, one writer at a time) and its utilisation ρ; the "
+        "bottleneck is the stage with the highest ρ, the first to saturate.",
+    ),
+    Definition(
         "forecast",
         "M/M/c from capacity and λ, plus a fixed delay d",
         "M/M/c from capacity and λ: the rate where latency blows up, p99 at λ, workers for the p99 target.",

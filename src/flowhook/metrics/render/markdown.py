@@ -6,7 +6,16 @@ from collections.abc import Callable, Sequence
 
 from flowhook.metrics.queueing import MODEL
 from flowhook.metrics.render._figures import clock, number, percent
-from flowhook.metrics.render._shared import little_verdict, overall_buckets, stage_rows, warnings, workers
+from flowhook.metrics.render._shared import (
+    bottleneck_line,
+    ingress_rows,
+    little_verdict,
+    overall_buckets,
+    refusals,
+    stage_rows,
+    warnings,
+    workers,
+)
 from flowhook.metrics.render.definitions import DEFINITIONS
 from flowhook.metrics.report import STAGES, LatencyStats, Report, TypeReport
 
@@ -103,6 +112,32 @@ def _bucket_cells(report: Report) -> list[list[str]]:
     ]
 
 
+def _capacity_section(report: Report) -> list[str]:
+    lines = ["## Capacity per stage (events/s)", ""]
+    if not report.stages:
+        return [*lines, "No stage's capacity was measured in the window (no samples, no steps).", ""]
+    lines += _table(
+        ["stage", "capacity", "load", "ρ", "measured as"],
+        [[s.name, number(s.capacity), number(s.load), number(s.utilisation), s.basis] for s in report.stages],
+    )
+    line = bottleneck_line(report)
+    return [*lines, *(["", f"**{line}**"] if line else []), ""]
+
+
+def _ingress_section(report: Report) -> list[str]:
+    lines = ["## Deliveries offered and answered", ""]
+    rows = ingress_rows(report)
+    if not rows:
+        return [*lines, "No delivery was counted in the window (the gateway's samples do not cover it).", ""]
+    keys = ("offered", "accepted", "refused", "quarantined", "timed_out")
+    lines += _table(
+        ["source / type", "offered", "accepted", "refused", "quarantined", "timed out"],
+        [[name, *(number(cells[k]) for k in keys)] for name, cells in rows],
+    )
+    refused = refusals(report)
+    return [*lines, *(["", f"Refused or timed out: {refused}."] if refused else []), ""]
+
+
 def to_markdown(report: Report, *, chart_url: str | None = None) -> str:
     """The report as Markdown for a Prefect markdown artifact or a file a human will read."""
     lines = [f"# flowhook report `{report.report_id}`", "", _window_line(report), ""]
@@ -121,7 +156,10 @@ def to_markdown(report: Report, *, chart_url: str | None = None) -> str:
         lines += _type_table(_FORECAST, forecast_rows)
     else:
         lines.append("No worker time was measured in the window, so there is nothing to forecast from.")
-    lines += ["", f"Model: {MODEL}", "", f"## Per {number(report.window.bucket_seconds)} s bucket (all types)", ""]
+    lines += ["", f"Model: {MODEL}", ""]
+    lines += _capacity_section(report)
+    lines += _ingress_section(report)
+    lines += [f"## Per {number(report.window.bucket_seconds)} s bucket (all types)", ""]
     if chart_url:
         lines += [f"![arrivals vs processing and latency per bucket]({chart_url})", ""]
     buckets = _bucket_cells(report)

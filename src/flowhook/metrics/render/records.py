@@ -153,6 +153,19 @@ def to_json_dict(report: Report) -> dict[str, Any]:
             }
             for b in report.buckets
         ],
+        "stages": [
+            {
+                "name": s.name,
+                "capacity": s.capacity,
+                "load": s.load,
+                "utilisation": s.utilisation,
+                "basis": s.basis,
+            }
+            for s in report.stages
+        ],
+        "bottleneck": None if report.bottleneck is None else report.bottleneck.name,
+        "saturation_rate": report.saturation_rate,
+        "cpus": report.cpus,
         "definitions": {d.term: d.meaning for d in DEFINITIONS},
     }
 
@@ -203,6 +216,9 @@ def to_store_rows(report: Report, *, chart_path: str | None = None) -> dict[str,
                 "workers_needed": None if fc is None else fc.workers_needed,
                 "target_p99_seconds": report.target_p99_seconds,
                 "chart_path": chart_path,
+                "bottleneck": None if report.bottleneck is None else report.bottleneck.name,
+                "bottleneck_utilisation": None if report.bottleneck is None else report.bottleneck.utilisation,
+                "pipeline_saturation_rate": report.saturation_rate,
             }
         )
     stages = [

@@ -17,7 +17,16 @@ from rich.table import Table
 from rich.text import Text
 
 from flowhook.metrics.render._figures import clock, compact, duration, number, percent
-from flowhook.metrics.render._shared import little_verdict, overall_buckets, stage_rows, warnings, workers
+from flowhook.metrics.render._shared import (
+    bottleneck_line,
+    ingress_rows,
+    little_verdict,
+    overall_buckets,
+    refusals,
+    stage_rows,
+    warnings,
+    workers,
+)
 from flowhook.metrics.render.definitions import DEFINITIONS
 from flowhook.metrics.report import OVERALL, STAGES, Report, TypeReport
 
@@ -150,6 +159,32 @@ def _buckets(report: Report, count: int) -> Table:
     return table
 
 
+def _capacity_stages(report: Report) -> list[RenderableType]:
+    if not report.stages:
+        return [Text("No stage's capacity was measured in the window (no samples, no steps).")]
+    table = _table("Capacity per stage (events/s)", ["stage", "capacity", "load", "ρ"])
+    for stage in report.stages:
+        table.add_row(stage.name, compact(stage.capacity), compact(stage.load), compact(stage.utilisation))
+    line = bottleneck_line(report)
+    return [table, *([Text(line, style="bold")] if line else [])]
+
+
+def _ingress(report: Report) -> list[RenderableType]:
+    rows = ingress_rows(report)
+    if not rows:
+        return [Text("No delivery was counted in the window (the gateway's samples do not cover it).")]
+    table = _table(
+        "Deliveries offered and answered",
+        ["source / type", "offered", "accepted", "refused", "quarantined", "timed out"],
+    )
+    for name, cells in rows:
+        table.add_row(
+            name, *(number(cells[key]) for key in ("offered", "accepted", "refused", "quarantined", "timed_out"))
+        )
+    refused = refusals(report)
+    return [table, *([Text(f"refused or timed out: {refused}")] if refused else [])]
+
+
 def legend() -> Table:
     """Every term of `DEFINITIONS` in a few words, one a line."""
     table = Table.grid(padding=(0, 2))
@@ -179,6 +214,7 @@ def to_rich(report: Report, *, buckets: int = DEFAULT_BUCKETS) -> Group:
         if forecast_rows
         else Text("No worker time was measured in the window, so there is nothing to forecast from."),
     ]
+    sections += [Group(*_capacity_stages(report)), Group(*_ingress(report))]
     if buckets:
         sections.append(_buckets(report, buckets))
     sections.append(legend())
