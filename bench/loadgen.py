@@ -13,6 +13,7 @@ import queue
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,14 +42,20 @@ class Level:
         return max(1, round(self.rate * self.seconds))
 
 
-def build_requests(level: Level, secret: str, port: int, *, seed: int, id_prefix: str = "msg") -> list[bytes]:
+Item = Callable[[random.Random, datetime], dict[str, Any]]
+"""Makes one event of a delivery's body (a module-level function: the load process is spawned)."""
+
+
+def build_requests(
+    level: Level, secret: str, port: int, *, seed: int, id_prefix: str = "msg", item: Item = demo_event
+) -> list[bytes]:
     """Every request of the run as raw HTTP/1.1 bytes to `/hooks/demo`, Standard Webhooks signed."""
     rng = random.Random(seed)
     scheme = SignatureConfig()
     out = []
     for _ in range(level.deliveries):
         now = datetime.now(UTC)
-        items = [demo_event(rng, now) for _ in range(level.events_per_delivery)]
+        items = [item(rng, now) for _ in range(level.events_per_delivery)]
         body = orjson.dumps(items if level.events_per_delivery > 1 else items[0])
         headers = sign(scheme, body, secret, msg_id=f"{id_prefix}_{uuid.uuid4().hex}")
         head = (
@@ -69,13 +76,23 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def drive(requests: list[bytes], rate: float, port: int, connections: int, *, seed: int) -> dict[str, Any]:
-    """Open loop: request i is due at its Poisson arrival time; it waits for a free connection if none."""
+async def drive(
+    requests: list[bytes],
+    rate: float,
+    port: int,
+    connections: int,
+    *,
+    seed: int,
+    on_off: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """Open loop: request i is due at its Poisson arrival time; it waits for a free connection if none. With
+    `on_off` = (on, off) seconds the arrivals come in bursts: `on` seconds at `rate`, then `off` of silence."""
     rng = random.Random(seed + 1)
     due, t = [], 0.0
     for _ in requests:
         t += rng.expovariate(rate)
-        due.append(t)
+        due.append(t if on_off is None else t + (t // on_off[0]) * on_off[1])
+    log: list[tuple[float, float, int, int]] = []
     # Connections open on demand, up to `connections`, and the most recently used is reused first: at a
     # low rate a few stay busy instead of many idling into the server's keep-alive timeout.
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -109,8 +126,9 @@ async def drive(requests: list[bytes], rate: float, port: int, connections: int,
             idle.append((reader, writer))
         latencies.append(loop.time() - (start + at))
         statuses[status] = statuses.get(status, 0) + 1
-        if status == 202:
-            ids.extend(orjson.loads(body)["ids"])
+        accepted = orjson.loads(body)["ids"] if status == 202 else []
+        ids.extend(accepted)
+        log.append((at, latencies[-1], status, len(accepted)))
 
     await asyncio.gather(*(one(request, at) for request, at in zip(requests, due, strict=True)))
     elapsed = loop.time() - start
@@ -124,20 +142,45 @@ async def drive(requests: list[bytes], rate: float, port: int, connections: int,
         "started": wall_start,
         "due": due,
         "reconnects": reconnects,
+        "log": sorted(log),
     }
 
 
-def _load_process(level: Level, secret: str, port: int, connections: int, id_prefix: str, out: Any) -> None:
-    requests = build_requests(level, secret, port, seed=7, id_prefix=id_prefix)
-    out.put(asyncio.run(drive(requests, level.rate, port, connections, seed=7)))
+def _load_process(
+    level: Level,
+    secret: str,
+    port: int,
+    connections: int,
+    id_prefix: str,
+    out: Any,
+    item: Item,
+    on_off: tuple[float, float] | None,
+    seed: int,
+) -> None:
+    requests = build_requests(level, secret, port, seed=seed, id_prefix=id_prefix, item=item)
+    out.put(asyncio.run(drive(requests, level.rate, port, connections, seed=seed, on_off=on_off)))
 
 
-def run_load(level: Level, secret: str, port: int, *, connections: int = 64, id_prefix: str = "msg") -> dict[str, Any]:
+def run_load(
+    level: Level,
+    secret: str,
+    port: int,
+    *,
+    connections: int = 64,
+    id_prefix: str = "msg",
+    item: Item = demo_event,
+    on_off: tuple[float, float] | None = None,
+    seed: int = 7,
+) -> dict[str, Any]:
     """Drive one level from a separate (spawned) process; returns latencies, statuses, acked ids, elapsed,
-    the wall-clock start and each request's due time (seconds after it)."""
+    the wall-clock start, each request's due time (seconds after it) and the generator's own log: (due, ack
+    latency, status, events accepted) per request, by due time. `item` makes each event (default: the demo's
+    mix), `on_off` sends in bursts (see `drive`)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    loader = ctx.Process(target=_load_process, args=(level, secret, port, connections, id_prefix, out))
+    loader = ctx.Process(
+        target=_load_process, args=(level, secret, port, connections, id_prefix, out, item, on_off, seed)
+    )
     loader.start()
     deadline = time.monotonic() + level.seconds * 20 + 120
     try:

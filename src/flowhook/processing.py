@@ -72,9 +72,10 @@ def handle(
 ) -> list[StoredEvent]:
     """Run each event's handler once; an exception (or a result its model refuses) marks that event failed and the
     rest go on."""
+    outcomes = [(event, *_call(catalog, event.type, event.data)) for event in events]
+    done = datetime.now(UTC)  # one time for the batch: where handling ended and storing began
     handled = []
-    for event in events:
-        result, error = _call(catalog, event.type, event.data)
+    for event, result, error in outcomes:
         handled.append(
             StoredEvent(
                 id=event.id,
@@ -92,6 +93,7 @@ def handle(
                 data=event.data,
                 result=result,
                 attempts=1,
+                handled=done,
             )
         )
     return handled
@@ -134,7 +136,12 @@ def retry_failed(
             waited = at
         result, error = _call(catalog, event.type, event.data)
         event = dataclasses.replace(
-            event, status="failed" if error else "ok", error=error, result=result, attempts=event.attempts + 1
+            event,
+            status="failed" if error else "ok",
+            error=error,
+            result=result,
+            attempts=event.attempts + 1,
+            handled=datetime.now(UTC),
         )
         policy = policy_for_type(event.type)
         if error and event.attempts < policy.attempts:

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from flowhook.audit import latest_audit
-from flowhook.metrics.capacity import GatewayUsage
+from flowhook.metrics.capacity import GatewayUsage, StepSample
 from flowhook.metrics.little import BacklogSample
 from flowhook.metrics.report import (
     OVERALL,
@@ -71,10 +71,10 @@ _secs = seconds_between
 # spool's in-flight ones the store does not have yet. $s/$e are the window's edges (naive UTC).
 _EV = """
 CREATE OR REPLACE TEMP TABLE ev AS
-SELECT type, status, flow_run_id, occurred, received, emitted, started, stored FROM events
+SELECT type, status, flow_run_id, occurred, received, emitted, started, handled, stored FROM events
 WHERE received < $e AND (stored IS NULL OR stored >= $s)
 UNION ALL
-SELECT DISTINCT ON (f.id) f.type, 'in flight', NULL, f.occurred, f.received, NULL, NULL, NULL
+SELECT DISTINCT ON (f.id) f.type, 'in flight', NULL, f.occurred, f.received, NULL, NULL, NULL, NULL
 FROM in_flight f ANTI JOIN events USING (id)
 WHERE f.received < $e
 """
@@ -104,6 +104,15 @@ FROM (
   SELECT type, flow_run_id, started, {_secs("max(stored)", "started")} AS busy FROM ev
   WHERE stored < $e AND started IS NOT NULL GROUP BY type, flow_run_id, started
 ) GROUP BY GROUPING SETS ((type), ())
+"""
+
+
+# Each step that stored in the window, split at `handled` into handling and writing (for `metrics.capacity`).
+_STEPS = f"""
+SELECT type AS event_type, count(*) AS events, {_secs("max(handled)", "started")} AS handle_seconds,
+  {_secs("max(stored)", "max(handled)")} AS write_seconds
+FROM ev WHERE stored >= $s AND stored < $e AND started IS NOT NULL AND handled IS NOT NULL
+GROUP BY type, flow_run_id, started
 """
 
 
@@ -180,6 +189,7 @@ class Collected:
     samples: dict[str, BacklogSample] | None = None
     ingress: list[IngressCount] = field(default_factory=list)
     gateway: GatewayUsage | None = None
+    steps: list[StepSample] = field(default_factory=list)
 
 
 def collect(
@@ -214,6 +224,7 @@ def collect(
             busy = {r["event_type"]: r for r in _records(con, _BUSY, params)}
             stages = {r["event_type"]: r for r in _records(con, _STAGES, params)}
             buckets = _records(con, _BUCKETS, params)
+            steps = [StepSample(**row) for row in _records(con, _STEPS, params)]
             sampled = window_samples(con, samples_dir, window.start, window.end)
             backlog = backlog_samples(con, sampled, window, now=now)
         finally:
@@ -226,6 +237,7 @@ def collect(
         samples=backlog,
         ingress=ingress_counts(sampled),
         gateway=gateway_usage(sampled),
+        steps=steps,
     )
 
 
@@ -333,5 +345,6 @@ def window_report(
         samples=found.samples,
         ingress=found.ingress,
         gateway=found.gateway,
+        steps=found.steps,
         cpus=os.cpu_count(),
     )

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flowhook.metrics import to_json_dict, to_markdown, to_store_rows
-from flowhook.metrics.capacity import GatewayUsage, gateway_stage, saturation_rate, store_stage, worker_stage
+from flowhook.metrics.capacity import (
+    GatewayUsage,
+    StepSample,
+    gateway_stage,
+    handler_stage,
+    saturation_rate,
+    store_stage,
+    write_cost,
+)
 from flowhook.metrics.report import OVERALL, IngressCount, Report, TypeTotals, Window, build_report
 from tests.metrics.render.reports import md_table, rich_text
 
@@ -28,23 +36,40 @@ def test_the_gateway_is_measured_per_cpu_second_in_events() -> None:
     assert gateway_stage(None, 60.0) is None
 
 
-def test_workers_and_the_store() -> None:
-    worker = worker_stage("a", completions=600, busy_seconds=3.0, arrival_rate=10.0)
-    assert worker is not None and (worker.capacity, worker.utilisation) == (200.0, 0.05)
-    # The store: 900 events in 12 s of steps over a 60 s window; λ = 15/s. Held a fifth of the time.
-    store = store_stage(completions=900, busy_seconds=12.0, arrival_rate=15.0, seconds=60.0)
-    assert store is not None and store.capacity == pytest.approx(75.0)
-    assert store.utilisation == pytest.approx(0.2)
-    assert saturation_rate(store, 15.0) == pytest.approx(75.0)
-    assert worker_stage("a", completions=0, busy_seconds=0.0, arrival_rate=1.0) is None
+def test_handlers_per_second_of_handler_time() -> None:
+    steps = [StepSample("a", 100, 0.2, 0.05), StepSample("a", 300, 0.4, 0.07), StepSample("b", 5, 0.0, 0.02)]
+    stage = handler_stage("a", [s for s in steps if s.event_type == "a"], arrival_rate=50.0)
+    assert stage is not None and stage.capacity == pytest.approx(400 / 0.6)
+    assert stage.utilisation == pytest.approx(50.0 / (400 / 0.6))
+    assert handler_stage("b", steps[2:], arrival_rate=1.0) is None  # no measurable handler time
+
+
+def test_the_store_write_is_fitted_as_a_fixed_cost_plus_a_cost_per_event() -> None:
+    # Writes of 10 ms + 50 µs per event: 10, 100 and 1,000 events.
+    steps = [StepSample("a", n, 0.0, 0.010 + 50e-6 * n) for n in (10, 100, 1000)] * 4
+    a, b = write_cost(steps)  # type: ignore[misc]
+    assert (a, b) == (pytest.approx(0.010), pytest.approx(50e-6))
+    # 12 writes in 60 s: 0.2 writes/s pay 2 ms a second; λ saturates at (1 − 0.002) / 50 µs = 19,960 events/s.
+    stage = store_stage(steps, arrival_rate=55.0, seconds=60.0)
+    assert stage is not None
+    assert stage.capacity == pytest.approx(20_000)
+    assert stage.saturates_at == pytest.approx((1 - 0.010 * 12 / 60) / 50e-6)
+    assert stage.utilisation == pytest.approx(sum(s.write_seconds for s in steps) / 60)
+    assert saturation_rate(stage, 110.0) == pytest.approx(stage.saturates_at * 2)  # its load is half of λ
+    # All one size: no slope to fit, the cost per event is the mean.
+    same = [StepSample("a", 100, 0.0, 0.03)] * 5
+    assert write_cost(same) == (0.0, pytest.approx(0.0003))
+    assert store_stage([], arrival_rate=1.0, seconds=60.0) is None
 
 
 def _report(cpu: float) -> Report:
+    """600 events of `a` in 60 s, handled at 200/s (3 s of handlers), written in 60 steps of 10 ms + 10 µs each."""
     window = Window(T0, T0 + timedelta(seconds=60))
     totals = [
         TypeTotals("a", arrivals=600, completions=600, busy_seconds=3.0),
         TypeTotals(OVERALL, arrivals=600, completions=600, busy_seconds=3.0),
     ]
+    steps = [StepSample("a", n, n / 200, 0.010 + 10e-6 * n) for n in (5, 15) * 30]
     ingress = [
         IngressCount("demo", "a", 202, "accepted", "accepted", deliveries=600, events=600),
         IngressCount("demo", "", 429, "rate_limited", "refused", deliveries=40, events=0),
@@ -57,19 +82,20 @@ def _report(cpu: float) -> Report:
     )  # fmt: skip
     return build_report(
         totals, [], window=window, generated_at=window.end, report_id="r", target_p99_seconds=5.0,
-        ingress=ingress, gateway=usage, cpus=2,
+        ingress=ingress, gateway=usage, steps=steps, cpus=2,
     )  # fmt: skip
 
 
-@pytest.mark.parametrize(("cpu", "named"), [(30.0, "gateway"), (1.0, "worker/a")])  # ρ 0.5 or 0.0167
-def test_the_bottleneck_is_the_busiest_stage_and_every_renderer_names_it(cpu: float, named: str) -> None:
+# λ = 10/s. The gateway answers 645 deliveries per `cpu` CPU-s: it saturates at 10 × 60/cpu. The handlers
+# saturate at 200/s; the store at (1 − 0.010 × 60/60) / 10 µs = 99,000/s.
+@pytest.mark.parametrize(("cpu", "named", "saturates"), [(30.0, "gateway", 20.0), (1.0, "worker/a", 200.0)])
+def test_the_bottleneck_saturates_first_and_every_renderer_names_it(cpu: float, named: str, saturates: float) -> None:
     report = _report(cpu)
     assert [s.name for s in report.stages] == ["gateway", "worker/a", "store"]
     assert report.bottleneck is not None and report.bottleneck.name == named
-    # worker/a: ρ = 10/200 = 0.05; the gateway: 645/60 offered against 645/cpu answered per CPU-s.
-    expected = max((645 / 60.0) / (645 / cpu), 0.05)
-    assert report.bottleneck.utilisation == pytest.approx(expected)
-    assert report.saturation_rate == pytest.approx(10.0 / expected)
+    assert report.saturation_rate == pytest.approx(saturates)
+    store = report.stages[-1]
+    assert saturation_rate(store, 10.0) == pytest.approx((1 - 0.010) / 10e-6, rel=1e-6)
     line = f"Bottleneck: {named}, ρ = "
     assert line in " ".join(rich_text(report).split())
     assert line in to_markdown(report)

@@ -6,13 +6,13 @@ An event passes three stages that can run out of capacity, each measured in the 
   capacity is the deliveries it answered per CPU-second it used, in events (× events per accepted delivery);
   its load, the events offered (accepted, refused, quarantined or timed out). Its idle work (sampling, timers)
   counts against it, so at low load the capacity is underestimated: on the safe side.
-- worker/<type>: a type's awake run, handling and storing its batches one step at a time. Capacity: events
-  stored per second of step time (started→stored); load: the type's λ.
-- store: the DuckDB file, which one writer holds at a time, so the steps of every type queue for it.
-  Capacity: events stored per second of step time over all types; ρ: the share of the window some step held it.
+- worker/<type>: a type's handlers, in its awake run. Capacity: events handled per second of handler time
+  (started→handled); load: the type's λ.
+- store: the DuckDB file, which one writer holds at a time, so every type's writes (handled→stored) queue
+  for it. Its cost per write is fitted as a + b·events; see `store_stage`.
 
-The bottleneck is the stage with the highest ρ: the first to saturate as load grows in the same mix, and so
-where the pipeline saturates: at λ / ρ of that stage. Waking a run is not a throughput stage (a woken run
+The bottleneck is the stage that saturates first as load grows in today's mix, and the pipeline saturates
+where it does. Waking a run is not a throughput stage (a woken run
 stays awake for its type's next batches) but a fixed delay, measured as the emitted→started latency.
 """
 
@@ -49,6 +49,8 @@ class Stage:
     utilisation: float | None
     basis: str
     """How the capacity was measured, in a few words."""
+    saturates_at: float | None = None
+    """The stage's own load at which it saturates, where that is not simply its capacity (the store's)."""
 
 
 def gateway_stage(usage: GatewayUsage | None, seconds: float) -> Stage | None:
@@ -67,42 +69,83 @@ def gateway_stage(usage: GatewayUsage | None, seconds: float) -> Stage | None:
     )
 
 
-def worker_stage(event_type: str, completions: int, busy_seconds: float, arrival_rate: float) -> Stage | None:
-    """A type's worker stage; None when no step of it stored in the window."""
-    if busy_seconds <= 0 or completions <= 0:
+@dataclass(frozen=True)
+class StepSample:
+    """One step of a worker run: how many events it stored, how long its handlers took, how long its write took."""
+
+    event_type: str
+    events: int
+    handle_seconds: float
+    write_seconds: float
+
+
+def handler_stage(event_type: str, steps: list[StepSample], arrival_rate: float) -> Stage | None:
+    """A type's handlers: events per second of handler time; None when its handlers took no measurable time."""
+    events = sum(s.events for s in steps)
+    seconds = sum(s.handle_seconds for s in steps)
+    if events <= 0 or seconds <= 0:
         return None
-    capacity = completions / busy_seconds
+    capacity = events / seconds
     return Stage(
         name=f"{WORKER}/{event_type}",
         capacity=capacity,
         load=arrival_rate,
         utilisation=arrival_rate / capacity,
-        basis=f"{completions:,} stored in {busy_seconds:.3g} s of steps",
+        basis=f"{events:,} handled in {seconds:.3g} s",
     )
 
 
-def store_stage(completions: int, busy_seconds: float, arrival_rate: float, seconds: float) -> Stage | None:
-    """The store's stage over every type; None when nothing was stored in the window."""
-    if busy_seconds <= 0 or completions <= 0:
+def write_cost(steps: list[StepSample]) -> tuple[float, float] | None:
+    """(a, b): a step's write takes about a + b·n seconds for n events, by least squares over the steps (b from
+    the totals, a = 0, when the steps are all one size); None without steps."""
+    if not steps:
         return None
-    capacity = completions / busy_seconds
+    n = [float(s.events) for s in steps]
+    d = [s.write_seconds for s in steps]
+    mean_n, mean_d = sum(n) / len(n), sum(d) / len(d)
+    spread = sum((x - mean_n) ** 2 for x in n)
+    if spread > 0:
+        b = sum((x - mean_n) * (y - mean_d) for x, y in zip(n, d, strict=True)) / spread
+        a = mean_d - b * mean_n
+        if b > 0 and a >= 0:
+            return a, b
+    total = sum(n)
+    return (0.0, sum(d) / total) if total else None
+
+
+def store_stage(steps: list[StepSample], arrival_rate: float, seconds: float) -> Stage | None:
+    """The store's stage over every type's writes, one writer at a time; None when nothing was stored.
+
+    ρ is the share of the window spent writing. As load grows, batches grow but steps do not come much more often
+    (each type's run takes every waiting batch in one step), so a write's fixed cost a is paid as often as now and
+    its cost per event b sets the capacity: the store saturates at λ = (1 − a·steps/T) / b.
+    """
+    cost = write_cost(steps)
+    busy = sum(s.write_seconds for s in steps)
+    if cost is None or busy <= 0:
+        return None
+    a, b = cost
+    rate = len(steps) / seconds
+    saturates = max(0.0, 1.0 - a * rate) / b
     return Stage(
         name=STORE,
-        capacity=capacity,
+        capacity=1.0 / b,
         load=arrival_rate,
-        utilisation=max(arrival_rate / capacity, busy_seconds / seconds),
-        basis=f"one writer at a time: {busy_seconds:.3g} s of steps in {seconds:.3g} s",
+        utilisation=busy / seconds,
+        basis=f"{len(steps):,} writes: {a * 1e3:.3g} ms + {b * 1e6:.3g} µs per event",
+        saturates_at=saturates,
     )
-
-
-def bottleneck(stages: list[Stage]) -> Stage | None:
-    """The stage with the highest utilisation (None when no stage was measured)."""
-    measured = [s for s in stages if s.utilisation is not None]
-    return max(measured, key=lambda s: s.utilisation or 0.0) if measured else None
 
 
 def saturation_rate(stage: Stage, arrival_rate: float) -> float | None:
-    """The overall λ at which `stage` reaches ρ = 1 with today's mix of types and deliveries."""
-    if not stage.utilisation or stage.utilisation <= 0:
+    """The overall λ at which `stage` saturates with today's mix (its load scales with λ)."""
+    if stage.load <= 0 or arrival_rate <= 0:
         return None
-    return arrival_rate / stage.utilisation
+    limit = stage.saturates_at if stage.saturates_at is not None else stage.capacity
+    return None if limit is None else limit * arrival_rate / stage.load
+
+
+def bottleneck(stages: list[Stage], arrival_rate: float) -> Stage | None:
+    """The stage that saturates first as the load grows in today's mix (None when no stage was measured)."""
+    rated = [(rate, s) for s in stages if (rate := saturation_rate(s, arrival_rate)) is not None]
+    return min(rated, key=lambda item: item[0])[1] if rated else None

@@ -16,11 +16,12 @@ from flowhook.audit import Audit
 from flowhook.metrics.capacity import (
     GatewayUsage,
     Stage,
+    StepSample,
     bottleneck,
     gateway_stage,
+    handler_stage,
     saturation_rate,
     store_stage,
-    worker_stage,
 )
 from flowhook.metrics.little import BacklogSample, LittleCheck, little_check
 from flowhook.metrics.queueing import Forecast, forecast, sojourn_quantile
@@ -271,7 +272,7 @@ class Report:
     @property
     def bottleneck(self) -> Stage | None:
         """The stage with the highest utilisation: where the pipeline saturates first."""
-        return bottleneck(self.stages)
+        return bottleneck(self.stages, self.rows[-1].arrival_rate)
 
     @property
     def saturation_rate(self) -> float | None:
@@ -305,6 +306,7 @@ def build_report(
     samples: Mapping[str, BacklogSample] | None = None,
     ingress: Sequence[IngressCount] = (),
     gateway: GatewayUsage | None = None,
+    steps: Sequence[StepSample] = (),
     cpus: int | None = None,
 ) -> Report:
     """Derive every figure from the store's totals (an OVERALL entry among them; an empty one stands in if not).
@@ -345,21 +347,22 @@ def build_report(
         audit=audit,
         sampled=samples is not None,
         ingress=sorted(ingress, key=lambda c: (c.source, c.event_type, c.status, c.code)),
-        stages=_stages(rows, gateway, window.seconds),
+        stages=_stages(rows, gateway, steps, window.seconds),
         cpus=cpus,
     )
 
 
-def _stages(rows: Sequence[TypeReport], gateway: GatewayUsage | None, seconds: float) -> list[Stage]:
-    """Every stage measured in the window: the gateway, each type's worker, the store."""
+def _stages(
+    rows: Sequence[TypeReport], gateway: GatewayUsage | None, steps: Sequence[StepSample], seconds: float
+) -> list[Stage]:
+    """Every stage measured in the window: the gateway, each type's handlers, the store."""
     found = [gateway_stage(gateway, seconds)]
     found += [
-        worker_stage(r.event_type, r.totals.completions, r.totals.busy_seconds, r.arrival_rate)
+        handler_stage(r.event_type, [s for s in steps if s.event_type == r.event_type], r.arrival_rate)
         for r in rows
         if r.event_type != OVERALL
     ]
-    overall = rows[-1]
-    found.append(store_stage(overall.totals.completions, overall.totals.busy_seconds, overall.arrival_rate, seconds))
+    found.append(store_stage(list(steps), rows[-1].arrival_rate, seconds))
     return [stage for stage in found if stage is not None]
 
 

@@ -24,6 +24,7 @@ from flowhook.store.results import ensure_results_views, result_models
 from flowhook.store.schema import (
     EVENTS_COLUMNS,
     EVENTS_DDL,
+    EVENTS_HANDLED,
     REPORT_TABLES,
     ensure_report_schema,
     report_rows,
@@ -232,6 +233,7 @@ class DuckDBStore(StoreBase):
         try:
             con.execute(EVENTS_DDL)
             con.execute(_EVENTS_ATTEMPTS)  # before the key check: a keyed file's rows move with the column
+            con.execute(EVENTS_HANDLED)
             keyed = con.execute(_KEYED_EVENTS).fetchone()
             if keyed and keyed[0]:
                 _drop_events_key(con)

@@ -35,7 +35,7 @@ from flowhook.store.base import StoreBase, delete_failed, one_by_id, stored_ids,
 from flowhook.store.protocol import StoreLockTimeout
 from flowhook.store.records import EVENT_SCHEMA, StoredEvent, naive_utc, to_arrow
 from flowhook.store.results import ensure_results_views, result_models
-from flowhook.store.schema import EVENTS_DDL, STORE_KEYS, ensure_report_schema, report_rows
+from flowhook.store.schema import EVENTS_DDL, EVENTS_HANDLED, STORE_KEYS, ensure_report_schema, report_rows
 
 if TYPE_CHECKING:
     import psycopg
@@ -328,6 +328,7 @@ class DuckLakeStore(StoreBase):
                 # Once per process: creating tables and views races with other processes, so under the lock.
                 with self._locked(lake), _transaction(con):
                     con.execute(EVENTS_DDL)
+                    con.execute(EVENTS_HANDLED)
                     if reports:
                         ensure_report_schema(con, keyed=False)
                         ensure_results_views(con, results)

@@ -35,6 +35,7 @@ EVENT_SCHEMA = pa.schema(
         pa.field("data", pa.string(), nullable=False),  # JSON text
         pa.field("result", pa.string()),  # JSON text
         pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("handled", _TS),
     ]
 )
 _TIME_COLUMNS = frozenset(f.name for f in EVENT_SCHEMA if f.type == _TS)
@@ -62,6 +63,8 @@ class StoredEvent:
     result: Mapping[str, Any] | None
     attempts: int = 1
     """Handler calls it took: 1 for a first-time success, up to the retry policy's `attempts` for a failure."""
+    handled: datetime | None = None
+    """When its batch's handlers were done, before the write: splits a step's time into handling and storing."""
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:

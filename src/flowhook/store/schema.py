@@ -23,7 +23,9 @@ EVENTS_COLUMNS = """
   occurred TIMESTAMP NOT NULL, received TIMESTAMP NOT NULL,
   emitted TIMESTAMP, started TIMESTAMP, stored TIMESTAMP,
   batch_id VARCHAR NOT NULL, flow_run_id VARCHAR, status VARCHAR NOT NULL, error VARCHAR,
-  data JSON NOT NULL, result JSON, attempts INTEGER DEFAULT 1"""
+  data JSON NOT NULL, result JSON, attempts INTEGER DEFAULT 1, handled TIMESTAMP"""
+EVENTS_HANDLED = "ALTER TABLE events ADD COLUMN IF NOT EXISTS handled TIMESTAMP"
+"""`handled` (when the step's handlers were done, before its write) came after the first files were written."""
 EVENTS_DDL = f"CREATE TABLE IF NOT EXISTS events ({EVENTS_COLUMNS})"
 # The report tables: one row per report and type, per report, type and stage, per report, type and bucket.
 # Columns are added, never dropped, so a file written by an older flowhook gains the new ones on open.
