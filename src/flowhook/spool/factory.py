@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from flowhook.spool.batches import Spool
 from flowhook.spool.config import S3Connection
+from flowhook.spool.folder import Spool
 from flowhook.spool.protocol import BatchSpool
 from flowhook.spool.s3 import S3Spool
 from flowhook.spool.s3_objects import s3_client
