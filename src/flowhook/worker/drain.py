@@ -47,6 +47,11 @@ class Drained:
         return {"batches": self.batches, "events": self.events, "inserted": self.inserted, "failed": self.failed}
 
 
+def _print(message: str) -> None:
+    """`print`, looked up when called: a flow run with `log_prints` patches it into its log for its duration."""
+    print(message)
+
+
 def drain(
     batch: BatchRef,
     *,
@@ -58,7 +63,7 @@ def drain(
     publish: Callable[[RunSummary], object],
     relaunch: Callable[[BatchRef], object],
     stored: Callable[[Step], object] | None = None,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] = _print,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Drained:
