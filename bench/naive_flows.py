@@ -15,11 +15,11 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from flowhook import processing
 from flowhook.events import Event, load_catalog
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef
 from flowhook.store import DuckDBStore
+from flowhook.worker import steps
 
 NAIVE_EVENT = "flowhook.naive.event"
 NOOP_EVENT = "flowhook.noop.event"
@@ -30,10 +30,10 @@ def store_event(event: Event, emitted: datetime) -> int:
     settings = get_settings()
     now = datetime.now(UTC)
     ref = BatchRef(batch_id=f"naive-{event.id}", event_type=event.type, count=1, sealed=emitted, emitted=emitted)
-    handled = processing.handle(
+    handled = steps.handle(
         [event], catalog=load_catalog(settings.event_modules), batch=ref, started=now, flow_run_id=flow_run.get_id()
     )
-    return processing.store(DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds), handled)
+    return steps.store(DuckDBStore(settings.database, lock_timeout=settings.lock_timeout_seconds), handled)
 
 
 @flow(name="naive-event")

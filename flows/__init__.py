@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from prefect.runtime import flow_run
 
-from flowhook import run_names
+from flowhook.worker import run_names
 
 
 def scheduled_name(label: str) -> Callable[[], str]:

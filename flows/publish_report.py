@@ -8,9 +8,9 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flowhook import run_names
 from flowhook.metrics import to_json_dict
 from flowhook.settings import get_settings
+from flowhook.worker import run_names
 from tasks.report import compute_report, draw_chart, publish_artifacts, save_report
 
 

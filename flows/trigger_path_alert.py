@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from flowhook.settings import get_settings
-from flowhook.watchdog import to_json_dict
+from flowhook.worker.watchdog import to_json_dict
 from flows import scheduled_name
 from tasks.heartbeat import check_trigger_path, publish_trigger_path_alert
 

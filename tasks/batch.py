@@ -7,15 +7,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from flowhook import processing, run_summary
 from flowhook.events import load_catalog
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef
+from flowhook.worker import steps
+from flowhook.worker.summary import RunSummary, artifact_key
 from tasks import IO_RETRIES, Bulk, current_spool, current_store
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
-def process_batches(batches: list[BatchRef]) -> Bulk[processing.Step]:
+def process_batches(batches: list[BatchRef]) -> Bulk[steps.Step]:
     """Claim, handle, store, retry the failed ones (sleeping their backoff) and complete: one task run per step,
     so an awake run costs Prefect's database one task run per step, not one per stage (on SQLite, the
     embedded default, every write contends for one lock).
@@ -24,7 +25,7 @@ def process_batches(batches: list[BatchRef]) -> Bulk[processing.Step]:
     """
     settings = get_settings()
     return Bulk(
-        processing.process_step(
+        steps.process_step(
             batches,
             owner=flow_run.get_id(),
             spool=current_spool(),
@@ -36,7 +37,7 @@ def process_batches(batches: list[BatchRef]) -> Bulk[processing.Step]:
 
 
 @task(cache_policy=NONE, **IO_RETRIES)
-def publish_run_summary(event_type: str, summary: run_summary.RunSummary) -> None:
+def publish_run_summary(event_type: str, summary: RunSummary) -> None:
     """The run's batches and how to reach their rows, as an artifact on the run; its sources as `source:` tags.
 
     The key is per type (`flowhook-run-user-request`), so the UI's artifact page keeps that type's history.
@@ -44,7 +45,7 @@ def publish_run_summary(event_type: str, summary: run_summary.RunSummary) -> Non
     run_id = flow_run.get_id()
     create_markdown_artifact(
         markdown=summary.markdown(event_type, str(run_id)),
-        key=run_summary.artifact_key(event_type),
+        key=artifact_key(event_type),
         description=f"{event_type}: the batches this run stored, their first rows and the query for all of them",
     )
     tags = set(flow_run.get_tags())

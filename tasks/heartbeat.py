@@ -9,10 +9,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
-from flowhook import watchdog
 from flowhook.settings import get_settings
 from flowhook.store import StoredEvent, store_exists
 from flowhook.uptime import started_at
+from flowhook.worker import watchdog
 from tasks import IO_RETRIES, Bulk, current_store
 
 

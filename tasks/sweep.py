@@ -12,12 +12,13 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
-from flowhook import audit, sweeper
+from flowhook import audit
 from flowhook.names import RUN_TAG, worker_deployment
 from flowhook.sampling import archive as samples
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef, open_spool
 from flowhook.store import store_exists
+from flowhook.worker import sweeper
 from tasks import IO_RETRIES, current_spool, current_store
 
 # A launched run in one of these states will still claim its batch: launching another only lengthens the queue.

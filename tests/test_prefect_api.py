@@ -20,16 +20,18 @@ import pytest
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
-from flowhook import sweeper
 from flowhook.cli import app
 from flowhook.gateway import BATCH_READY, PrefectEventSink
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.prefect_api import api_headers
-from flowhook.settings import BatchPolicy, DrainPolicy, Settings, get_settings
+from flowhook.settings import Settings, get_settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import Spool, State
+from flowhook.spool.config import BatchPolicy
 from flowhook.stack import LocalStack, StackConfig, free_port
 from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.worker import sweeper
+from flowhook.worker.config import DrainPolicy
 from tasks.sweep import _launch
 from tests.conftest import ROOT
 from tests.factories import make_event

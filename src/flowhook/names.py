@@ -5,7 +5,7 @@ Each is defined here once and imported wherever code needs it: the flows and tas
 CLI and the stack live in different places, and flows/ cannot be imported from src/. prefect.yaml
 spells them out for `prefect deploy`: its per-type entries are generated from these (`flowhook deployments
 generate`), and tests/test_names.py checks that the hand-written rest agrees with them.
-The watchdog's heartbeat event and resource are defined in `flowhook.watchdog`, which alone uses them.
+The watchdog's heartbeat event and resource are defined in `flowhook.worker.watchdog`, which alone uses them.
 """
 
 from __future__ import annotations

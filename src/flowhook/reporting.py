@@ -37,7 +37,7 @@ from flowhook.settings import Settings
 from flowhook.spool import BatchSpool
 from flowhook.store import EventStore
 from flowhook.store.duckdb_store import seconds_between
-from flowhook.watchdog import check_heartbeat
+from flowhook.worker.watchdog import check_heartbeat
 
 REPORT_ARTIFACT_KEY = "flowhook-report"
 REPORT_TABLE_KEY = "flowhook-report-table"

@@ -13,13 +13,13 @@ import pytest
 from pydantic import Field
 from typer.testing import CliRunner, Result
 
-from flowhook import processing
 from flowhook.cli import app
 from flowhook.events import EventData, event_type, load_catalog
 from flowhook.settings import get_settings
 from flowhook.spool import Spool, State
 from flowhook.stack import free_port
 from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.worker import steps
 
 runner = CliRunner()
 AT = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -164,10 +164,10 @@ def test_a_replayed_batch_is_reprocessed_and_replaces_the_failed_rows(
     assert _replay("--type", PROBE).exit_code == 0
     spool = Spool(data_dir / "spool")
     refs = spool.pending(PROBE, max_events=100)
-    handled = processing.handle_all(
-        processing.claim_all(spool, refs), catalog=load_catalog(), started=AT, flow_run_id="replay-run"
+    handled = steps.handle_all(
+        steps.claim_all(spool, refs), catalog=load_catalog(), started=AT, flow_run_id="replay-run"
     )
-    processing.store(dead_letters, handled)
+    steps.store(dead_letters, handled)
     assert dead_letters.query(
         "SELECT id, status, attempts, flow_run_id FROM events WHERE type = ? ORDER BY id", [PROBE]
     ) == [

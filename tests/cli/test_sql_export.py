@@ -13,12 +13,12 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from flowhook import processing
 from flowhook.cli import app
 from flowhook.events import load_catalog
 from flowhook.settings import get_settings
 from flowhook.spool import BatchRef
 from flowhook.store import DuckDBStore
+from flowhook.worker import steps
 from tests.factories import T0, make_event
 
 runner = CliRunner()
@@ -37,8 +37,8 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DuckDBSto
         make_event(2, data={"user_id": "u2", "action": "search"}),
     ]
     batch = BatchRef(batch_id="b1", event_type="user_request", count=2, sealed=T0)
-    handled = processing.handle(events, catalog=load_catalog(), batch=batch, started=T0, flow_run_id=None)
-    processing.store(store, handled, now=T0 + timedelta(seconds=5))
+    handled = steps.handle(events, catalog=load_catalog(), batch=batch, started=T0, flow_run_id=None)
+    steps.store(store, handled, now=T0 + timedelta(seconds=5))
     yield store
     get_settings.cache_clear()
 

@@ -18,8 +18,8 @@ from typer.testing import CliRunner, Result
 
 from flowhook.cli import app
 from flowhook.settings import get_settings
-from flowhook.stack import started_at
 from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.uptime import started_at
 
 runner = CliRunner()
 

@@ -39,7 +39,7 @@ from flowhook.spool import Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
 from flowhook.stack import LocalStack
 from flowhook.store import DuckDBStore
-from flowhook.watchdog import HEARTBEAT_EVENT, HEARTBEAT_RESOURCE, check_heartbeat
+from flowhook.worker.watchdog import HEARTBEAT_EVENT, HEARTBEAT_RESOURCE, check_heartbeat
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -19,7 +19,8 @@ import pytest
 import redis
 from prefect.client.orchestration import get_client
 
-from flowhook.stack import WORK_POOL, LocalStack
+from flowhook.names import WORK_POOL
+from flowhook.stack import LocalStack
 from tests.conftest import e2e_stack_config
 from tests.e2e import test_pipeline as pipeline
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from flowhook.run_summary import artifact_key
 from flowhook.stack import free_port
 from flowhook.store import DuckDBStore
+from flowhook.worker.summary import artifact_key
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from flowhook import processing
 from flowhook.events import Catalog, EventData, EventResult, ResultMismatch, event_type, load_catalog
 from flowhook.events.builtin import DataUpdateResult, ScheduledTickResult, UserRequestResult
 from flowhook.spool import BatchRef
+from flowhook.worker import steps
 from tests.factories import T0, make_event
 
 RESULTS_PROBE = "result_model_probe"
@@ -38,7 +38,7 @@ def handle_probe(data: Probe) -> dict[str, Any]:
 def _handle(*returns: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None, str | None]]:
     events = [make_event(n, RESULTS_PROBE, data={"returns": r}) for n, r in enumerate(returns)]
     batch = BatchRef(batch_id="b", event_type=RESULTS_PROBE, count=len(events), sealed=T0)
-    handled = processing.handle(events, catalog=load_catalog(), batch=batch, started=T0, flow_run_id=None)
+    handled = steps.handle(events, catalog=load_catalog(), batch=batch, started=T0, flow_run_id=None)
     return [(e.status, None if e.result is None else dict(e.result), e.error) for e in handled]
 
 

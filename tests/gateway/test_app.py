@@ -18,10 +18,12 @@ from standardwebhooks import Webhook
 from flowhook.events import Event, derive_event_id
 from flowhook.gateway import MemorySink
 from flowhook.gateway.schemes import generate_secret, sign
-from flowhook.settings import BatchPolicy, DrainPolicy, Settings
+from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import BatchRef, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
+from flowhook.spool.config import BatchPolicy
+from flowhook.worker.config import DrainPolicy
 from tests.factories import spooled_events
 from tests.servers import serve
 

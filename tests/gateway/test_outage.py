@@ -11,10 +11,12 @@ import orjson
 
 from flowhook.gateway import BATCH_READY, PrefectEventSink
 from flowhook.gateway.schemes import generate_secret, sign
-from flowhook.settings import BatchPolicy, DrainPolicy, Settings
+from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import Spool, State
+from flowhook.spool.config import BatchPolicy
 from flowhook.stack import free_port
+from flowhook.worker.config import DrainPolicy
 from tests.servers import events_api, serve
 
 STANDARD = SignatureConfig()

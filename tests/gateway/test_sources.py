@@ -17,8 +17,9 @@ from flowhook.events import derive_event_id
 from flowhook.gateway import MemorySink
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.gateway.secrets import secret_store
-from flowhook.settings import LOCAL_SOURCES, BatchPolicy, Settings
+from flowhook.settings import LOCAL_SOURCES, Settings
 from flowhook.sources.webhook import SignatureConfig
+from flowhook.spool.config import BatchPolicy
 from tests.factories import spooled_events
 from tests.servers import serve
 

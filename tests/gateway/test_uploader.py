@@ -15,10 +15,12 @@ import pytest
 from flowhook.gateway import MemorySink
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.gateway.uploader import upload_batch
-from flowhook.settings import BatchPolicy, DrainPolicy, S3Connection, Settings
+from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from flowhook.spool import BatchRef, S3Spool, Spool, State
+from flowhook.spool.config import BatchPolicy, S3Connection
 from flowhook.stack import free_port
+from flowhook.worker.config import DrainPolicy
 from tests import s3
 from tests.factories import T0, make_event
 from tests.servers import serve

@@ -15,13 +15,13 @@ import pytest
 from flowhook.events import load_catalog
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.metrics import Window
-from flowhook.processing import process_step
 from flowhook.reporting import window_report
 from flowhook.sampling.log import sample_files
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig
 from flowhook.spool import Spool
 from flowhook.store import DuckDBStore
+from flowhook.worker.steps import process_step
 from tests.servers import serve
 
 STANDARD = SignatureConfig()

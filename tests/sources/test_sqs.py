@@ -24,7 +24,8 @@ import pytest
 from flowhook.events import load_catalog
 from flowhook.events.builtin import DataUpdate
 from flowhook.sources.sink import DeliveryFailed, MemorySink
-from flowhook.sources.sqs.config import MessageFormat, SqsConfig, sqs_client
+from flowhook.sources.sqs.client import sqs_client
+from flowhook.sources.sqs.config import MessageFormat, SqsConfig
 from flowhook.sources.sqs.messages import InvalidMessage, message_items
 from flowhook.sources.sqs.poller import PollResult, SqsPoller, backoff_delay
 from flowhook.sources.sqs.redrive import redrive
@@ -328,7 +329,8 @@ import time
 from pathlib import Path
 
 from flowhook.events import load_catalog
-from flowhook.sources.sqs.config import SqsConfig, sqs_client
+from flowhook.sources.sqs.client import sqs_client
+from flowhook.sources.sqs.config import SqsConfig
 from flowhook.sources.sqs.poller import SqsPoller
 
 

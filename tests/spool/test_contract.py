@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from flowhook import sweeper
 from flowhook.events import Event
 from flowhook.spool import BatchNotFound, BatchRef, BatchSpool, State, new_batch_id
 from flowhook.spool.batches import encode_event
+from flowhook.worker import sweeper
 from tests import factories
 from tests.spool.backends import SpoolSpec
 

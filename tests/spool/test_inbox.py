@@ -17,9 +17,9 @@ from typing import Any, BinaryIO
 import pytest
 
 from flowhook.events import Event
-from flowhook.settings import BatchPolicy
 from flowhook.spool import BatchRef, Inbox, InboxUnavailable, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
+from flowhook.spool.config import BatchPolicy
 from tests.factories import make_event
 
 

@@ -13,12 +13,13 @@ import pytest
 from botocore.stub import Stubber
 from pydantic import ValidationError
 
-from flowhook import processing
-from flowhook.settings import S3Connection, Settings
+from flowhook.settings import Settings
 from flowhook.spool import BatchNotFound, S3Spool, Spool, SpoolUnavailable, State, open_spool
 from flowhook.spool.batches import encode_event
+from flowhook.spool.config import S3Connection
 from flowhook.spool.s3_objects import S3Objects
 from flowhook.stack import free_port
+from flowhook.worker import steps
 from tests import s3
 from tests.factories import make_event
 
@@ -121,8 +122,8 @@ def test_a_worker_refuses_a_batch_that_waits_in_another_spool(spool: S3Spool) ->
     ref = spool.write_batch([make_event(1)])
     elsewhere = ref.model_copy(update={"spool": "s3://another-bucket/flowhook"})
     with pytest.raises(BatchNotFound, match="waits in s3://another-bucket/flowhook, but this run's spool is s3://"):
-        processing.claim(spool, elsewhere, owner="run-1")
-    assert processing.claim(spool, ref, owner="run-1") == [make_event(1)]
+        steps.claim(spool, elsewhere, owner="run-1")
+    assert steps.claim(spool, ref, owner="run-1") == [make_event(1)]
 
 
 def test_s3_out_of_reach_or_a_missing_bucket_is_spool_unavailable(spool: S3Spool, moto_s3: str) -> None:

@@ -11,12 +11,12 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from flowhook import processing
 from flowhook.events import Catalog, Event, EventData, EventType, load_catalog
 from flowhook.events.builtin import UserRequestResult
 from flowhook.spool import BatchRef
 from flowhook.store import DuckLakeStore, EventStore
 from flowhook.store.results import duckdb_type, results_columns, results_view_sql
+from flowhook.worker import steps
 from tests.factories import T0, make_event
 from tests.store.backends import StoreSpec
 
@@ -99,8 +99,8 @@ _ids = itertools.count()
 def _process(store: EventStore, events: list[Event], *, catalog: Catalog | None = None) -> None:
     """The events through their handlers and into the store, as a worker step does."""
     batch = BatchRef(batch_id=f"b{next(_ids)}", event_type=events[0].type, count=len(events), sealed=T0)
-    handled = processing.handle(events, catalog=catalog or load_catalog(), batch=batch, started=T0, flow_run_id="run-1")
-    processing.store(store, handled, now=T0 + timedelta(seconds=5))
+    handled = steps.handle(events, catalog=catalog or load_catalog(), batch=batch, started=T0, flow_run_id="run-1")
+    steps.store(store, handled, now=T0 + timedelta(seconds=5))
 
 
 def _reopen(spec: StoreSpec, catalog: Catalog) -> EventStore:

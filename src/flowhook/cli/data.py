@@ -204,8 +204,8 @@ def status(
     from flowhook.spool import open_spool
     from flowhook.store import store_exists, store_from_settings
     from flowhook.uptime import started_at
-    from flowhook.watchdog import check_heartbeat
-    from flowhook.watchdog import to_json_dict as heartbeat_dict
+    from flowhook.worker.watchdog import check_heartbeat
+    from flowhook.worker.watchdog import to_json_dict as heartbeat_dict
 
     settings = get_settings()
     spool = open_spool(settings)

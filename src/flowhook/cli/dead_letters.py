@@ -37,9 +37,9 @@ def replay(
     batch stores each over its failed row. Not `quarantine replay` (rejected
     deliveries), nor `dlq redrive` (the SQS queue's dead letters).
     """
-    from flowhook.dead_letters import launch_all, respool
     from flowhook.spool import open_spool
     from flowhook.store import store_exists, store_from_settings
+    from flowhook.worker.dead_letters import launch_all, respool
 
     settings = get_settings()
     start, end = parse_time("--since", since), parse_time("--until", until)

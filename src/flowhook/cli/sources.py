@@ -100,7 +100,7 @@ def dlq_redrive(
     limit: Annotated[int | None, typer.Option(help="Move at most this many messages.", min=1)] = None,
 ) -> None:
     """Move messages from the dead-letter queue (FLOWHOOK_SQS_DLQ_URL) back to the queue."""
-    from flowhook.sources.sqs.config import sqs_client
+    from flowhook.sources.sqs.client import sqs_client
     from flowhook.sources.sqs.redrive import redrive
 
     settings = get_settings()

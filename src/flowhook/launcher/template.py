@@ -53,7 +53,7 @@ BASE_MODULES = (
     "prefect._internal.metrics",
     "flowhook",
     "flowhook.settings",
-    "flowhook.processing",
+    "flowhook.worker.drain",
     "flowhook.events",
 )
 """What every flow run needs; `flows/*.py` and the event modules are imported after these."""

@@ -26,7 +26,7 @@ from flowhook.metrics.capacity import (
 from flowhook.metrics.little import BacklogSample, LittleCheck, little_check
 from flowhook.metrics.queueing import Forecast, forecast, sojourn_quantile
 from flowhook.names import ALL_TYPES
-from flowhook.watchdog import Heartbeat
+from flowhook.worker.watchdog import Heartbeat
 
 OVERALL = ALL_TYPES
 """The event_type of the row that aggregates every type; it is always the last row."""

@@ -5,8 +5,9 @@ a sealed batch is in the shared spool (`open_spool`: that same folder, or S3) be
 exactly one run claims it; and it is done only after its events are committed to the store.
 """
 
-from flowhook.spool.batches import BatchNotFound, BatchRef, Spool, State, event_type_of, new_batch_id
+from flowhook.spool.batches import BatchNotFound, BatchRef, State, event_type_of, new_batch_id
 from flowhook.spool.factory import open_spool
+from flowhook.spool.folder import Spool
 from flowhook.spool.inbox import Inbox, InboxUnavailable
 from flowhook.spool.protocol import BatchSpool, SpoolUnavailable
 from flowhook.spool.s3 import S3Spool

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from flowhook.events import Event
-from flowhook.settings import BatchPolicy
-from flowhook.spool.batches import BatchRef, Spool, State, encode_event, new_batch_id
+from flowhook.spool.batches import BatchRef, State, encode_event, new_batch_id
+from flowhook.spool.config import BatchPolicy
+from flowhook.spool.folder import Spool
 
 logger = logging.getLogger(__name__)
 

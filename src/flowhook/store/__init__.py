@@ -16,7 +16,8 @@ Datetimes are aware UTC in Python and naive UTC `TIMESTAMP`s in storage. `open_s
 
 from flowhook.store.compaction import Compaction, compact
 from flowhook.store.duckdb_store import DuckDBStore
-from flowhook.store.ducklake_store import DuckLakeStore, S3Options
+from flowhook.store.ducklake_lakes import S3Options
+from flowhook.store.ducklake_store import DuckLakeStore
 from flowhook.store.factory import StoreKind, open_store, store_exists, store_from_settings
 from flowhook.store.protocol import EventStore, StoreLockTimeout
 from flowhook.store.records import EVENT_SCHEMA, DeadLetter, StoredEvent, to_arrow

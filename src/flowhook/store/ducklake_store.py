@@ -7,7 +7,8 @@ taken through its own session: writers on every machine queue there, as local on
 lock. A commit that still conflicts (with compaction, say) is retried with bounded backoff. Every write leaves
 a small file: `compaction.compact` merges them, and should run on a schedule.
 
-Each process attaches a lake once (about 0.5 s: extensions, catalog) and keeps it, so a store is cheap to build.
+Each process attaches a lake once (about 0.5 s: extensions, catalog) and keeps it (`ducklake_lakes`), so a store is
+cheap to build.
 The extensions come from their Python packages (`duckdb-extension-*`): DuckDB never downloads anything.
 """
 
@@ -15,31 +16,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from duckdb_extensions import import_extension
 
 from flowhook.store.base import StoreBase, delete_failed, one_by_id, stored_ids, upsert_reports
+from flowhook.store.ducklake_lakes import DUCKDB_CONFIG, LAKES, Lake, S3Options, load_extensions
 from flowhook.store.protocol import StoreLockTimeout
 from flowhook.store.records import EVENT_SCHEMA, StoredEvent, naive_utc, to_arrow
 from flowhook.store.results import ensure_results_views, result_models
 from flowhook.store.schema import EVENTS_DDL, EVENTS_HANDLED, STORE_KEYS, ensure_report_schema, report_rows
 
 if TYPE_CHECKING:
-    import psycopg
-
     from flowhook.events import Catalog
 
 logger = logging.getLogger(__name__)
@@ -57,19 +53,6 @@ _CONFLICTS = ("Exceeded the maximum retry count", "Transaction conflict", "could
 _REMOTE = ("s3://", "s3a://", "s3n://", "gs://", "gcs://", "r2://", "http://", "https://")
 
 
-@dataclass(frozen=True, slots=True)
-class S3Options:
-    """How DuckDB reaches the bucket of an `s3://` data path (a DuckDB S3 secret); None leaves DuckDB's default."""
-
-    endpoint: str | None = None
-    """`host[:port]` of an S3-compatible service (MinIO, moto…); None for AWS."""
-    region: str | None = None
-    key_id: str | None = None
-    secret: str | None = field(default=None, repr=False)
-    url_style: Literal["vhost", "path"] | None = None
-    use_ssl: bool = True
-
-
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -85,89 +68,6 @@ def _data_path(data_path: str | Path) -> str:
     if not text.startswith(_REMOTE):
         text = str(Path(text).expanduser().resolve())
     return text if text.endswith("/") else text + "/"
-
-
-class _Lake:
-    """One attached lake in this process: its DuckDB alias, the catalog session that holds the write lock, and
-    which parts of the schema are known to be in place."""
-
-    def __init__(self, alias: str, catalog: str) -> None:
-        self.alias = alias
-        self.catalog = catalog
-        self.guard = threading.Lock()  # the process's writers take turns on the one session
-        self.session: psycopg.Connection[Any] | None = None
-        self.events_ready = False
-        self.reports_ready = False
-        self.results: dict[str, type] = {}  # the result models whose views are made sure of, by type
-
-    def connected(self) -> psycopg.Connection[Any]:
-        import psycopg
-
-        if self.session is None or self.session.closed or self.session.broken:
-            self.session = psycopg.connect(self.catalog, application_name="flowhook write lock")
-        return self.session
-
-    def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
-
-class _Lakes:
-    """The process's DuckDB instance, with the extensions loaded, and the lakes attached to it."""
-
-    def __init__(self) -> None:
-        self.mutex = threading.Lock()
-        self._reset()
-
-    def _reset(self) -> None:
-        self.pid = os.getpid()
-        self.db: duckdb.DuckDBPyConnection | None = None
-        self.lakes: dict[tuple[str, str, S3Options | None], _Lake] = {}
-
-    def cursor(self, store: DuckLakeStore) -> tuple[_Lake, duckdb.DuckDBPyConnection]:
-        """The store's lake, attached on first use, and a new connection to it (one per `connect`)."""
-        with self.mutex:
-            if self.pid != os.getpid():  # a forked child: the parent's DuckDB and sessions are not its own
-                self._reset()
-            if self.db is None:
-                self.db = duckdb.connect(config=_CONFIG)
-                # DuckLake never rewrites a data file, so their footers may stay parsed: each write's check of
-                # stored ids reads every file, and at 600 files this halves its time.
-                self.db.execute("SET GLOBAL parquet_metadata_cache = true")
-                _load(self.db, "ducklake", "postgres")
-            lake = self.lakes.get(store.key)
-            if lake is None:
-                lake = self.lakes[store.key] = store.attach(self.db)
-            con = self.db.cursor()
-        con.execute(f"USE {lake.alias}")
-        return lake, con
-
-    def detach(self, key: tuple[str, str, S3Options | None]) -> None:
-        with self.mutex:
-            lake = self.lakes.pop(key, None)
-            if lake is None or self.db is None:
-                return
-            with suppress(duckdb.Error):
-                self.db.execute(f"DETACH {lake.alias}")
-                self.db.execute(f"DROP SECRET IF EXISTS {lake.alias}_s3")
-            lake.close()
-
-
-_LAKES = _Lakes()
-_CONFIG: dict[str, str | bool | int | float | list[str]] = {
-    "autoinstall_known_extensions": False,  # never download: the packages bring them
-    "autoload_known_extensions": False,
-    "python_enable_replacements": False,
-}
-
-
-def _load(con: duckdb.DuckDBPyConnection, *names: str) -> None:
-    # `import_extension` INSTALLs from the package's own file (into DuckDB's extension folder, ~/.duckdb by
-    # default; a no-op once there), never from the network; LOAD then finds it installed.
-    for name in names:
-        import_extension(name, con=con)
-        con.load_extension(name)
 
 
 def retry_conflicts(work: Callable[[], T]) -> T:
@@ -224,10 +124,10 @@ class DuckLakeStore(StoreBase):
     def __repr__(self) -> str:  # the catalog string may hold a password
         return f"DuckLakeStore(data_path={self.data_path!r})"
 
-    def attach(self, db: duckdb.DuckDBPyConnection) -> _Lake:
+    def attach(self, db: duckdb.DuckDBPyConnection) -> Lake:
         """Attach the lake to the process's DuckDB, creating its catalog tables if the database has none yet."""
         self._reach_data(db)
-        lake = _Lake(self.alias, self.catalog)
+        lake = Lake(self.alias, self.catalog)
         try:
             with self._locked(lake):  # two first attaches would both create the catalog tables
                 db.execute(self._attach_sql())
@@ -238,7 +138,7 @@ class DuckLakeStore(StoreBase):
 
     def _reach_data(self, db: duckdb.DuckDBPyConnection) -> None:
         if self.data_path.startswith(_REMOTE):
-            _load(db, "httpfs")
+            load_extensions(db, "httpfs")
             if self.s3 is not None and self.s3 != S3Options():  # none given: DuckDB's own defaults
                 db.execute(f"CREATE OR REPLACE SECRET {self.alias}_s3 ({self._s3_secret()})")
 
@@ -252,9 +152,9 @@ class DuckLakeStore(StoreBase):
         0.5 s), closed at exit. The schema is put in place first (once per process), as `connect` does."""
         with self._open(reports=True):
             pass
-        db = duckdb.connect(config=_CONFIG)
+        db = duckdb.connect(config=DUCKDB_CONFIG)
         try:
-            _load(db, "ducklake", "postgres")
+            load_extensions(db, "ducklake", "postgres")
             self._reach_data(db)
             db.execute(self._attach_sql(read_only=True))
             db.execute(f"USE {self.alias}")
@@ -277,10 +177,10 @@ class DuckLakeStore(StoreBase):
 
     def close(self) -> None:
         """Detach the lake from this process (every store of it here) and end its lock session."""
-        _LAKES.detach(self.key)
+        LAKES.detach(self.key)
 
     @contextmanager
-    def _locked(self, lake: _Lake) -> Iterator[None]:
+    def _locked(self, lake: Lake) -> Iterator[None]:
         """Hold the catalog database's advisory write lock (released at exit, or when this process dies)."""
         import psycopg
 
@@ -320,8 +220,8 @@ class DuckLakeStore(StoreBase):
         )
 
     @contextmanager
-    def _open(self, *, reports: bool) -> Iterator[tuple[_Lake, duckdb.DuckDBPyConnection]]:
-        lake, con = _LAKES.cursor(self)
+    def _open(self, *, reports: bool) -> Iterator[tuple[Lake, duckdb.DuckDBPyConnection]]:
+        lake, con = LAKES.cursor(self)
         try:
             results = {name: model for name, model in self.result_models.items() if lake.results.get(name) is not model}
             if not lake.events_ready or (reports and (not lake.reports_ready or results)):

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Literal
 
 from flowhook.events import load_catalog
 from flowhook.store.duckdb_store import DuckDBStore
-from flowhook.store.ducklake_store import DuckLakeStore, S3Options
+from flowhook.store.ducklake_lakes import S3Options
+from flowhook.store.ducklake_store import DuckLakeStore
 from flowhook.store.protocol import EventStore
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from rich.console import Console
 from flowhook.metrics.little import BacklogSample
 from flowhook.metrics.render import to_rich
 from flowhook.metrics.report import OVERALL, BucketTotals, LatencyStats, Report, TypeTotals, Window, build_report
-from flowhook.watchdog import check_heartbeat
+from flowhook.worker.watchdog import check_heartbeat
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 LN2 = math.log(2)

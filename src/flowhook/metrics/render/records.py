@@ -10,7 +10,7 @@ from flowhook.metrics.render._figures import finite, rounded, significant
 from flowhook.metrics.render._shared import STAGE_ORDER, stage_rows, warnings
 from flowhook.metrics.render.definitions import DEFINITIONS
 from flowhook.metrics.report import STAGES, LatencyStats, Report, TypeReport
-from flowhook.watchdog import to_json_dict as heartbeat_dict
+from flowhook.worker.watchdog import to_json_dict as heartbeat_dict
 
 
 def to_table_rows(report: Report) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ import threading
 from flowhook.events import load_catalog
 from flowhook.settings import Settings
 from flowhook.sources.emit import local_sink
-from flowhook.sources.sqs.config import sqs_client
+from flowhook.sources.sqs.client import sqs_client
 from flowhook.sources.sqs.poller import SqsPoller
 
 SOURCE = "sqs"

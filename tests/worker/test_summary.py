@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flowhook.run_summary import RunSummary, artifact_key, rows_query
 from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.worker.summary import RunSummary, artifact_key, rows_query
 from tests.factories import T0
 
 RUN = "0f8e7c1a-0000-4000-8000-000000000001"

@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flowhook.dead_letters import launch_all, respool
 from flowhook.spool import BatchRef, Spool, State
 from flowhook.store import DeadLetter
+from flowhook.worker.dead_letters import launch_all, respool
 from tests.factories import T0, make_event
 
 

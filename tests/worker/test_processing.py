@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from flowhook import processing
 from flowhook.events import Event, EventData, Result, event_type, load_catalog
-from flowhook.settings import RetryPolicy
 from flowhook.spool import BatchRef, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
 from flowhook.store import DuckDBStore
+from flowhook.worker import drain, steps
+from flowhook.worker.config import RetryPolicy
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 PROBE = "processing_probe"
@@ -61,9 +61,9 @@ def test_claim_returns_the_events_once(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     events = [make_event(n) for n in range(3)]
     batch = spool_batch(spool, events)
-    assert processing.claim(spool, batch) == events
+    assert steps.claim(spool, batch) == events
     assert spool.state_of(batch.batch_id) is State.CLAIMED
-    assert processing.claim(spool, batch) is None
+    assert steps.claim(spool, batch) is None
 
 
 def test_handle_runs_each_handler_and_a_failure_marks_only_its_event(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_handle_runs_each_handler_and_a_failure_marks_only_its_event(tmp_path: P
     events = [make_event(1), make_event(13), make_event(2)]
     batch = spool_batch(spool, events)
     started = T0 + timedelta(minutes=1)
-    handled = processing.handle(events, catalog=load_catalog(), batch=batch, started=started, flow_run_id="run-1")
+    handled = steps.handle(events, catalog=load_catalog(), batch=batch, started=started, flow_run_id="run-1")
     assert [(e.id, e.status, e.result, e.error) for e in handled] == [
         ("e1", "ok", {"double": 2}, None),
         ("e13", "failed", None, "ValueError: unlucky number"),
@@ -103,9 +103,7 @@ def test_handle_runs_each_handler_and_a_failure_marks_only_its_event(tmp_path: P
 )
 def test_an_event_that_cannot_be_handled_is_failed_not_raised(event: Event, error: str) -> None:
     batch = BatchRef(batch_id="b", event_type=PROBE, count=2, sealed=T0)
-    handled = processing.handle(
-        [event, make_event(3)], catalog=load_catalog(), batch=batch, started=T0, flow_run_id=None
-    )
+    handled = steps.handle([event, make_event(3)], catalog=load_catalog(), batch=batch, started=T0, flow_run_id=None)
     assert [e.status for e in handled] == ["failed", "ok"]
     assert handled[0].error is not None
     assert handled[0].error.startswith(error)
@@ -117,11 +115,11 @@ def test_a_batch_goes_through_every_step_into_duckdb(tmp_path: Path) -> None:
     batch = spool_batch(spool, [make_event(1), make_event(13), make_event(2)])
     now = T0 + timedelta(minutes=2)
 
-    events = processing.claim(spool, batch)
+    events = steps.claim(spool, batch)
     assert events is not None
-    handled = processing.handle(events, catalog=load_catalog(), batch=batch, started=T0, flow_run_id="run-1")
-    assert processing.store(db, handled, now=now) == 3
-    processing.complete(spool, batch)
+    handled = steps.handle(events, catalog=load_catalog(), batch=batch, started=T0, flow_run_id="run-1")
+    assert steps.store(db, handled, now=now) == 3
+    steps.complete(spool, batch)
 
     assert spool.state_of(batch.batch_id) is State.DONE
     rows = db.query("SELECT id, status, error, result::VARCHAR, stored, batch_id FROM events ORDER BY id")
@@ -131,17 +129,17 @@ def test_a_batch_goes_through_every_step_into_duckdb(tmp_path: Path) -> None:
         ("e13", "failed", "ValueError: unlucky number", None, naive_now, batch.batch_id),
         ("e2", "ok", None, '{"double":4}', naive_now, batch.batch_id),
     ]
-    assert processing.claim(spool, batch) is None  # a late trigger finds nothing to do
+    assert steps.claim(spool, batch) is None  # a late trigger finds nothing to do
 
 
 def test_storing_the_same_batch_twice_inserts_nothing_the_second_time(tmp_path: Path) -> None:
     db = DuckDBStore(tmp_path / "flowhook.duckdb", lock_timeout=10)
     batch = BatchRef(batch_id="b", event_type=PROBE, count=2, sealed=T0)
-    handled = processing.handle(
+    handled = steps.handle(
         [make_event(1), make_event(2)], catalog=load_catalog(), batch=batch, started=T0, flow_run_id=None
     )
-    assert processing.store(db, handled, now=T0) == 2
-    assert processing.store(db, handled, now=T0 + timedelta(hours=1)) == 0
+    assert steps.store(db, handled, now=T0) == 2
+    assert steps.store(db, handled, now=T0 + timedelta(hours=1)) == 0
     assert db.count_events(event_type=PROBE) == 2
     # The first write wins: a re-run does not move the stored time.
     assert {stored for (stored,) in db.query("SELECT stored FROM events")} == {T0.replace(tzinfo=None)}
@@ -150,9 +148,9 @@ def test_storing_the_same_batch_twice_inserts_nothing_the_second_time(tmp_path: 
 def test_store_stamps_the_current_time_by_default(tmp_path: Path) -> None:
     db = DuckDBStore(tmp_path / "flowhook.duckdb", lock_timeout=10)
     batch = BatchRef(batch_id="b", event_type=PROBE, count=1, sealed=T0)
-    handled = processing.handle([make_event(1)], catalog=load_catalog(), batch=batch, started=T0, flow_run_id=None)
+    handled = steps.handle([make_event(1)], catalog=load_catalog(), batch=batch, started=T0, flow_run_id=None)
     before = datetime.now(UTC)
-    processing.store(db, handled)
+    steps.store(db, handled)
     [(stored,)] = db.query("SELECT stored FROM events")
     assert before - timedelta(seconds=1) <= stored.replace(tzinfo=UTC) <= datetime.now(UTC)
 
@@ -160,7 +158,7 @@ def test_store_stamps_the_current_time_by_default(tmp_path: Path) -> None:
 def test_an_already_claimed_batch_returns_none(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     batch = spool_batch(spool, [make_event(1)], state=State.CLAIMED)
-    assert processing.claim(spool, batch) is None
+    assert steps.claim(spool, batch) is None
     assert spool.state_of(batch.batch_id) is State.CLAIMED
 
 
@@ -168,7 +166,7 @@ def test_claim_all_leaves_out_batches_another_run_has(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     mine = spool_batch(spool, [make_event(1), make_event(2)])
     theirs = spool_batch(spool, [make_event(3)], state=State.CLAIMED)
-    claimed = processing.claim_all(spool, [mine, theirs])
+    claimed = steps.claim_all(spool, [mine, theirs])
     assert [(batch.batch_id, [e.id for e in events]) for batch, events in claimed] == [(mine.batch_id, ["e1", "e2"])]
 
 
@@ -176,8 +174,8 @@ def test_handle_all_keeps_each_events_batch(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     first = spool_batch(spool, [make_event(1)])
     second = spool_batch(spool, [make_event(2), make_event(13)])
-    claimed = processing.claim_all(spool, [first, second])
-    handled = processing.handle_all(claimed, catalog=load_catalog(), started=T0, flow_run_id="run-1")
+    claimed = steps.claim_all(spool, [first, second])
+    handled = steps.handle_all(claimed, catalog=load_catalog(), started=T0, flow_run_id="run-1")
     assert [(e.id, e.batch_id, e.status) for e in handled] == [
         ("e1", first.batch_id, "ok"),
         ("e2", second.batch_id, "ok"),
@@ -208,7 +206,7 @@ def test_next_batches_returns_the_waiting_batches_oldest_first_at_once(tmp_path:
     other = new_batch_id("other_type")  # not this type
     spool.path(State.READY, other).write_bytes(encode_event(make_event(3, "other_type")))
     clock = FakeClock()
-    found = processing.next_batches(
+    found = drain.next_batches(
         spool, PROBE, idle_seconds=10, until=clock() + 60, max_events=100, clock=clock, sleep=clock.sleep
     )
     assert [ref.batch_id for ref in found] == [older.batch_id, newer.batch_id]
@@ -224,11 +222,11 @@ def test_a_woken_run_takes_the_batches_sealed_while_it_started_in_its_first_step
     meanwhile = [spool_batch(spool, [make_event(n)], state=State.READY) for n in (2, 3, 4)]
     other = new_batch_id("other_type")
     spool.path(State.READY, other).write_bytes(encode_event(make_event(5, "other_type")))
-    found = processing.woken_with(spool, woken, max_events=100)
+    found = drain.woken_with(spool, woken, max_events=100)
     assert found[0] == woken
     assert sorted(ref.batch_id for ref in found[1:]) == sorted(b.batch_id for b in meanwhile)
-    assert processing.woken_with(spool, woken, max_events=1) == [woken]  # full already: the next step
-    assert len(processing.woken_with(spool, woken, max_events=2)) == 2
+    assert drain.woken_with(spool, woken, max_events=1) == [woken]  # full already: the next step
+    assert len(drain.woken_with(spool, woken, max_events=2)) == 2
 
 
 def test_next_batches_takes_about_max_events_but_always_one(tmp_path: Path) -> None:
@@ -237,7 +235,7 @@ def test_next_batches_takes_about_max_events_but_always_one(tmp_path: Path) -> N
     os.utime(spool.path(State.READY, big.batch_id), (time.time() - 10, time.time() - 10))
     spool_batch(spool, [make_event(9)], state=State.READY)
     clock = FakeClock()
-    found = processing.next_batches(
+    found = drain.next_batches(
         spool, PROBE, idle_seconds=1, until=clock() + 60, max_events=3, clock=clock, sleep=clock.sleep
     )
     assert [ref.batch_id for ref in found] == [big.batch_id]
@@ -247,12 +245,12 @@ def test_next_batches_leaves_the_successors_batch_to_it(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     theirs = spool_batch(spool, [make_event(1)], state=State.READY)
     os.utime(spool.path(State.READY, theirs.batch_id), (time.time() - 10, time.time() - 10))
-    successor = processing.left_behind(spool, PROBE)
+    successor = drain.left_behind(spool, PROBE)
     assert successor is not None and successor.batch_id == theirs.batch_id  # the oldest waiting
     clock = FakeClock()
 
     def ours_to_take() -> list[BatchRef]:
-        return processing.next_batches(
+        return drain.next_batches(
             spool,
             PROBE,
             idle_seconds=1,
@@ -272,7 +270,7 @@ def test_next_batches_leaves_the_successors_batch_to_it(tmp_path: Path) -> None:
 def test_next_batches_gives_up_after_idle_seconds(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     clock = FakeClock()
-    found = processing.next_batches(
+    found = drain.next_batches(
         spool, PROBE, idle_seconds=2, until=clock() + 60, max_events=10, clock=clock, sleep=clock.sleep
     )
     assert found == []
@@ -283,17 +281,17 @@ def test_next_batches_returns_nothing_once_the_run_is_out_of_time(tmp_path: Path
     spool = Spool(tmp_path / "spool")
     spool_batch(spool, [make_event(1)], state=State.READY)
     clock = FakeClock()
-    found = processing.next_batches(
+    found = drain.next_batches(
         spool, PROBE, idle_seconds=10, until=clock() - 1, max_events=10, clock=clock, sleep=clock.sleep
     )
     assert found == []
-    assert processing.left_behind(spool, PROBE) is not None  # for a fresh run to take
+    assert drain.left_behind(spool, PROBE) is not None  # for a fresh run to take
 
 
 def test_a_lease_is_fresh_while_held_and_gone_after(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     assert not spool.has_lease(PROBE, fresh_within=5)
-    with processing.lease(spool, PROBE, "run-1", every=0.05):
+    with drain.lease(spool, PROBE, "run-1", every=0.05):
         assert spool.has_lease(PROBE, fresh_within=5)
         assert not spool.has_lease("other_type", fresh_within=5)
         lease_file = spool.leases / f"{PROBE}@run-1"
@@ -316,7 +314,7 @@ def test_a_dead_runs_lease_goes_stale(tmp_path: Path) -> None:
 def test_left_behind_is_none_when_nothing_waits(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     spool_batch(spool, [make_event(1)], state=State.CLAIMED)
-    assert processing.left_behind(spool, PROBE) is None
+    assert drain.left_behind(spool, PROBE) is None
 
 
 def test_a_step_stores_the_batch_retries_the_failed_event_and_completes_the_batch(tmp_path: Path) -> None:
@@ -324,7 +322,7 @@ def test_a_step_stores_the_batch_retries_the_failed_event_and_completes_the_batc
     batch = spool_batch(spool, [make_event(1), make_event(13), make_event(2)])
     waits: list[float] = []
     store = DuckDBStore(tmp_path / "flowhook.duckdb", lock_timeout=10)
-    step = processing.process_step(
+    step = steps.process_step(
         [batch],
         owner="run-1",
         spool=spool,
@@ -343,7 +341,7 @@ def test_a_step_stores_the_batch_retries_the_failed_event_and_completes_the_batc
 
     # Done: a late trigger's run, or this one, finds nothing to do.
     assert (
-        processing.process_step(
+        steps.process_step(
             [batch],
             owner="run-2",
             spool=spool,
@@ -362,10 +360,10 @@ def test_a_step_tried_again_after_an_io_error_takes_its_own_claimed_batch_and_st
     spool = Spool(tmp_path / "spool")
     batch = spool_batch(spool, [make_event(1), make_event(2)])
     store = DuckDBStore(tmp_path / "flowhook.duckdb", lock_timeout=10)
-    assert processing.claim(spool, batch, owner="run-1") is not None  # then the store failed: the task runs again
+    assert steps.claim(spool, batch, owner="run-1") is not None  # then the store failed: the task runs again
     step = dict(spool=spool, store_to=store, catalog=load_catalog(), policy_for_type=lambda _: RetryPolicy())
-    assert processing.process_step([batch], owner="run-2", **step).batches == 0  # not another run's
-    again = processing.process_step([batch], owner="run-1", **step)
+    assert steps.process_step([batch], owner="run-2", **step).batches == 0  # not another run's
+    again = steps.process_step([batch], owner="run-1", **step)
     assert (again.batches, again.inserted) == (1, 2)
     assert spool.state_of(batch.batch_id) is State.DONE
 
@@ -386,7 +384,7 @@ def test_next_batches_looks_again_after_a_failed_listing(tmp_path: Path) -> None
     spool = FlakySpool(tmp_path / "spool")
     batch = spool_batch(spool, [make_event(1)])
     clock = FakeClock()
-    found = processing.next_batches(
+    found = drain.next_batches(
         spool, PROBE, idle_seconds=2, until=clock() + 60, max_events=10, clock=clock, sleep=clock.sleep
     )
     assert [ref.batch_id for ref in found] == [batch.batch_id]
@@ -403,7 +401,7 @@ def test_next_batches_waits_for_the_next_step_time_and_takes_what_arrived_meanwh
         clock.sleep(seconds)
         arrived.append(spool_batch(spool, [make_event(2)]))  # came while the run waited for its step time
 
-    found = processing.next_batches(
+    found = drain.next_batches(
         spool,
         PROBE,
         idle_seconds=10,

@@ -1,31 +1,24 @@
-"""What a worker flow does to its batches, step by step, with no Prefect in sight.
+"""One step of a worker run over the batches it takes: claim, handle, store, retry the failed, complete.
 
 claim (exactly one run wins a batch) → handle each event once (a failing event is recorded, never sinks its batch)
 → store in bulk, keyed by event id → call the failed ones again after backoff (`retry_failed`) and
 store them over their failed rows, ok at last or dead letters → complete (the batch is marked
-done) → wait a while for the next batches of the type (`next_batches`), holding a lease so the
-gateway knows this run is awake and need not wake another: a flow run costs seconds of CPU to start,
-a batch found by an awake run costs nothing.
+done). What a run does between steps (waiting for the next batches, its lease) is `flowhook.worker.drain`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
-import logging
-import threading
 import time
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from flowhook.events import Catalog, Event
-from flowhook.settings import RetryPolicy
 from flowhook.spool import BatchNotFound, BatchRef, BatchSpool
 from flowhook.store import EventStore, StoredEvent
-
-logger = logging.getLogger(__name__)
+from flowhook.worker.config import RetryPolicy
 
 Claimed = list[tuple[BatchRef, list[Event]]]
 """Batches a run holds, each with its events."""
@@ -175,94 +168,6 @@ def store(
 def complete(spool: BatchSpool, batch: BatchRef) -> None:
     """The batch is stored: retire its file."""
     spool.complete(batch.batch_id)
-
-
-def woken_with(spool: BatchSpool, batch: BatchRef, *, max_events: int) -> list[BatchRef]:
-    """The batch a run was woken for, then those of its type sealed while the run started (up to about
-    `max_events` events in all): the first step takes them all instead of leaving them for the next."""
-    try:
-        waiting = spool.pending(batch.event_type, max_events=max_events)
-    except OSError as exc:  # the spool (S3) hiccuped: the next step looks again
-        logger.warning("cannot list the batches of %s: %s", batch.event_type, exc)
-        waiting = []
-    taken, total = [batch], batch.count
-    for ref in waiting:
-        if ref.batch_id == batch.batch_id:
-            continue
-        if total + ref.count > max_events:
-            break
-        taken.append(ref)
-        total += ref.count
-    return taken
-
-
-def next_batches(
-    spool: BatchSpool,
-    event_type: str,
-    *,
-    idle_seconds: float,
-    until: float,
-    max_events: int,
-    poll: float = 0.1,
-    not_before: float = 0.0,
-    leave: Container[str] = (),
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[BatchRef]:
-    """The waiting batches of the type, oldest first, as soon as there are any, but not before `not_before`
-    (what arrives until then joins them), except those in `leave` (a successor's); [] once none came for
-    `idle_seconds` or the clock passed `until` (wall-clock times): the run may then end."""
-    give_up = min(clock() + idle_seconds, until)
-    while True:
-        try:
-            batches = [ref for ref in spool.pending(event_type, max_events=max_events) if ref.batch_id not in leave]
-        except OSError as exc:  # the spool (S3) hiccuped: look again at the next poll, as for an empty spool
-            logger.warning("cannot list the batches of %s: %s", event_type, exc)
-            batches = []
-        if batches and clock() < not_before:
-            sleep(not_before - clock())
-            continue
-        if batches or clock() >= give_up:
-            return batches if clock() < until else []
-        sleep(poll)
-
-
-@contextmanager
-def lease(spool: BatchSpool, event_type: str, owner: str, *, every: float = 1.0) -> Iterator[None]:
-    """Hold a lease on `event_type` (touched every `every` seconds from a thread) while the block runs."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(every):
-            try:
-                spool.touch_lease(event_type, owner)
-            except OSError as exc:  # the spool (S3) hiccuped: the next beat tries again; 5 s of them is a dead run
-                logger.warning("cannot touch the lease on %s: %s", event_type, exc)
-
-    spool.touch_lease(event_type, owner)
-    thread = threading.Thread(target=beat, name=f"lease-{event_type}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        try:
-            spool.drop_lease(event_type, owner)
-        except OSError as exc:  # left to go stale: the gateway sees the run gone after `lease_seconds`
-            logger.warning("cannot drop the lease on %s: %s", event_type, exc)
-
-
-def left_behind(spool: BatchSpool, event_type: str) -> BatchRef | None:
-    """The type's oldest unclaimed batch, for a fresh run: a successor's, or, after the lease is dropped, one
-    sealed while the gateway still saw it. None when there is none or the spool cannot say (the sweeper
-    launches a batch nobody took)."""
-    try:
-        pending = spool.pending(event_type, max_events=1)
-    except OSError as exc:
-        logger.warning("cannot list the batches of %s: %s", event_type, exc)
-        return None
-    return pending[0] if pending else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,21 +1,14 @@
-"""The local stack: a Prefect server (SQLite), the `flowhook` work pool and its deployments,
-its workers and the gateway, each a child process with its log under `<data>/logs/`.
-
-Used by `flowhook up` / `flowhook demo` and by the end-to-end tests (on free ports).
-"""
+"""`LocalStack` supervises the local stack's child processes: starts each part in order, waits until it is
+healthy, and stops them all (with the flow runs they started) in reverse."""
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -23,80 +16,15 @@ from typing import IO, Any
 import httpx
 import yaml
 
-from flowhook.names import SOURCE_DEPLOYMENTS
-from flowhook.names import WORK_POOL as WORK_POOL  # still importable from the stack
+from flowhook.names import SOURCE_DEPLOYMENTS, WORK_POOL
 from flowhook.prefect_api import sync_client
+from flowhook.stack.config import StackConfig, StackError, free_port, port_is_free
+from flowhook.stack.local_sqs import create_local_queues, local_sqs_client
+from flowhook.stack.processes import descendants, exited, gone, prefect_cli, terminate
 from flowhook.uptime import mark_started, mark_stopped
-from flowhook.uptime import started_at as started_at  # still importable from the stack, its old home
 
-WORKER_TYPES = ("flowhook", "process")
 AUTOMATIONS_FILE = Path("deployments") / "automations.yaml"
 """Automations beside the deployment triggers (created by `create_automations`)."""
-
-
-class StackError(RuntimeError):
-    """A part of the local stack failed to start; the message says which and where its log is."""
-
-
-@dataclass
-class StackConfig:
-    """Where the stack keeps its state and which ports it binds (127.0.0.1 only)."""
-
-    root: Path
-    data_dir: Path
-    prefect_port: int = 4200
-    gateway_port: int = 8000
-    worker_limit: int = 6
-    worker_query_seconds: float = 1.0
-    local_sqs: bool = False
-    start_sources: bool = False
-    extra_env: dict[str, str] = field(default_factory=dict)
-    prefect_database_url: str | None = None
-    """Prefect's database, e.g. `postgresql+asyncpg://postgres@127.0.0.1:5432/prefect`; None: SQLite under <data>."""
-    redis: tuple[str, int, int] | None = None
-    """(host, port, db) of a Redis that carries Prefect's events, caches, causal ordering and leases (prefect-redis)."""
-    api_processes: int = 1
-    """Prefect API server processes on the port; over 1 needs Postgres and Redis, and the services get a process."""
-    workers: int = 1
-    """Workers polling the pool, each with `worker_limit` slots."""
-    worker_type: str = "flowhook"
-    """The pool's worker type: `flowhook` forks each flow run from a warm process (milliseconds, a few MB);
-    `process`, Prefect's own, starts a new Python per run (seconds of CPU importing Prefect)."""
-
-    def __post_init__(self) -> None:
-        if self.worker_type not in WORKER_TYPES:
-            raise ValueError(f"worker_type must be one of {', '.join(WORKER_TYPES)}, not {self.worker_type!r}")
-        if self.api_processes > 1 and (self.prefect_database_url is None or self.redis is None):
-            raise ValueError("more than one Prefect API process needs prefect_database_url (Postgres) and redis")
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.prefect_port}/api"
-
-    @property
-    def ui_url(self) -> str:
-        return f"http://127.0.0.1:{self.prefect_port}"
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class LocalStack:
@@ -195,14 +123,14 @@ class LocalStack:
         cannot change), its deployments following it on the next `deploy`."""
         pool = httpx.get(f"{self.config.api_url}/work_pools/{WORK_POOL}", timeout=30.0)
         if pool.status_code == 200 and pool.json()["type"] != self.config.worker_type:
-            self._run("pool", [*_prefect(), "work-pool", "delete", WORK_POOL])
-        argv = [*_prefect(), "work-pool", "create", WORK_POOL, "--type", self.config.worker_type, "--overwrite"]
+            self._run("pool", [*prefect_cli(), "work-pool", "delete", WORK_POOL])
+        argv = [*prefect_cli(), "work-pool", "create", WORK_POOL, "--type", self.config.worker_type, "--overwrite"]
         self._run("pool", argv)
 
     def deploy(self, prefect_file: Path | None = None) -> None:
         """`prefect deploy --all` of `prefect.yaml` (or another file of deployments) to this stack."""
         extra = [] if prefect_file is None else ["--prefect-file", str(prefect_file)]
-        self._run("deploy", [*_prefect(), "--no-prompt", "deploy", "--all", *extra])
+        self._run("deploy", [*prefect_cli(), "--no-prompt", "deploy", "--all", *extra])
 
     def create_automations(self) -> None:
         """The automations of `deployments/automations.yaml` that the server does not have yet (by name)."""
@@ -211,7 +139,7 @@ class LocalStack:
         with self.api() as api:
             found = api.post("automations/filter", json={}).raise_for_status().json()
         if set(wanted) - {a["name"] for a in found}:
-            self._run("automations", [*_prefect(), "--no-prompt", "automation", "create", "--from-file", str(path)])
+            self._run("automations", [*prefect_cli(), "--no-prompt", "automation", "create", "--from-file", str(path)])
 
     def pids(self) -> dict[str, int]:
         """The PID of each long-running part, by name (`server`, `worker`, `gateway`, ...)."""
@@ -276,19 +204,19 @@ class LocalStack:
         if cfg.api_processes > 1:
             # Each API process would migrate the database as it starts, all at once: migrate first, once. The
             # API processes run no services: one process of their own runs them.
-            self._run("migrate", [*_prefect(), "server", "database", "upgrade", "--yes"])
+            self._run("migrate", [*prefect_cli(), "server", "database", "upgrade", "--yes"])
             argv += ["--workers", str(cfg.api_processes)]
         self._spawn("server", argv)
         self._wait_healthy("server", f"{cfg.api_url}/health", timeout=90)
         if cfg.api_processes > 1 and "services" not in self.pids():
-            self._spawn("services", [*_prefect(), "server", "services", "start"])
+            self._spawn("services", [*prefect_cli(), "server", "services", "start"])
 
     def start_sources(self) -> None:
         """Run the long-running source deployments (again, after their flow runs died with a worker)."""
         for deployment in SOURCE_DEPLOYMENTS:
             for attempt in range(3):  # a server on SQLite under a burst may answer "database is locked"
                 try:
-                    self._run("sources", [*_prefect(), "deployment", "run", deployment])
+                    self._run("sources", [*prefect_cli(), "deployment", "run", deployment])
                     break
                 except StackError:
                     if attempt == 2:
@@ -305,7 +233,7 @@ class LocalStack:
             name, server_name = ("worker", "flowhook-local") if n == 1 else (f"worker-{n}", f"flowhook-local-{n}")
             if name in running:
                 continue
-            argv = [*_prefect(), "worker", "start", "--pool", WORK_POOL, "--type", self.config.worker_type]
+            argv = [*prefect_cli(), "worker", "start", "--pool", WORK_POOL, "--type", self.config.worker_type]
             self._spawn(name, [*argv, "--limit", str(self.config.worker_limit), "--name", server_name])
 
     def start_gateway(self) -> None:
@@ -316,7 +244,7 @@ class LocalStack:
     def flow_run_pids(self) -> list[int]:
         """PIDs of the processes the worker started (flow runs and what they started)."""
         worker = self.pids().get("worker")
-        return [] if worker is None else _descendants(worker)
+        return [] if worker is None else descendants(worker)
 
     def kill_part(self, name: str) -> int:
         """SIGKILL one part, as a crash would, and forget it (its flow runs live on); returns its PID."""
@@ -344,10 +272,10 @@ class LocalStack:
             return
         self._progress(f"stopping {name}")
         # Flow runs start in sessions of their own: find them before their worker is gone.
-        orphans = _descendants(proc.pid)
-        _terminate(proc.pid, functools.partial(_exited, proc))
+        orphans = descendants(proc.pid)
+        terminate(proc.pid, functools.partial(exited, proc))
         for pid in orphans:
-            _terminate(pid, functools.partial(_gone, pid), group=False)
+            terminate(pid, functools.partial(gone, pid), group=False)
 
     def __enter__(self) -> LocalStack:
         try:
@@ -400,78 +328,3 @@ class LocalStack:
                 pass
             time.sleep(0.25)
         raise StackError(f"the {name} did not become healthy within {timeout:.0f}s; see {self.logs / name}.log")
-
-
-def local_sqs_client(endpoint: str, credentials: dict[str, str]) -> Any:
-    """A boto3 SQS client for a local endpoint, with the `AWS_*` values of `credentials`."""
-    import boto3
-
-    return boto3.client(
-        "sqs",
-        endpoint_url=endpoint,
-        region_name=credentials["AWS_DEFAULT_REGION"],
-        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-def create_local_queues(
-    endpoint: str, credentials: dict[str, str], *, name: str = "flowhook-events"
-) -> tuple[str, str]:
-    """Create the queue and its dead-letter queue (3 receives, then the DLQ); returns their URLs."""
-
-    sqs = local_sqs_client(endpoint, credentials)
-    dlq_url: str = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
-    queue_url: str = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
-    return queue_url, dlq_url
-
-
-def _terminate(pid: int, wait: Callable[[float], bool], *, group: bool = True) -> None:
-    """SIGTERM, a second SIGTERM (an idle Prefect worker ignores the first), then SIGKILL."""
-    for sig, timeout in ((signal.SIGTERM, 3.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig) if group else os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        if wait(timeout):
-            return
-
-
-def _exited(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
-
-
-def _gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _descendants(pid: int) -> list[int]:
-    """PIDs of every process below `pid`, from /proc (Linux)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _prefect() -> list[str]:
-    return [sys.executable, "-m", "prefect"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from flowhook import run_names
+from flowhook.worker import run_names
 
 AT = datetime(2026, 11, 27, 17, 58, 30, tzinfo=UTC)
 

@@ -7,11 +7,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flowhook import sweeper
 from flowhook.events import Event
 from flowhook.spool import BatchRef, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
-from flowhook.sweeper import sweep
+from flowhook.worker import sweeper
+from flowhook.worker.sweeper import sweep
 
 UNCLAIMED_AFTER, CLAIMED_AFTER, DEAD_RUN_AFTER = 30.0, 600.0, 30.0
 

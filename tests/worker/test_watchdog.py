@@ -12,7 +12,7 @@ import yaml
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
 from flowhook.settings import Settings
-from flowhook.watchdog import (
+from flowhook.worker.watchdog import (
     ALERT_ARTIFACT_KEY,
     HEARTBEAT_EVENT,
     HEARTBEAT_RESOURCE,
@@ -27,7 +27,7 @@ from flowhook.watchdog import (
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 MAX_AGE = 660.0
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ago(seconds: float) -> datetime:

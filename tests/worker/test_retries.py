@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import Field, ValidationError
 
-from flowhook import processing
 from flowhook.events import Event, EventData, Result, event_type, load_catalog
-from flowhook.settings import RetryPolicy, Settings
+from flowhook.settings import Settings
 from flowhook.spool import BatchRef
 from flowhook.store import DuckDBStore, StoredEvent
+from flowhook.worker import steps
+from flowhook.worker.config import RetryPolicy
 from tests.factories import T0
 
 FLAKY = "retry_probe"
@@ -46,7 +47,7 @@ def flaky(key: str, fails: int, kind: str = FLAKY) -> Event:
 
 def first_pass(*events: Event) -> list[StoredEvent]:
     batch = BatchRef(batch_id="b1", event_type=FLAKY, count=len(events), sealed=T0, emitted=T0)
-    return processing.handle(events, catalog=load_catalog(), batch=batch, started=T0, flow_run_id="run-1")
+    return steps.handle(events, catalog=load_catalog(), batch=batch, started=T0, flow_run_id="run-1")
 
 
 class Sleeps(list[float]):
@@ -61,9 +62,7 @@ def retry(
 ) -> tuple[list[StoredEvent], Sleeps]:
     settings = Settings(retry=policy or RetryPolicy(), retry_overrides=overrides)
     sleeps = Sleeps()
-    retried = processing.retry_failed(
-        handled, catalog=load_catalog(), policy_for_type=settings.retry_policy, sleep=sleeps
-    )
+    retried = steps.retry_failed(handled, catalog=load_catalog(), policy_for_type=settings.retry_policy, sleep=sleeps)
     return retried, sleeps
 
 
@@ -174,11 +173,11 @@ def test_a_policy_that_makes_no_sense_is_refused(bad: dict[str, float]) -> None:
 def test_the_step_stores_the_good_at_once_then_the_retried_over_their_failed_rows(tmp_path: Path) -> None:
     db = DuckDBStore(tmp_path / "flowhook.duckdb", lock_timeout=10)
     handled = first_pass(flaky("s-good", fails=0), flaky("s-flaky", fails=1), flaky("s-dead", fails=-1))
-    assert processing.failures(handled) == 2
-    assert processing.store(db, handled, now=T0 + timedelta(seconds=1)) == 3  # the good one waits for nobody
+    assert steps.failures(handled) == 2
+    assert steps.store(db, handled, now=T0 + timedelta(seconds=1)) == 3  # the good one waits for nobody
     retried, _ = retry(handled)
-    assert processing.store(db, retried, now=T0 + timedelta(seconds=2)) == 0  # no new ids: the same ones, replaced
-    assert processing.failures(handled, retried) == 1
+    assert steps.store(db, retried, now=T0 + timedelta(seconds=2)) == 0  # no new ids: the same ones, replaced
+    assert steps.failures(handled, retried) == 1
     rows = db.query("SELECT id, status, attempts, error, second(stored) FROM events ORDER BY id")
     assert rows == [
         ("s-dead", "failed", 3, "RuntimeError: call 3 of s-dead failed", 2),
@@ -188,7 +187,7 @@ def test_the_step_stores_the_good_at_once_then_the_retried_over_their_failed_row
     assert db.duplicate_ids() == 0
     # The whole step again (a re-run of the batch): the ok rows stay, the dead letter is reprocessed.
     again = first_pass(flaky("s-good", fails=0), flaky("s-flaky", fails=1), flaky("s-dead", fails=-1))
-    assert processing.store(db, again, now=T0 + timedelta(seconds=3)) == 0
+    assert steps.store(db, again, now=T0 + timedelta(seconds=3)) == 0
     assert db.query("SELECT id, attempts, second(stored) FROM events WHERE status = 'ok' ORDER BY id") == [
         ("s-flaky", 2, 2),
         ("s-good", 1, 1),
