@@ -32,7 +32,7 @@ from flowhook.metrics.report import (
     build_report,
 )
 from flowhook.sampling.archive import window_samples
-from flowhook.sampling.compare import backlog_samples, gateway_usage, ingress_counts
+from flowhook.sampling.compare import backlog_samples, gateway_usage, ingress_counts, with_deliveries
 from flowhook.settings import Settings
 from flowhook.spool import BatchSpool
 from flowhook.store import EventStore
@@ -233,7 +233,7 @@ def collect(
     type_totals = [_type_totals(row, busy.get(row["event_type"]), stages.get(row["event_type"])) for row in totals]
     return Collected(
         totals=type_totals,
-        buckets=_bucket_totals(window, [t.event_type for t in type_totals], buckets),
+        buckets=with_deliveries(_bucket_totals(window, [t.event_type for t in type_totals], buckets), sampled, window),
         samples=backlog,
         ingress=ingress_counts(sampled),
         gateway=gateway_usage(sampled),

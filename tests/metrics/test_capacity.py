@@ -17,7 +17,7 @@ from flowhook.metrics.capacity import (
     store_stage,
     write_cost,
 )
-from flowhook.metrics.report import OVERALL, IngressCount, Report, TypeTotals, Window, build_report
+from flowhook.metrics.report import OVERALL, IngressCount, LatencyStats, Report, TypeTotals, Window, build_report
 from tests.metrics.render.reports import md_table, rich_text
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -56,9 +56,14 @@ def test_the_store_write_is_fitted_as_a_fixed_cost_plus_a_cost_per_event() -> No
     assert stage.saturates_at == pytest.approx((1 - 0.010 * 12 / 60) / 50e-6)
     assert stage.utilisation == pytest.approx(sum(s.write_seconds for s in steps) / 60)
     assert saturation_rate(stage, 110.0) == pytest.approx(stage.saturates_at * 2)  # its load is half of λ
-    # All one size: no slope to fit, the cost per event is the mean.
-    same = [StepSample("a", 100, 0.0, 0.03)] * 5
-    assert write_cost(same) == (0.0, pytest.approx(0.0003))
+    # All one size, too few, or a slope lost in the noise: no cost per event, the capacity is left unknown.
+    assert write_cost([StepSample("a", 100, 0.0, 0.03)] * 12) is None
+    assert write_cost(steps[:6]) is None
+    noisy = [StepSample("a", n, 0.0, 0.010 + (0.02 if i % 2 else 0.0) + 1e-6 * n) for i, n in enumerate((1, 2, 3) * 8)]
+    assert write_cost(noisy) is None
+    unknown = store_stage(noisy, arrival_rate=5.0, seconds=60.0)
+    assert unknown is not None and unknown.capacity is None and unknown.saturates_at is None
+    assert saturation_rate(unknown, 5.0) is None  # so it cannot be named the bottleneck
     assert store_stage([], arrival_rate=1.0, seconds=60.0) is None
 
 
@@ -113,3 +118,25 @@ def test_offered_and_answered_deliveries_are_shown() -> None:
     assert rows["— / —"] == ["2", "0", "0", "0", "2"]
     assert "Refused or timed out: 408 request_timeout ×2, 429 rate_limited ×40." in markdown
     assert "refused or timed out: 408 request_timeout ×2, 429 rate_limited ×40" in rich_text(_report(6.0))
+
+
+def test_a_target_needing_more_workers_than_cpus_is_flagged() -> None:
+    from flowhook.metrics.render._shared import warnings
+
+    window = Window(T0, T0 + timedelta(seconds=60))
+    latency = LatencyStats(count=600, mean=2.0, p50=1.5, p95=4.0, p99=5.0, max=6.0)
+    # λ = 10/s against a capacity of 600/120 = 5/s per worker: at least 3 workers for any target.
+    totals = [
+        TypeTotals("a", arrivals=600, completions=600, busy_seconds=120.0, stages={"latency": latency}),
+        TypeTotals(OVERALL, arrivals=600, completions=600, busy_seconds=120.0, stages={"latency": latency}),
+    ]
+    report = build_report(
+        totals, [], window=window, generated_at=window.end, report_id="r", target_p99_seconds=30.0, cpus=2
+    )
+    needed = report.rows[0].forecast.workers_needed  # type: ignore[union-attr]
+    assert needed is not None and needed > 2
+    assert any(f"more worker runs than this machine's 2 CPUs: a ({needed})" in note for note in warnings(report))
+    roomy = build_report(
+        totals, [], window=window, generated_at=window.end, report_id="r", target_p99_seconds=30.0, cpus=64
+    )
+    assert not any("CPUs" in note for note in warnings(roomy))

@@ -95,45 +95,59 @@ def handler_stage(event_type: str, steps: list[StepSample], arrival_rate: float)
     )
 
 
+MIN_STEPS = 10
+"""Fewer writes than this fit no line worth trusting."""
+
+
 def write_cost(steps: list[StepSample]) -> tuple[float, float] | None:
-    """(a, b): a step's write takes about a + b·n seconds for n events, by least squares over the steps (b from
-    the totals, a = 0, when the steps are all one size); None without steps."""
-    if not steps:
+    """(a, b): a step's write takes about a + b·n seconds for n events, by least squares over the steps; None
+    when the steps cannot say (too few, all of one size, or a slope lost in the noise: its standard error over
+    half of it). At low load batches are small and writes are mostly their fixed cost, so b is often unknown."""
+    if len(steps) < MIN_STEPS:
         return None
     n = [float(s.events) for s in steps]
     d = [s.write_seconds for s in steps]
     mean_n, mean_d = sum(n) / len(n), sum(d) / len(d)
     spread = sum((x - mean_n) ** 2 for x in n)
-    if spread > 0:
-        b = sum((x - mean_n) * (y - mean_d) for x, y in zip(n, d, strict=True)) / spread
-        a = mean_d - b * mean_n
-        if b > 0 and a >= 0:
-            return a, b
-    total = sum(n)
-    return (0.0, sum(d) / total) if total else None
+    if spread <= 0:
+        return None
+    b = sum((x - mean_n) * (y - mean_d) for x, y in zip(n, d, strict=True)) / spread
+    a = mean_d - b * mean_n
+    residual = sum((y - a - b * x) ** 2 for x, y in zip(n, d, strict=True)) / (len(n) - 2)
+    if b <= 0 or a < 0 or (residual / spread) ** 0.5 > b / 2:
+        return None
+    return a, b
 
 
 def store_stage(steps: list[StepSample], arrival_rate: float, seconds: float) -> Stage | None:
-    """The store's stage over every type's writes, one writer at a time; None when nothing was stored.
+    """The store's stage over every type's writes, one writer at a time; None when nothing was written.
 
     ρ is the share of the window spent writing. As load grows, batches grow but steps do not come much more often
     (each type's run takes every waiting batch in one step), so a write's fixed cost a is paid as often as now and
-    its cost per event b sets the capacity: the store saturates at λ = (1 − a·steps/T) / b.
+    its cost per event b sets the capacity: the store saturates at λ = (1 − a·steps/T) / b. Without a trustworthy
+    fit (see `write_cost`) its capacity is left unknown, not guessed.
     """
-    cost = write_cost(steps)
     busy = sum(s.write_seconds for s in steps)
-    if cost is None or busy <= 0:
+    if busy <= 0:
         return None
+    cost = write_cost(steps)
+    if cost is None:
+        return Stage(
+            name=STORE,
+            capacity=None,
+            load=arrival_rate,
+            utilisation=busy / seconds,
+            basis=f"{len(steps):,} writes, {busy:.3g} s: too few or too alike to fit a cost per event",
+        )
     a, b = cost
     rate = len(steps) / seconds
-    saturates = max(0.0, 1.0 - a * rate) / b
     return Stage(
         name=STORE,
         capacity=1.0 / b,
         load=arrival_rate,
         utilisation=busy / seconds,
         basis=f"{len(steps):,} writes: {a * 1e3:.3g} ms + {b * 1e6:.3g} µs per event",
-        saturates_at=saturates,
+        saturates_at=max(0.0, 1.0 - a * rate) / b,
     )
 
 

@@ -169,6 +169,10 @@ class BucketTotals:
     completions: int
     backlog: int
     latency: LatencyStats | None
+    offered: int = 0
+    """Deliveries answered in the bucket, whatever the answer (from the gateway's counts; 0 without them)."""
+    refused: int = 0
+    """Of those, the ones not accepted: refused, quarantined or timed out."""
 
     @property
     def arrival_rate(self) -> float:

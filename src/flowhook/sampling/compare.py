@@ -6,6 +6,7 @@ writers sampled one second (a gateway restarted within it), the one that watched
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from flowhook.metrics.capacity import GatewayUsage
 from flowhook.metrics.little import BacklogSample
-from flowhook.metrics.report import IngressCount, Window
+from flowhook.metrics.report import BucketTotals, IngressCount, Window
 from flowhook.names import ALL_TYPES
 from flowhook.sampling.archive import Samples
 from flowhook.sampling.recorder import outcome_of
@@ -117,6 +118,27 @@ def ingress_counts(samples: Samples) -> list[IngressCount]:
         sums[key][0] += int(row["deliveries"] or 0)
         sums[key][1] += int(row["events"] or 0)
     return [IngressCount(*key, deliveries=d, events=e) for key, (d, e) in sums.items()]
+
+
+def with_deliveries(buckets: list[BucketTotals], samples: Samples, window: Window) -> list[BucketTotals]:
+    """The buckets with the deliveries the gateway answered in each (offered) and did not accept (refused): per
+    type where the delivery was read, and all of them in the ALL_TYPES buckets."""
+    counts: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+    for row in samples.ingress:
+        k = int((row["second_start"] - window.start).total_seconds() // window.bucket_seconds)
+        deliveries = int(row["deliveries"] or 0)
+        refused = 0 if (row.get("outcome") or outcome_of(int(row["status"]))) == "accepted" else deliveries
+        for event_type in {str(row["event_type"]), ALL_TYPES}:
+            counts[(event_type, k)][0] += deliveries
+            counts[(event_type, k)][1] += refused
+    if not counts:
+        return buckets
+    out = []
+    for index, bucket in enumerate(buckets):
+        k = round((bucket.start - window.start).total_seconds() / window.bucket_seconds)
+        offered, refused = counts.get((bucket.event_type, k), (0, 0))
+        out.append(dataclasses.replace(bucket, offered=offered, refused=refused) if offered else buckets[index])
+    return out
 
 
 def gateway_usage(samples: Samples) -> GatewayUsage | None:

@@ -98,6 +98,8 @@ REPORT_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("p50_seconds", "DOUBLE"),
         ("p95_seconds", "DOUBLE"),
         ("p99_seconds", "DOUBLE"),
+        ("offered", "BIGINT"),
+        ("refused", "BIGINT"),
     ),
 }
 REPORT_KEYS = {

@@ -98,11 +98,11 @@ def test_markdown_forecast_says_when_nobody_can_meet_the_target() -> None:
 
 def test_markdown_buckets_are_the_all_types_ones() -> None:
     rows = md_table(to_markdown(sample_report()), "## Per 20 s bucket")
-    # start, arrivals, stored, λ, μ, backlog at end, p50, p99
+    # start, arrivals, stored, λ, μ, backlog at end, deliveries offered, refused (no counts here), p50, p99
     assert rows == [
-        ["00:00:00", "15", "14", "0.75", "0.7", "0", "0.4", "1.1"],
-        ["00:00:20", "19", "18", "0.95", "0.9", "1", "0.4", "1.1"],
-        ["00:00:40", "16", "15", "0.8", "0.75", "2", "0.4", "1.1"],
+        ["00:00:00", "15", "14", "0.75", "0.7", "0", "0", "0", "0.4", "1.1"],
+        ["00:00:20", "19", "18", "0.95", "0.9", "1", "0", "0", "0.4", "1.1"],
+        ["00:00:40", "16", "15", "0.8", "0.75", "2", "0", "0", "0.4", "1.1"],
     ]
 
 

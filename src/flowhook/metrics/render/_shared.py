@@ -59,6 +59,17 @@ def warnings(report: Report) -> list[str]:
             "Little's law is not checked: no sample of the gateway's queue covers the window (sampling is off, "
             "the spool is on S3, or the gateway was not running)."
         )
+    if report.cpus:
+        crowded = [
+            f"{r.event_type} ({r.forecast.workers_needed})"
+            for r in report.rows
+            if r.forecast is not None and (r.forecast.workers_needed or 0) > report.cpus
+        ]
+        if crowded:
+            notes.append(
+                f"The p99 target needs more worker runs than this machine's {report.cpus} CPUs: {', '.join(crowded)}. "
+                "Runs past the CPU count share them, so the forecast is optimistic here: add machines (the ECS pool)."
+            )
     in_flight = report.rows[-1].totals.in_flight
     if in_flight:
         notes.append(f"{in_flight:,} events received in the window were not stored by its end (in flight).")

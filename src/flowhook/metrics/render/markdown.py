@@ -68,7 +68,10 @@ _FORECAST: tuple[tuple[str, _Cell], ...] = (
     ("workers for target", workers),
 )
 
-_BUCKET_HEADERS = ("start (UTC)", "arrivals", "stored", "λ", "μ", "backlog at end", "p50 (s)", "p99 (s)")
+_BUCKET_HEADERS = (
+    "start (UTC)", "arrivals", "stored", "λ", "μ", "backlog at end", "deliveries offered", "refused", "p50 (s)",
+    "p99 (s)",
+)  # fmt: skip
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -105,6 +108,8 @@ def _bucket_cells(report: Report) -> list[list[str]]:
             number(b.arrival_rate),
             number(b.processing_rate),
             number(b.backlog),
+            number(b.offered),
+            number(b.refused),
             number(b.latency.p50 if b.latency else None),
             number(b.latency.p99 if b.latency else None),
         ]

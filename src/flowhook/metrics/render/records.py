@@ -149,6 +149,8 @@ def to_json_dict(report: Report) -> dict[str, Any]:
                 "arrival_rate": b.arrival_rate,
                 "processing_rate": b.processing_rate,
                 "backlog": b.backlog,
+                "offered": b.offered,
+                "refused": b.refused,
                 "latency": _stats_dict(b.latency),
             }
             for b in report.buckets
@@ -247,6 +249,8 @@ def to_store_rows(report: Report, *, chart_path: str | None = None) -> dict[str,
             "arrival_rate": b.arrival_rate,
             "processing_rate": b.processing_rate,
             "backlog": b.backlog,
+            "offered": b.offered,
+            "refused": b.refused,
             "p50_seconds": None if b.latency is None else b.latency.p50,
             "p95_seconds": None if b.latency is None else b.latency.p95,
             "p99_seconds": None if b.latency is None else b.latency.p99,

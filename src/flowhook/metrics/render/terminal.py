@@ -142,7 +142,7 @@ def _buckets(report: Report, count: int) -> Table:
     cut = f": the last {len(shown)} of {len(every)}" if len(shown) < len(every) else ""
     table = _table(
         f"Per {number(report.window.bucket_seconds)} s bucket, all types{cut}",
-        ["start\n(UTC)", "\nreceived", "\nstored", "\nλ", "\nμ", "backlog\nat end", "\np50", "\np99"],
+        ["start\n(UTC)", "\nreceived", "\nstored", "\nλ", "\nμ", "backlog\nat end", "\nrefused", "\np50", "\np99"],
     )
     for b in shown:
         p50, p99 = (b.latency.p50, b.latency.p99) if b.latency else (None, None)
@@ -153,6 +153,7 @@ def _buckets(report: Report, count: int) -> Table:
             compact(b.arrival_rate),
             compact(b.processing_rate),
             number(b.backlog),
+            number(b.refused),
             duration(p50),
             duration(p99),
         )
