@@ -81,6 +81,7 @@ async def drive(requests: list[bytes], rate: float, port: int, connections: int,
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     slots = asyncio.Semaphore(connections)
     latencies: list[float] = []
+    accepted: list[float] = []  # the latencies of the 202s alone
     statuses: dict[int, int] = {}
     ids: list[str] = []
     loop = asyncio.get_running_loop()
@@ -110,6 +111,7 @@ async def drive(requests: list[bytes], rate: float, port: int, connections: int,
         latencies.append(loop.time() - (start + at))
         statuses[status] = statuses.get(status, 0) + 1
         if status == 202:
+            accepted.append(latencies[-1])
             ids.extend(orjson.loads(body)["ids"])
 
     await asyncio.gather(*(one(request, at) for request, at in zip(requests, due, strict=True)))
@@ -118,6 +120,7 @@ async def drive(requests: list[bytes], rate: float, port: int, connections: int,
         writer.close()
     return {
         "latencies": latencies,
+        "accepted_latencies": accepted,
         "statuses": statuses,
         "ids": ids,
         "elapsed": elapsed,
@@ -129,11 +132,14 @@ async def drive(requests: list[bytes], rate: float, port: int, connections: int,
 
 def _load_process(level: Level, secret: str, port: int, connections: int, id_prefix: str, out: Any) -> None:
     requests = build_requests(level, secret, port, seed=7, id_prefix=id_prefix)
-    out.put(asyncio.run(drive(requests, level.rate, port, connections, seed=7)))
+    cpu = time.process_time()
+    result = asyncio.run(drive(requests, level.rate, port, connections, seed=7))
+    out.put({**result, "load_cpu_s": time.process_time() - cpu})
 
 
 def run_load(level: Level, secret: str, port: int, *, connections: int = 64, id_prefix: str = "msg") -> dict[str, Any]:
-    """Drive one level from a separate (spawned) process; returns latencies, statuses, acked ids, elapsed,
+    """Drive one level from a separate (spawned) process; returns latencies (all, and of the 202s), statuses,
+    acked ids, elapsed, the load process's own CPU seconds while it drove (`load_cpu_s`),
     the wall-clock start and each request's due time (seconds after it)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
