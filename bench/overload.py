@@ -4,7 +4,8 @@ Capacity is found with admission control off (loop-lag target and `max_in_flight
 offered rate of a ladder (single-event deliveries, a fresh gateway each) whose every delivery was
 acknowledged 202, at 97 % of the offered rate or more, with ack p99 within `TARGET_P99_MS`. Twice that is
 then offered to the gateway as configured (admission on): past capacity it should answer the excess at once
-(503 `overloaded`, Retry-After) and keep acknowledging about its capacity, quickly. Printed per run:
+(503 `overloaded`, Retry-After) and keep acknowledging about its capacity, quickly; and, beside it, with
+admission off, what the same load did before. Printed per run:
 accepted/s and its ratio to capacity, ack p99 of the accepted ones and of all answers, refusals by status,
 the gateway's peak RSS, lost and duplicated (every 202'd id must be in the spool once). With `--repeat N`,
 the medians of N runs (each finds its own capacity).
@@ -84,9 +85,17 @@ MEDIAN_KEYS = (
 )  # fmt: skip
 
 
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
+    median |= {"lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs)}
+    median["refused"] = f"median share {median['refused_share']:.0%}"
+    return median
+
+
 def overload_runs(run_level: RunLevel, *, repeat: int, seconds: float, connections: int) -> int:
-    """`repeat` runs of capacity, then twice it; prints each and the medians; writes the results file."""
-    runs, searches = [], []
+    """`repeat` runs of capacity, then twice it with admission on and, beside it, off; prints each and the medians;
+    writes the results file."""
+    runs, unadmitted, searches = [], [], []
     for _ in range(repeat):
         cap, tried = capacity(run_level, seconds=seconds, connections=connections)
         searches.append(tried)
@@ -95,23 +104,26 @@ def overload_runs(run_level: RunLevel, *, repeat: int, seconds: float, connectio
             return 1
         row = run_level(Level(2 * cap, seconds, 1), connections=connections)
         runs.append({**_summary(cap, row), "row": row})
-        print(HEADER)
+        row = run_level(Level(2 * cap, seconds, 1), connections=connections, env=NO_ADMISSION)
+        unadmitted.append({**_summary(cap, row), "row": row})
+        print(f"{HEADER}  (admission on, then off)")
         _print(runs[-1])
-    median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
-    median |= {"lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs)}
-    median["refused"] = f"median share {median['refused_share']:.0%}"
-    print(f"median of {repeat} run(s), load average {os.getloadavg()[0]:.2f}:")
+        _print(unadmitted[-1])
+    median, median_off = _medians(runs), _medians(unadmitted)
+    print(f"medians of {repeat} run(s), admission on, then off; load average {os.getloadavg()[0]:.2f}:")
     print(HEADER)
     _print(median)
+    _print(median_off)
     figures = {
         "seconds_per_level": seconds,
         "connections": connections,
         "ladder": LADDER,
         "target_p99_ms": TARGET_P99_MS,
     }
-    path = write_results("gateway_overload", {**figures, "median": median, "runs": runs, "searches": searches})
+    document = {"median": median, "median_admission_off": median_off, "runs": runs, "runs_admission_off": unadmitted}
+    path = write_results("gateway_overload", {**figures, **document, "searches": searches})
     print(f"figures written to {path}")
-    bad = median["lost"] or median["duplicated"]
+    bad = median["lost"] or median["duplicated"] or median_off["lost"] or median_off["duplicated"]
     if bad:
         print("FAILED: acknowledged deliveries lost or duplicated")
     return 1 if bad else 0
