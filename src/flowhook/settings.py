@@ -110,7 +110,7 @@ class IngressLimits(BaseModel):
         default=1000, ge=2, description="Open connections at most; a request past it is answered 503 at once."
     )
     max_loop_lag_seconds: float = Field(
-        default=0.1,
+        default=0.05,
         gt=0,
         description=(
             "How late the event loop may run (the wait a new request queues for before its turn) before deliveries"
