@@ -11,6 +11,8 @@ queueing (no coordinated omission). After the run, every acknowledged id must be
                                                           # writes bench/results/gateway_ingest.json
     uv run python bench/gateway_ingest.py --rate 2000 --seconds 10 --events-per-delivery 1
     uv run python bench/gateway_ingest.py --quick         # a few seconds, for CI: lost = 0, dup = 0
+    uv run python bench/gateway_ingest.py --overload --repeat 3   # capacity, then 2x it offered (bench/overload.py);
+                                                                  # writes bench/results/gateway_overload.json
 """
 
 from __future__ import annotations
@@ -33,17 +35,19 @@ from bench.servers import gateway_process, spooled_ids  # noqa: E402
 from flowhook.metrics import percentile  # noqa: E402
 
 
-def run_level(level: Level, *, connections: int) -> dict[str, Any]:
-    """One level against a fresh gateway process; the figures and the lost/duplicate check."""
+def run_level(level: Level, *, connections: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One level against a fresh gateway process (`env`: settings of its own); the figures and the lost/duplicate
+    check."""
     with tempfile.TemporaryDirectory(prefix="flowhook-bench-") as tmp:
         data = Path(tmp)
-        with gateway_process(data) as (pid, port):
+        with gateway_process(data, env) as (pid, port):
             secret = json.loads((data / "secrets" / "demo.json").read_text())["current"]
             cpu_before = cpu_seconds(pid)
             result = run_load(level, secret, port, connections=connections)
             cpu_after, peak = cpu_seconds(pid), peak_rss(pid)
         spooled = spooled_ids(data)
     latencies = sorted(result["latencies"])
+    accepted_latencies = sorted(result["accepted_latencies"]) or [0.0]
     acked = result["ids"]
     accepted = result["statuses"].get(202, 0)
     return {
@@ -55,8 +59,10 @@ def run_level(level: Level, *, connections: int) -> dict[str, Any]:
         "ack_p50_ms": percentile(latencies, 0.5) * 1000,
         "ack_p95_ms": percentile(latencies, 0.95) * 1000,
         "ack_p99_ms": percentile(latencies, 0.99) * 1000,
+        "accepted_p99_ms": percentile(accepted_latencies, 0.99) * 1000,
         "statuses": result["statuses"],
         "gateway_cpu_s": cpu_after - cpu_before,
+        "load_cpu_s": result["load_cpu_s"],
         "gateway_peak_rss_mb": peak / 2**20,
         "lost": len(set(acked) - set(spooled)),
         "duplicated": len(spooled) - len(set(spooled)),
@@ -93,11 +99,20 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="deliveries per second offered (one level)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of a level")
     parser.add_argument("--events-per-delivery", type=int, default=1)
-    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections of the load process")
+    parser.add_argument(
+        "--connections", type=int, help="keep-alive connections of the load process (64; with --overload 512)"
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run: checks lost = 0 and dup = 0")
     parser.add_argument("--repeat", type=int, default=1, help="runs per level; the median row is printed too")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    parser.add_argument("--overload", action="store_true", help="find capacity, then offer twice it")
     args = parser.parse_args()
+    if args.overload:
+        from bench.overload import overload_runs
+
+        # Many senders: more connections than the gateway admits requests at once (`max_in_flight`, 128).
+        return overload_runs(run_level, repeat=args.repeat, seconds=args.seconds, connections=args.connections or 512)
+    connections = args.connections or 64
     if args.quick:
         levels = [Level(200, 3, 1), Level(20, 3, 50)]
     elif args.rate:
@@ -108,7 +123,7 @@ def main() -> int:
     rows, medians = [], []
     print(HEADER)
     for level in levels:
-        runs = [run_level(level, connections=args.connections) for _ in range(args.repeat)]
+        runs = [run_level(level, connections=connections) for _ in range(args.repeat)]
         rows += runs
         _print(runs)
         if args.repeat > 1:

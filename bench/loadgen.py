@@ -98,6 +98,7 @@ async def drive(
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     slots = asyncio.Semaphore(connections)
     latencies: list[float] = []
+    accepted: list[float] = []  # the latencies of the 202s alone
     statuses: dict[int, int] = {}
     ids: list[str] = []
     loop = asyncio.get_running_loop()
@@ -126,9 +127,11 @@ async def drive(
             idle.append((reader, writer))
         latencies.append(loop.time() - (start + at))
         statuses[status] = statuses.get(status, 0) + 1
-        accepted = orjson.loads(body)["ids"] if status == 202 else []
-        ids.extend(accepted)
-        log.append((at, latencies[-1], status, len(accepted)))
+        accepted_ids = orjson.loads(body)["ids"] if status == 202 else []
+        if status == 202:
+            accepted.append(latencies[-1])
+        ids.extend(accepted_ids)
+        log.append((at, latencies[-1], status, len(accepted_ids)))
 
     await asyncio.gather(*(one(request, at) for request, at in zip(requests, due, strict=True)))
     elapsed = loop.time() - start
@@ -136,6 +139,7 @@ async def drive(
         writer.close()
     return {
         "latencies": latencies,
+        "accepted_latencies": accepted,
         "statuses": statuses,
         "ids": ids,
         "elapsed": elapsed,
@@ -158,7 +162,9 @@ def _load_process(
     seed: int,
 ) -> None:
     requests = build_requests(level, secret, port, seed=seed, id_prefix=id_prefix, item=item)
-    out.put(asyncio.run(drive(requests, level.rate, port, connections, seed=seed, on_off=on_off)))
+    cpu = time.process_time()
+    result = asyncio.run(drive(requests, level.rate, port, connections, seed=seed, on_off=on_off))
+    out.put({**result, "load_cpu_s": time.process_time() - cpu})
 
 
 def run_load(
@@ -172,10 +178,11 @@ def run_load(
     on_off: tuple[float, float] | None = None,
     seed: int = 7,
 ) -> dict[str, Any]:
-    """Drive one level from a separate (spawned) process; returns latencies, statuses, acked ids, elapsed,
-    the wall-clock start, each request's due time (seconds after it) and the generator's own log: (due, ack
-    latency, status, events accepted) per request, by due time. `item` makes each event (default: the demo's
-    mix), `on_off` sends in bursts (see `drive`)."""
+    """Drive one level from a separate (spawned) process; returns latencies (all, and of the 202s), statuses,
+    acked ids, elapsed, the load process's own CPU seconds while it drove (`load_cpu_s`), the wall-clock start,
+    each request's due time (seconds after it) and the generator's own log: (due, ack latency, status, events
+    accepted) per request, by due time. `item` makes each event (default: the demo's mix), `on_off` sends in
+    bursts (see `drive`)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     loader = ctx.Process(

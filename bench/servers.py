@@ -48,9 +48,9 @@ def _process(command: list[str], url: str, what: str, env: dict[str, str] | None
 
 
 @contextmanager
-def gateway_process(data: Path) -> Iterator[tuple[int, int]]:
-    """`flowhook gateway` alone with its data in `data`, managed secrets (`data/secrets/`) and no hold on
-    batches; yields (PID, port)."""
+def gateway_process(data: Path, env: dict[str, str] | None = None) -> Iterator[tuple[int, int]]:
+    """`flowhook gateway` alone with its data in `data`, managed secrets (`data/secrets/`), no hold on
+    batches and `env`'s settings besides; yields (PID, port)."""
     port = free_port()
     env = {
         **os.environ,
@@ -59,6 +59,7 @@ def gateway_process(data: Path) -> Iterator[tuple[int, int]]:
         "FLOWHOOK_PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",  # nothing listens: batches wait
         "FLOWHOOK_SOURCES_FILE": str(data / "none.yaml"),
         "FLOWHOOK_BATCH__HOLD_SECONDS": "0",
+        **(env or {}),
     }
     command = [sys.executable, "-m", "flowhook", "gateway"]
     with _process(command, f"http://127.0.0.1:{port}/health", "the gateway", env) as pid:

@@ -39,6 +39,22 @@ class IngressLimits(BaseModel):
     max_connections: int = Field(
         default=1000, ge=2, description="Open connections at most; a request past it is answered 503 at once."
     )
+    max_loop_lag_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        description=(
+            "How late the event loop may run (the wait a new request queues for before its turn) before deliveries"
+            " are answered 503 `overloaded` with Retry-After at once, before their bodies are read."
+        ),
+    )
+    max_in_flight: int = Field(
+        default=512,
+        ge=1,
+        description=(
+            "Requests being processed at once at most (those waiting on the disk's fsync included); past it a"
+            " delivery is answered 503 `overloaded` like past the loop's lag (`max_connections` or more: off)."
+        ),
+    )
     unverified_rate: float = Field(
         default=5.0, gt=0, description="Deliveries per second a client address may send that fail verification."
     )

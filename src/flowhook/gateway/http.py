@@ -4,9 +4,12 @@ httptools puts no limit on a request's headers and uvicorn no time limit on a he
 that never ends them keeps its connection, and what it sent, as long as it likes. `BoundedHttpToolsProtocol`
 answers `431` once a header section passes `MAX_HEADER_BYTES`, `408` when a head or a body is not in
 after its timeout, and gives a request that finds every connection taken the slot of the longest-idle
-connection (one between requests, or still sending its head), or `503` if none is idle. Every answer
-it writes itself is JSON in the gateway's error shape. `server_config` builds the uvicorn configuration
-every place that runs the gateway uses.
+connection (one between requests, or still sending its head), or `503` if none is idle. When the event
+loop runs more than its target late (`admission.LoopLag`), or `max_in_flight` requests are being processed
+already, a delivery (`POST /hooks/...`) is answered `503 overloaded` with Retry-After as soon as its head is
+in, before its body is read, verified or parsed: past capacity the excess is answered at once instead of
+queueing in the event loop. Every answer it writes itself is JSON in the gateway's error shape.
+`server_config` builds the uvicorn configuration every place that runs the gateway uses.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from flowhook.gateway.admission import LoopLag
 from flowhook.sampling.recorder import UNKNOWN
 from flowhook.settings import Settings
 
@@ -48,11 +52,28 @@ def _json_error(code: str, message: str) -> tuple[bytes, list[tuple[bytes, bytes
 _BODY, _HEADERS = _json_error("headers_too_large", f"The request's headers exceed {MAX_HEADER_BYTES} bytes.")
 _BUSY_BODY, _BUSY_HEADERS = _json_error("too_many_connections", "The gateway is at its connection limit; try again.")
 _BUSY_HEADERS = [*_BUSY_HEADERS, (b"retry-after", b"1")]
+_OVERLOADED_BODY = orjson.dumps(
+    {"code": "overloaded", "message": "The gateway is at capacity; nothing was stored, try again shortly."}
+)
+# Kept alive (no `connection: close`): a refusal costs the sender no new connection, and the gateway no accept.
+_OVERLOADED_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_OVERLOADED_BODY)).encode()),
+    (b"retry-after", b"1"),
+]
+_HOOKS = b"/hooks/"
+_LAG_MIN_IN_FLIGHT = 8
+"""A late loop with fewer requests in flight is one slow request (a first import, a large body), not overload."""
 
 
 async def _headers_too_large(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     await send({"type": "http.response.start", "status": 431, "headers": _HEADERS})
     await send({"type": "http.response.body", "body": _BODY, "more_body": False})
+
+
+async def _overloaded(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    await send({"type": "http.response.start", "status": 503, "headers": _OVERLOADED_HEADERS})
+    await send({"type": "http.response.body", "body": _OVERLOADED_BODY, "more_body": False})
 
 
 async def _too_many_connections(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
@@ -71,7 +92,10 @@ def server_config(app: ASGIApplication, settings: Settings, **options: Any) -> u
         {
             "header_timeout": limits.header_timeout_seconds,
             "body_timeout": limits.body_timeout_seconds,
+            "max_in_flight": limits.max_in_flight,
+            "lag": LoopLag(limits.max_loop_lag_seconds),  # one per server: its loop's
             "counter": staticmethod(gateway.recorder.count) if gateway is not None else None,
+            "sources": frozenset(gateway.sources) if gateway is not None else frozenset(),
         },
     )
     return uvicorn.Config(
@@ -94,8 +118,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = MAX_HEADER_BYTES
     header_timeout = 10.0
     body_timeout = 30.0
+    max_in_flight: int | None = None
+    lag: LoopLag | None = None
     counter: Callable[[str, int, str], None] | None = None
-    """Counts each answer the protocol gives itself, as (source, status, code); the source is not known here."""
+    """Counts each answer the protocol gives itself, as (source, status, code); the source where the path names
+    one of `sources`, else unknown."""
+    sources: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -113,10 +141,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._straddled = False  # the head began after such an end, in a chunk not counted in _head_bytes
         self._refusing = False  # a 431 waits for the pipelined responses before it
         self._timer: asyncio.TimerHandle | None = None  # the head's or the body's deadline
+        self._dropping = False  # the request being parsed was refused as overload: its body is dropped
         self.idle_since: float | None = None  # when it began waiting for a head; None while a request runs
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.lag is not None:
+            self.lag.watch(self.loop)
         self.idle_since = time.monotonic()
         self._make_room()  # if none is idle, it waits for its head like any other, then is answered 503
         self._arm(self.header_timeout, self._head_timed_out)
@@ -140,6 +171,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse()
 
     def on_message_begin(self) -> None:
+        self._dropping = False
         super().on_message_begin()
         self._in_head, self._head_bytes, self._straddled = True, 0, False
         if self._timer is None:  # the first head's deadline runs from the connection, not its first byte
@@ -162,12 +194,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._count(503, "too_many_connections")
             self._answer_with(_too_many_connections)
             return
+        if self._overloaded():
+            self._count(503, "overloaded", self._source())
+            self._refuse_overloaded()
+            return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._dropping:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._ended = True
         self._disarm()
-        super().on_message_complete()
+        if not self._dropping:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -187,6 +228,37 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = app
+
+    def _overloaded(self) -> bool:
+        """Whether this request is a delivery that finds the loop running late, or `max_in_flight` requests
+        already being processed (`tasks` is the server's: every connection's running request)."""
+        in_flight = len(self.tasks)
+        busy = (self.lag is not None and in_flight >= _LAG_MIN_IN_FLIGHT and self.lag.late()) or (
+            self.max_in_flight is not None and in_flight >= self.max_in_flight
+        )
+        return busy and self.url.startswith(_HOOKS) and self.parser.get_method() == b"POST"
+
+    def _refuse_overloaded(self) -> None:
+        """Answer 503 `overloaded` and keep the connection. Written here, with no ASGI cycle or task, so that a
+        refusal costs a fraction of an acceptance; when a response is still owed on this connection (pipelining)
+        it waits its turn through uvicorn's cycle instead."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._answer_with(_overloaded)
+            return
+        self._dropping = True  # the body that follows is parsed and dropped; the next request starts afresh
+        head = [STATUS_LINE[503]]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in [*self.server_state.default_headers, *_OVERLOADED_HEADERS]
+        ]
+        self.transport.write(b"".join([*head, b"\r\n", _OVERLOADED_BODY]))
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+        self.on_response_complete()
+
+    def _source(self) -> str:
+        """The source a delivery's path names, if it is one of `sources` (a path is the sender's to choose)."""
+        name = self.url[len(_HOOKS) :].split(b"?", 1)[0].decode("latin-1")
+        return name if name in self.sources else UNKNOWN
 
     def _make_room(self) -> bool:
         """Whether there is a connection slot for this one: if all `cap` are taken, the longest-idle other
@@ -259,9 +331,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._count(431, "headers_too_large")
         self._write_error(431, _BODY, _HEADERS)
 
-    def _count(self, status: int, code: str) -> None:
+    def _count(self, status: int, code: str, source: str = UNKNOWN) -> None:
         if self.counter is not None:
-            self.counter(UNKNOWN, status, code)
+            self.counter(source, status, code)
 
     def _write_error(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         head = [STATUS_LINE[status]]
