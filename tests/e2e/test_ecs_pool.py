@@ -20,9 +20,10 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect_aws import AwsCredentials
 from typer.testing import CliRunner
 
+import flowhook.events.builtin as builtin_types
 from flowhook.cli import app
 from flowhook.ecs import POOL_NAME, EcsRun, PoolDefaults, apply_pool, base_job_template, render_flow_run, worker_sizes
-from flowhook.events import load_catalog
+from flowhook.events import load_catalog, registry
 from flowhook.spool import new_batch_id
 from tests.servers import prefect_server
 
@@ -71,6 +72,10 @@ def deployed(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> None
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(ROOT)
         patch.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("deploy-home")))
+        # The catalog a fresh `flowhook` process loads: the built-in types alone (other tests register their own in
+        # this process, and `ecs deploy` refuses an overlay that does not match the catalog it sees).
+        builtin = {name: t for name, t in registry.registered().items() if t.model.__module__ == builtin_types.__name__}
+        patch.setattr(registry, "_REGISTRY", builtin)
         deploy = runner.invoke(app, ["ecs", "deploy"])
     assert deploy.exit_code == 0, deploy.output
 
