@@ -46,7 +46,8 @@ def warnings(report: Report) -> list[str]:
             f"{number(little.sampled_backlog)}) and λ × W from the stored timestamps "
             f"({number(little.counted_backlog)}) "
             f"differ by {number(100 * little.gap)}%, more than 5% and than sampling explains: events are counted "
-            "wrong (rows lost or doubled, timestamps shifted, or events in the spool the store does not know)."
+            "wrong (rows lost or doubled, timestamps shifted, or events in the spool the store does not know), or, "
+            "a few percent over, the CPUs were saturated and batches left the spool late after their commits."
         )
     incomplete = [r.event_type for r in report.rows if r.little is not None and r.little.verdict == "incomplete"]
     if incomplete:
