@@ -64,7 +64,8 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 class Answer(JSONResponse):
-    """A delivery's answer, with what the ingress counts note of it: its code and its events per type."""
+    """A delivery's answer, with what the ingress counts note of it: its code, its events per type, and whether it
+    was quarantined (authentic, kept aside)."""
 
     def __init__(
         self,
@@ -74,15 +75,25 @@ class Answer(JSONResponse):
         code: str,
         headers: dict[str, str] | None = None,
         events: dict[str, int] | None = None,
+        quarantined: bool = False,
     ) -> None:
         super().__init__(content, status_code=status, headers=headers)
         self.code = code
         self.events = events
-        self.quarantined = False
+        self.quarantined = quarantined
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Answer:
-    return Answer({"code": code, "message": message, **extra}, status=status, code=code, headers=headers)
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    quarantined: bool = False,
+    **extra: Any,
+) -> Answer:
+    content = {"code": code, "message": message, **extra}
+    return Answer(content, status=status, code=code, headers=headers, quarantined=quarantined)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -267,9 +278,7 @@ async def _deliver(source: str, request: Request, gw: Gateway) -> Answer:
         item = quarantined(delivery, received=received, code=exc.code, message=str(exc), errors=exc.errors)
         await asyncio.to_thread(gw.quarantine.put, item)
         gw.quarantined += 1
-        answer = _error(exc.status, exc.code, str(exc), errors=exc.errors, quarantine_id=item.id)
-        answer.quarantined = True
-        return answer
+        return _error(exc.status, exc.code, str(exc), errors=exc.errors, quarantine_id=item.id, quarantined=True)
     try:
         await gw.inbox.append(events)
     except InboxUnavailable as exc:

@@ -88,8 +88,9 @@ class Gateway:
             asyncio.create_task(self._measure_spool(), name="spool-usage"),
         ]
         if self.levels is not None and self.settings.sampling.period_seconds > 0:
+            sample = functools.partial(self._levels, self.levels)
             period = self.settings.sampling.period_seconds
-            tasks.append(asyncio.create_task(self.recorder.run(self._levels, period=period), name="sampler"))
+            tasks.append(asyncio.create_task(self.recorder.run(sample, period=period), name="sampler"))
         if self.uploader is not None:
             tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
             tasks.append(asyncio.create_task(self._watch_remote(), name="remote-waiting"))
@@ -109,10 +110,9 @@ class Gateway:
             if isinstance(self.sink, PrefectEventSink):
                 await self.sink.aclose()
 
-    async def _levels(self) -> Levels:
-        assert self.levels is not None
+    async def _levels(self, levels: SpoolLevels) -> Levels:
         open_batches = self.inbox.open_batches()  # on the loop: the inbox changes there
-        return await asyncio.to_thread(self.levels, open_batches)
+        return await asyncio.to_thread(levels, open_batches)
 
     def _sealed(self, ref: BatchRef) -> None:
         """A batch was sealed on this disk: upload it first if the spool is elsewhere, else see whether to wake."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,12 +45,18 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _rows(records: Iterable[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind, table row) of each record of a known kind with a time; anything else is skipped."""
+    for record in records:
+        kind = record.get("kind", "")
+        if kind in TABLES and isinstance(record.get("at"), int | float):
+            yield kind, _row(record)
+
+
 def _by_table(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     tables: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        table = TABLES.get(record.get("kind", ""))
-        if table is not None and isinstance(record.get("at"), int | float):
-            tables[table].append(_row(record))
+    for kind, row in _rows(records):
+        tables[TABLES[kind]].append(row)
     return tables
 
 
@@ -94,11 +100,7 @@ def window_samples(con: duckdb.DuckDBPyConnection, folder: Path | None, start: d
                 records = read_records(path)
             except FileNotFoundError:
                 continue  # imported meanwhile: its rows were not in the tables when they were read
-            for record in records:
-                kind = record.get("kind", "")
-                if kind not in TABLES or not isinstance(record.get("at"), int | float):
-                    continue
-                row = _row(record)
+            for kind, row in _rows(records):
                 at = row["second_start"]
                 if start <= at < end and (kind, at, row["writer"]) not in imported:
                     getattr(found, kind).append(row)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -108,13 +109,16 @@ def backlog_samples(
     }
 
 
+def _outcome(row: Mapping[str, Any]) -> str:
+    """A counted row's outcome (rows from before outcomes were counted have it from their status)."""
+    return str(row.get("outcome") or outcome_of(int(row["status"])))
+
+
 def ingress_counts(samples: Samples) -> list[IngressCount]:
     """The window's delivery outcomes, summed per source, type, status and code."""
     sums: dict[tuple[str, str, int, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for row in samples.ingress:
-        status = int(row["status"])
-        outcome = str(row.get("outcome") or outcome_of(status))
-        key = (str(row["source"]), str(row["event_type"]), status, str(row["code"]), outcome)
+        key = (str(row["source"]), str(row["event_type"]), int(row["status"]), str(row["code"]), _outcome(row))
         sums[key][0] += int(row["deliveries"] or 0)
         sums[key][1] += int(row["events"] or 0)
     return [IngressCount(*key, deliveries=d, events=e) for key, (d, e) in sums.items()]
@@ -127,7 +131,7 @@ def with_deliveries(buckets: list[BucketTotals], samples: Samples, window: Windo
     for row in samples.ingress:
         k = int((row["second_start"] - window.start).total_seconds() // window.bucket_seconds)
         deliveries = int(row["deliveries"] or 0)
-        refused = 0 if (row.get("outcome") or outcome_of(int(row["status"]))) == "accepted" else deliveries
+        refused = 0 if _outcome(row) == "accepted" else deliveries
         for event_type in {str(row["event_type"]), ALL_TYPES}:
             counts[(event_type, k)][0] += deliveries
             counts[(event_type, k)][1] += refused
@@ -148,7 +152,7 @@ def gateway_usage(samples: Samples) -> GatewayUsage | None:
     deliveries = offered = accepted_deliveries = accepted_events = 0
     for row in samples.ingress:
         count, events = int(row["deliveries"] or 0), int(row["events"] or 0)
-        outcome = str(row.get("outcome") or outcome_of(int(row["status"])))
+        outcome = _outcome(row)
         deliveries += count
         offered += events if outcome in ("accepted", "quarantined") else count
         if outcome == "accepted":

@@ -126,11 +126,10 @@ class Recorder:
         `quarantined` when it was authentic but kept aside (its status says why)."""
         at = math.floor(self._clock())
         outcome = outcome_of(status, quarantined=quarantined)
-        for event_type, n in (events or {UNKNOWN: 0}).items():
+        for i, (event_type, n) in enumerate((events or {UNKNOWN: 0}).items()):
             cell = self._ingress.setdefault((at, source, event_type, status, code, outcome), [0, 0])
+            cell[0] += 1 if i == 0 else 0  # a delivery counts once, under its first type; its events under each
             cell[1] += n
-        first = next(iter(events or {UNKNOWN: 0}))
-        self._ingress[(at, source, first, status, code, outcome)][0] += 1  # a delivery counts once, under 1 type
 
     def flush(self, now: float | None = None) -> list[Record]:
         """Write (and return) every second that has ended: backlog up to the last sample, counts up to now."""

@@ -284,7 +284,7 @@ class DuckLakeStore(StoreBase):
         def write(con: duckdb.DuckDBPyConnection) -> int:
             known, replaced = stored_ids(con, ids)
             rows = incoming
-            if at_write:  # the moment the write began, under the lock (as DuckDBStore.write_events)
+            if at_write:  # the moment the write began, under the lock (a lake has no close checkpoint to wait out)
                 stamp = pa.array([naive_utc(datetime.now(UTC))] * rows.num_rows, type=rows.schema.field("stored").type)
                 rows = rows.set_column(rows.schema.get_field_index("stored"), "stored", stamp)
             if skipped := known - replaced:

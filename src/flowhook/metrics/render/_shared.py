@@ -93,13 +93,18 @@ def workers(row: TypeReport) -> str:
     return number(row.forecast.workers_needed)
 
 
+INGRESS_COLUMNS = ("offered", *OUTCOMES)
+"""The columns of the deliveries table, each a key of `ingress_rows`' cells."""
+INGRESS_HEADERS = tuple(column.replace("_", " ") for column in INGRESS_COLUMNS)
+
+
 def ingress_rows(report: Report) -> list[tuple[str, dict[str, int]]]:
     """Per source and type, deliveries by outcome ("offered" is their sum), in the report's order; refusals of
     deliveries never read have no type, shown as `—`. A delivery of several types counts under its first."""
     rows: dict[str, dict[str, int]] = {}
     for count in report.ingress:
         key = f"{count.source or '—'} / {count.event_type or '—'}"
-        cells = rows.setdefault(key, dict.fromkeys(("offered", *OUTCOMES), 0))
+        cells = rows.setdefault(key, dict.fromkeys(INGRESS_COLUMNS, 0))
         cells[count.outcome] = cells.get(count.outcome, 0) + count.deliveries
         cells["offered"] += count.deliveries
     return [(name, cells) for name, cells in rows.items() if cells["offered"]]

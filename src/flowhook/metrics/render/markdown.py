@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from flowhook.metrics.queueing import MODEL
 from flowhook.metrics.render._figures import clock, number, percent
 from flowhook.metrics.render._shared import (
+    INGRESS_COLUMNS,
+    INGRESS_HEADERS,
     bottleneck_line,
     ingress_rows,
     little_verdict,
@@ -134,10 +136,9 @@ def _ingress_section(report: Report) -> list[str]:
     rows = ingress_rows(report)
     if not rows:
         return [*lines, "No delivery was counted in the window (the gateway's samples do not cover it).", ""]
-    keys = ("offered", "accepted", "refused", "quarantined", "timed_out")
     lines += _table(
-        ["source / type", "offered", "accepted", "refused", "quarantined", "timed out"],
-        [[name, *(number(cells[k]) for k in keys)] for name, cells in rows],
+        ["source / type", *INGRESS_HEADERS],
+        [[name, *(number(cells[k]) for k in INGRESS_COLUMNS)] for name, cells in rows],
     )
     refused = refusals(report)
     return [*lines, *(["", f"Refused or timed out: {refused}."] if refused else []), ""]

@@ -18,6 +18,8 @@ from rich.text import Text
 
 from flowhook.metrics.render._figures import clock, compact, duration, number, percent
 from flowhook.metrics.render._shared import (
+    INGRESS_COLUMNS,
+    INGRESS_HEADERS,
     bottleneck_line,
     ingress_rows,
     little_verdict,
@@ -174,14 +176,9 @@ def _ingress(report: Report) -> list[RenderableType]:
     rows = ingress_rows(report)
     if not rows:
         return [Text("No delivery was counted in the window (the gateway's samples do not cover it).")]
-    table = _table(
-        "Deliveries offered and answered",
-        ["source / type", "offered", "accepted", "refused", "quarantined", "timed out"],
-    )
+    table = _table("Deliveries offered and answered", ["source / type", *INGRESS_HEADERS])
     for name, cells in rows:
-        table.add_row(
-            name, *(number(cells[key]) for key in ("offered", "accepted", "refused", "quarantined", "timed_out"))
-        )
+        table.add_row(name, *(number(cells[key]) for key in INGRESS_COLUMNS))
     refused = refusals(report)
     return [table, *([Text(f"refused or timed out: {refused}")] if refused else [])]
 
