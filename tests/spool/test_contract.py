@@ -325,3 +325,15 @@ def test_processes_racing_for_the_same_batches_each_claim_a_batch_exactly_once(s
     assert set(claims) == set(batch_ids)
     assert set(claims.values()) == {1}
     assert all(spool.state_of(batch_id) is State.CLAIMED for batch_id in batch_ids)
+
+
+def test_a_steps_batches_complete_together_and_completing_again_changes_nothing(spool_spec: SpoolSpec) -> None:
+    spool = spool_spec.open()
+    first, second, third = batch_of(spool, 1), batch_of(spool, 2), batch_of(spool, 3)
+    for batch_id in (first, second):
+        assert spool.claim_events(batch_id, owner="run-1") is not None
+    spool.complete(first, second)
+    assert [spool.state_of(b) for b in (first, second, third)] == [State.DONE, State.DONE, State.READY]
+    spool.complete(first, second)
+    assert [spool.state_of(b) for b in (first, second)] == [State.DONE, State.DONE]
+    assert spool.waiting("user_request") == [third]

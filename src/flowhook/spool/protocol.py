@@ -48,8 +48,8 @@ class BatchSpool(Protocol):
         """
         ...
 
-    def complete(self, batch_id: str) -> None:
-        """Mark a claimed batch as stored (DONE)."""
+    def complete(self, *batch_ids: str) -> None:
+        """Mark claimed batches as stored (DONE), together: a step's batches cost one round of syncs, not one each."""
         ...
 
     def release(self, batch_id: str) -> bool:

@@ -142,9 +142,10 @@ class S3Spool:
             raise BatchNotFound(f"batch {batch_id} is not in the spool at {self.url}")
         return decode_batch(data, f"{batch_id}.jsonl")
 
-    def complete(self, batch_id: str) -> None:
-        self.objects.put(self._done(batch_id))
-        self._forget(batch_id)
+    def complete(self, *batch_ids: str) -> None:
+        for batch_id in batch_ids:
+            self.objects.put(self._done(batch_id))
+            self._forget(batch_id)
 
     def release(self, batch_id: str) -> bool:
         if not self.objects.exists(self._marker(batch_id, "claim")):

@@ -165,9 +165,9 @@ def store(
     return db.write_events(events, at_write=True, on_commit=then)
 
 
-def complete(spool: BatchSpool, batch: BatchRef) -> None:
-    """The batch is stored: retire its file."""
-    spool.complete(batch.batch_id)
+def complete(spool: BatchSpool, *batches: BatchRef) -> None:
+    """The batches are stored: retire their files, together."""
+    spool.complete(*(batch.batch_id for batch in batches))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,8 +202,7 @@ def process_step(
     handled = handle_all(claimed, catalog=catalog, started=datetime.now(UTC), flow_run_id=owner)
 
     def complete_all() -> None:
-        for batch, _ in claimed:
-            complete(spool, batch)
+        complete(spool, *(batch for batch, _ in claimed))
 
     failed = failures(handled)
     inserted = store(store_to, handled, then=None if failed else complete_all)
