@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +21,9 @@ from flowhook.sampling.config import SamplingPolicy
 from flowhook.sources.sqs.config import SqsConfig
 from flowhook.spool.config import BatchPolicy, S3Connection
 from flowhook.worker.config import DrainPolicy, RetryPolicy
+
+if TYPE_CHECKING:
+    from flowhook.store.config import StoreConfig
 
 LOCAL_SOURCES = ("emit", "sqs", "files", SCHEDULE_SOURCE)
 """Sources flowhook's own producers deliver through (Standard Webhooks, managed secrets)."""
@@ -174,6 +177,30 @@ class Settings(BaseSettings):
     def database(self) -> Path:
         """The DuckDB file the pipeline writes."""
         return self.duckdb_path or self.data_dir / "flowhook.duckdb"
+
+    @property
+    def store_config(self) -> StoreConfig:
+        """The store's own configuration, all the store reads of these settings."""
+        from flowhook.store.config import StoreConfig
+        from flowhook.store.ducklake_lakes import S3Options
+
+        catalog, secret = self.ducklake_catalog, self.ducklake_s3_secret
+        return StoreConfig(
+            database=self.database,
+            kind=self.store,
+            lock_timeout_seconds=self.lock_timeout_seconds,
+            ducklake_catalog=catalog.get_secret_value() if catalog else None,
+            ducklake_data_path=self.ducklake_data_path or self.data_dir / "lake",
+            s3=S3Options(
+                endpoint=self.ducklake_s3_endpoint,
+                region=self.ducklake_s3_region,
+                key_id=self.ducklake_s3_key_id,
+                secret=secret.get_secret_value() if secret else None,
+                url_style=self.ducklake_s3_url_style,
+                use_ssl=self.ducklake_s3_use_ssl,
+            ),
+            event_modules=tuple(self.event_modules),
+        )
 
     @property
     def spool_dir(self) -> Path:
