@@ -6,7 +6,7 @@ from typing import Any, Generic, TypeVar
 
 from flowhook.settings import get_settings
 from flowhook.spool import BatchSpool, open_spool
-from flowhook.store import EventStore, store_from_settings
+from flowhook.store import EventStore, store_from_config
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ class Bulk(Generic[T]):
 
 def current_store() -> EventStore:
     """The store the settings name (FLOWHOOK_STORE: the DuckDB file or a DuckLake), opened per call."""
-    return store_from_settings(get_settings())
+    return store_from_config(get_settings().store_config)
 
 
 def current_spool() -> BatchSpool:

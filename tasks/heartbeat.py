@@ -35,7 +35,7 @@ def announce_heartbeat(handled: Bulk[list[StoredEvent]]) -> bool:
 @task(cache_policy=NONE, **IO_RETRIES)
 def check_trigger_path(max_age_seconds: float) -> watchdog.Heartbeat:
     settings = get_settings()
-    last = current_store().latest_heartbeat() if store_exists(settings) else None
+    last = current_store().latest_heartbeat() if store_exists(settings.store_config) else None
     return watchdog.check_heartbeat(
         last, now=datetime.now(UTC), max_age_seconds=max_age_seconds, up_since=started_at(settings.data_dir)
     )

@@ -71,7 +71,7 @@ def prune_done_batches(older_than_hours: float | None = None) -> int:
 def audit_store() -> audit.Audit | None:
     """Audit the store against the done batches, when the last audit is older than the interval; save it."""
     settings = get_settings()
-    if not store_exists(settings):
+    if not store_exists(settings.store_config):
         return None  # nothing stored yet: leave the file to the first write
     store = current_store()
     now = datetime.now(UTC)
@@ -86,6 +86,6 @@ def audit_store() -> audit.Audit | None:
 def import_samples() -> int:
     """Move the gateway's finished sample files into the store (the report reads the rest from the files)."""
     settings = get_settings()
-    if not store_exists(settings):
+    if not store_exists(settings.store_config):
         return 0
     return samples.import_samples(current_store(), settings.samples_dir, keep_days=settings.sampling.keep_days)

@@ -278,6 +278,24 @@ def test_one_event(db: DuckDBStore) -> None:
     assert row.little is None  # no sample of the queue covers the window: not checked
 
 
+def test_a_step_stored_before_handled_existed_is_busy_time_but_no_capacity_sample(db: DuckDBStore) -> None:
+    from flowhook.reporting import collect
+
+    # Two steps of one run: an older one without `handled` (written before the column existed) and one with it.
+    old = dataclasses.replace(_event(1, received=10.0, stored=12.0), flow_run_id="run-old")
+    new = [
+        dataclasses.replace(_event(n, received=20.0, stored=22.0), started=_at(21.0), handled=_at(21.5)) for n in (2, 3)
+    ]
+    db.write_events([old, *new])
+    found = collect(db, Window(_at(0.0), _at(60.0), 60.0), in_flight=[], now=_at(60.0))
+    (totals,) = [t for t in found.totals if t.event_type == "user_request"]
+    assert (totals.steps, totals.workers) == (2, 2)
+    assert totals.busy_seconds == pytest.approx(0.1 + 1.0)
+    (step,) = found.steps
+    assert (step.event_type, step.events) == ("user_request", 2)
+    assert (step.handle_seconds, step.write_seconds) == (pytest.approx(0.5), pytest.approx(0.5))
+
+
 def test_events_in_flight_in_the_spool_count_as_arrivals_and_backlog(db: DuckDBStore, tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     db.write_events([_event(1, received=10.0, stored=11.0)])

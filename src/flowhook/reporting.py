@@ -96,24 +96,24 @@ SELECT {_TYPE} AS event_type,
 FROM ev GROUP BY GROUPING SETS ((type), ())
 """
 
-# A step is one pass of a worker run: handle its claimed batches (all stamped `started`), then one write.
+# A step is one pass of a worker run: handle its claimed batches (all stamped `started`), then one write. Each
+# step that stored in the window, once: its busy time, and split at `handled` into handling and writing (for
+# `metrics.capacity`). Rows stored before the `handled` column existed count as busy (a step with `events` 0)
+# but have no split; a step's rows are written together, so they have `handled` all or none.
+_STEP = f"""
+CREATE OR REPLACE TEMP TABLE step AS
+SELECT type, flow_run_id, {_secs("max(stored)", "started")} AS busy, count(handled) AS events,
+  {_secs("max(handled)", "started")} AS handle_seconds, {_secs("max(stored)", "max(handled)")} AS write_seconds
+FROM ev WHERE stored < $e AND started IS NOT NULL GROUP BY type, flow_run_id, started
+"""
+
 _BUSY = f"""
 SELECT {_TYPE} AS event_type, coalesce(sum(busy), 0) AS busy_seconds, count(*) AS steps,
   count(DISTINCT flow_run_id) AS workers
-FROM (
-  SELECT type, flow_run_id, started, {_secs("max(stored)", "started")} AS busy FROM ev
-  WHERE stored < $e AND started IS NOT NULL GROUP BY type, flow_run_id, started
-) GROUP BY GROUPING SETS ((type), ())
+FROM step GROUP BY GROUPING SETS ((type), ())
 """
 
-
-# Each step that stored in the window, split at `handled` into handling and writing (for `metrics.capacity`).
-_STEPS = f"""
-SELECT type AS event_type, count(*) AS events, {_secs("max(handled)", "started")} AS handle_seconds,
-  {_secs("max(stored)", "max(handled)")} AS write_seconds
-FROM ev WHERE stored >= $s AND stored < $e AND started IS NOT NULL AND handled IS NOT NULL
-GROUP BY type, flow_run_id, started
-"""
+_STEPS = "SELECT type AS event_type, events, handle_seconds, write_seconds FROM step WHERE events > 0"
 
 
 def _stage_columns() -> str:
@@ -221,6 +221,7 @@ def collect(
         try:
             con.execute(_EV, _used(_EV, params))
             totals = _records(con, _TOTALS, params)
+            con.execute(_STEP, _used(_STEP, params))
             busy = {r["event_type"]: r for r in _records(con, _BUSY, params)}
             stages = {r["event_type"]: r for r in _records(con, _STAGES, params)}
             buckets = _records(con, _BUCKETS, params)
@@ -229,6 +230,7 @@ def collect(
             backlog = backlog_samples(con, sampled, window, now=now)
         finally:
             con.unregister("in_flight")
+            con.execute("DROP TABLE IF EXISTS step")
             con.execute("DROP TABLE IF EXISTS ev")
     type_totals = [_type_totals(row, busy.get(row["event_type"]), stages.get(row["event_type"])) for row in totals]
     return Collected(

@@ -1,18 +1,20 @@
 """flowhook's one settings class: every knob, read from `FLOWHOOK_*` environment variables.
 
 Each subsystem's policy is a model next to the code that uses it (`spool.config`, `worker.config`,
-`sampling.config`, `sources.sqs.config`, `gateway.sources`); this module composes them, one field each.
+`sampling.config`, `sources.sqs.config`, `gateway.config`, `gateway.sources`); this module composes them,
+one field each.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowhook.gateway.config import IngressLimits
 from flowhook.gateway.sources import SourceConfig, load_sources
 from flowhook.names import SCHEDULE_SOURCE
 from flowhook.sampling.config import SamplingPolicy
@@ -20,48 +22,11 @@ from flowhook.sources.sqs.config import SqsConfig
 from flowhook.spool.config import BatchPolicy, S3Connection
 from flowhook.worker.config import DrainPolicy, RetryPolicy
 
+if TYPE_CHECKING:
+    from flowhook.store.config import StoreConfig
+
 LOCAL_SOURCES = ("emit", "sqs", "files", SCHEDULE_SOURCE)
 """Sources flowhook's own producers deliver through (Standard Webhooks, managed secrets)."""
-
-
-class IngressLimits(BaseModel):
-    """What the gateway spends on a client before it has proven anything: time, connections, and answers to
-    deliveries that fail verification (each client address has its own budget, apart from the sources')."""
-
-    header_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="A request's header section must arrive within this long, or 408 and close."
-    )
-    body_timeout_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="A request's body must arrive within this long of its headers, or 408 and close.",
-    )
-    max_connections: int = Field(
-        default=1000, ge=2, description="Open connections at most; a request past it is answered 503 at once."
-    )
-    max_loop_lag_seconds: float = Field(
-        default=0.05,
-        gt=0,
-        description=(
-            "How late the event loop may run (the wait a new request queues for before its turn) before deliveries"
-            " are answered 503 `overloaded` with Retry-After at once, before their bodies are read."
-        ),
-    )
-    max_in_flight: int = Field(
-        default=512,
-        ge=1,
-        description=(
-            "Requests being processed at once at most (those waiting on the disk's fsync included); past it a"
-            " delivery is answered 503 `overloaded` like past the loop's lag (`max_connections` or more: off)."
-        ),
-    )
-    unverified_rate: float = Field(
-        default=5.0, gt=0, description="Deliveries per second a client address may send that fail verification."
-    )
-    unverified_burst: int = Field(default=20, ge=1, description="Such deliveries at once, before 429.")
-    unverified_addresses: int = Field(
-        default=10_000, ge=1, description="Client addresses whose budget is kept; the least recent are forgotten."
-    )
 
 
 class Settings(BaseSettings):
@@ -212,6 +177,30 @@ class Settings(BaseSettings):
     def database(self) -> Path:
         """The DuckDB file the pipeline writes."""
         return self.duckdb_path or self.data_dir / "flowhook.duckdb"
+
+    @property
+    def store_config(self) -> StoreConfig:
+        """The store's own configuration, all the store reads of these settings."""
+        from flowhook.store.config import StoreConfig
+        from flowhook.store.ducklake_lakes import S3Options
+
+        catalog, secret = self.ducklake_catalog, self.ducklake_s3_secret
+        return StoreConfig(
+            database=self.database,
+            kind=self.store,
+            lock_timeout_seconds=self.lock_timeout_seconds,
+            ducklake_catalog=catalog.get_secret_value() if catalog else None,
+            ducklake_data_path=self.ducklake_data_path or self.data_dir / "lake",
+            s3=S3Options(
+                endpoint=self.ducklake_s3_endpoint,
+                region=self.ducklake_s3_region,
+                key_id=self.ducklake_s3_key_id,
+                secret=secret.get_secret_value() if secret else None,
+                url_style=self.ducklake_s3_url_style,
+                use_ssl=self.ducklake_s3_use_ssl,
+            ),
+            event_modules=tuple(self.event_modules),
+        )
 
     @property
     def spool_dir(self) -> Path:

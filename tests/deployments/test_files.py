@@ -1,6 +1,7 @@
-"""`flowhook deployments generate`: the committed prefect.yaml and ECS overlay are what it makes (the check CI
-runs); a type declared in a module of FLOWHOOK_EVENT_MODULES gets its deployment and trigger, the hand-written
-deployments stay line for line; `--check` writes nothing and names the stale files on one line of stderr."""
+"""`flowhook deployments generate`: the committed prefect.yaml and ECS job template are what it makes (the check
+CI runs); a type declared in a module of FLOWHOOK_EVENT_MODULES gets its deployment and trigger in prefect.yaml,
+the one generated file it changes (its ECS deployment is made from prefect.yaml by `flowhook ecs overlay`), the
+hand-written deployments stay line for line; `--check` writes nothing and names the stale files on one line."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 
 from flowhook.cli import app
 from flowhook.deployments import BEGIN, END, FILES, ROOT_FILE, GeneratedBlockMissing, splice
-from flowhook.ecs import OVERLAY_FILE, POOL_NAME
+from flowhook.ecs import POOL_NAME, TEMPLATE_FILE
 from flowhook.events import load_catalog
 from flowhook.names import BATCH_READY, EVENT_TYPE_LABEL, worker_deployment
 from flowhook.settings import get_settings
@@ -86,13 +87,13 @@ def test_the_committed_files_are_what_generate_makes() -> None:
 def test_check_names_the_stale_files_on_one_line_and_writes_nothing(repo: Path) -> None:
     root = repo / ROOT_FILE
     root.write_text(root.read_text().replace("tags: [flowhook, user_request]", "tags: [flowhook]"))
-    (repo / OVERLAY_FILE).unlink()
+    (repo / TEMPLATE_FILE).unlink()
     before = {path: (repo / path).read_bytes() for path in FILES if (repo / path).exists()}
     done = _flowhook("deployments", "generate", "--check", cwd=repo)
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        f"error: out of date: {ROOT_FILE}, {OVERLAY_FILE}; run `flowhook deployments generate`"
+        f"error: out of date: {ROOT_FILE}, {TEMPLATE_FILE}; run `flowhook deployments generate`"
     ]
     assert {path: (repo / path).read_bytes() for path in FILES if (repo / path).exists()} == before
 
@@ -107,10 +108,11 @@ def test_a_type_declared_in_a_module_gets_its_deployment_and_trigger(
     try:
         written = runner.invoke(app, ["deployments", "generate"])
         check = runner.invoke(app, ["deployments", "generate", "--check"])
+        ecs = runner.invoke(app, ["ecs", "overlay"])
     finally:
         get_settings.cache_clear()
     assert written.exit_code == 0, written.output
-    assert f"written: {ROOT_FILE}, {OVERLAY_FILE}" in written.output
+    assert written.output.strip() == f"written: {ROOT_FILE}"  # the one generated file a new type changes
     assert check.exit_code == 0 and "up to date" in check.output
 
     text = (repo / ROOT_FILE).read_text()
@@ -132,7 +134,8 @@ def test_a_type_declared_in_a_module_gets_its_deployment_and_trigger(
     assert trigger.match.model_dump()[EVENT_TYPE_LABEL] == "invoice_paid"  # type: ignore[union-attr]
     assert trigger.name == "flowhook: a invoice_paid batch is ready"
 
-    overlay = yaml.safe_load((repo / OVERLAY_FILE).read_text())
+    assert ecs.exit_code == 0, ecs.output
+    overlay = yaml.safe_load(ecs.output)
     [on_ecs] = [d for d in overlay["deployments"] if d["name"] == "invoice_paid"]
     assert on_ecs["work_pool"] == {
         "name": POOL_NAME,
@@ -151,7 +154,10 @@ def test_without_the_module_the_check_fails_on_the_types_files(
     assert made.returncode == 0, made.stderr
     assert _flowhook("deployments", "generate", "--check", cwd=repo, env=env).returncode == 0
     done = _flowhook("deployments", "generate", "--check", cwd=repo)
-    assert done.returncode == 1 and f"{ROOT_FILE}, {OVERLAY_FILE}" in done.stderr
+    assert done.returncode == 1 and f"out of date: {ROOT_FILE};" in done.stderr
+    # `flowhook ecs deploy` and `flowhook ecs overlay` refuse the same prefect.yaml (it names a type they lack).
+    ecs = _flowhook("ecs", "overlay", cwd=repo)
+    assert ecs.returncode == 1 and f"{ROOT_FILE} is out of date" in ecs.stderr
 
 
 @pytest.mark.parametrize(

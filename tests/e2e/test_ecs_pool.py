@@ -73,7 +73,7 @@ def deployed(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> None
         patch.chdir(ROOT)
         patch.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("deploy-home")))
         # The catalog a fresh `flowhook` process loads: the built-in types alone (other tests register their own in
-        # this process, and `ecs deploy` refuses an overlay that does not match the catalog it sees).
+        # this process, and `ecs deploy` refuses a prefect.yaml that does not match the catalog it sees).
         builtin = {name: t for name, t in registry.registered().items() if t.model.__module__ == builtin_types.__name__}
         patch.setattr(registry, "_REGISTRY", builtin)
         deploy = runner.invoke(app, ["ecs", "deploy"])

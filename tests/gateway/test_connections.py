@@ -17,7 +17,8 @@ import orjson
 import pytest
 
 from flowhook.events import derive_event_id
-from flowhook.settings import IngressLimits, Settings
+from flowhook.gateway.config import IngressLimits
+from flowhook.settings import Settings
 from flowhook.sources.webhook import SourceConfig
 from flowhook.spool import Spool, State
 from tests.figures import report

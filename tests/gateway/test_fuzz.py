@@ -24,8 +24,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from flowhook.gateway.config import IngressLimits
 from flowhook.gateway.schemes import generate_secret, sign
-from flowhook.settings import IngressLimits, Settings
+from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig, load_sources
 from tests.conftest import ROOT
 from tests.figures import report

@@ -17,8 +17,9 @@ import orjson
 import pytest
 
 from flowhook.events import derive_event_id
+from flowhook.gateway.config import IngressLimits
 from flowhook.sampling.log import read_records, sample_files
-from flowhook.settings import IngressLimits, Settings
+from flowhook.settings import Settings
 from flowhook.sources.webhook import SourceConfig
 from tests.factories import spooled_events
 from tests.gateway.test_http import SECRET, Connection, delivery

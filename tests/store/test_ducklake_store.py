@@ -10,7 +10,6 @@ import multiprocessing
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import duckdb
@@ -191,9 +190,11 @@ def test_the_compaction_task_compacts_a_lake_and_skips_a_file(
 
     import tasks
     import tasks.compaction
+    from flowhook.settings import Settings
 
-    settings = _settings(
-        tmp_path,
+    settings = Settings(
+        data_dir=tmp_path,
+        lock_timeout_seconds=30.0,
         store="ducklake",
         ducklake_catalog=SecretStr(lake_spec.catalog or ""),
         ducklake_data_path=str(lake_spec.path),
@@ -210,26 +211,6 @@ def test_the_compaction_task_compacts_a_lake_and_skips_a_file(
 
     settings.store = "duckdb"
     assert tasks.compaction.compact_lake.fn(keep_hours=0) is None
-
-
-def _settings(data_dir: Path, **fields: Any) -> SimpleNamespace:
-    """The settings fields a task opens the store from (as proposed for `flowhook.settings.Settings`)."""
-    defaults: dict[str, Any] = {
-        "data_dir": data_dir,
-        "database": data_dir / "flowhook.duckdb",
-        "lock_timeout_seconds": 30.0,
-        "store": "duckdb",
-        "ducklake_catalog": None,
-        "ducklake_data_path": None,
-        "ducklake_s3_endpoint": None,
-        "ducklake_s3_region": None,
-        "ducklake_s3_key_id": None,
-        "ducklake_s3_secret": None,
-        "ducklake_s3_url_style": None,
-        "ducklake_s3_use_ssl": True,
-        "event_modules": [],
-    }
-    return SimpleNamespace(**(defaults | fields))
 
 
 # --- the backend, chosen by one setting ----------------------------------------------------------------

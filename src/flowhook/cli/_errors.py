@@ -60,10 +60,10 @@ def _duckdb_io(message: str) -> str:
 def _lock_timeout(exc: Exception) -> str:
     """flowhook's own processes queue on a lock file beside the store; past the wait, name who holds it if Linux
     says so."""
-    from flowhook.store import DuckDBStore, store_from_settings
+    from flowhook.store import DuckDBStore, store_from_config
 
     settings = get_settings()
-    store = store_from_settings(settings)
+    store = store_from_config(settings.store_config)
     if not isinstance(store, DuckDBStore):  # a DuckLake: the catalog's advisory lock, held by a writer anywhere
         return f"the store is in use by another writer: {exc}; {_TRY_AGAIN}"
     pid = flock_holder(store.lock_path)

@@ -53,11 +53,11 @@ def report(
     from flowhook.metrics.render import DEFAULT_BUCKETS
     from flowhook.reporting import window_report
     from flowhook.spool import open_spool
-    from flowhook.store import store_exists, store_from_settings
+    from flowhook.store import store_exists, store_from_config
     from flowhook.uptime import started_at
 
     settings = get_settings()
-    if not store_exists(settings):
+    if not store_exists(settings.store_config):
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
     now = datetime.now(UTC)
     end = parse_time("--until", until) or now
@@ -65,7 +65,7 @@ def report(
     try:
         window = Window(start, min(end, now), bucket or settings.report_bucket_seconds)
         result = window_report(
-            store_from_settings(settings),
+            store_from_config(settings.store_config),
             open_spool(settings),
             window,
             target_p99_seconds=target_p99 or settings.report_target_p99_seconds,
@@ -141,7 +141,7 @@ def sql(
     import duckdb
     from rich.table import Table
 
-    from flowhook.store import store_exists, store_from_settings
+    from flowhook.store import store_exists, store_from_config
     from flowhook.store.export import csv_text, write_rows
     from flowhook.store.read_only import NotReadOnly, read_only_statement
 
@@ -151,11 +151,11 @@ def sql(
         statement = read_only_statement(query)
     except (NotReadOnly, duckdb.Error) as exc:
         raise fail(str(exc)) from None
-    if not store_exists(settings):
+    if not store_exists(settings.store_config):
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
     try:
         # The store is held for the query alone: the rows are printed or written after it is released.
-        with store_from_settings(settings).read_only() as con:
+        with store_from_config(settings.store_config).read_only() as con:
             cursor = con.execute(statement)
             columns = [d[0] for d in cursor.description or []]
             if fmt in (Format.csv, Format.parquet):
@@ -202,7 +202,7 @@ def status(
     from rich.table import Table
 
     from flowhook.spool import open_spool
-    from flowhook.store import store_exists, store_from_settings
+    from flowhook.store import store_exists, store_from_config
     from flowhook.uptime import started_at
     from flowhook.worker.watchdog import check_heartbeat
     from flowhook.worker.watchdog import to_json_dict as heartbeat_dict
@@ -212,8 +212,8 @@ def status(
     batches = spool.counts()
     events: dict[str, int] | None = None
     last = None
-    if store_exists(settings):
-        store = store_from_settings(settings)
+    if store_exists(settings.store_config):
+        store = store_from_config(settings.store_config)
         events = dict(sorted(store.event_counts().items()))
         last = store.latest_heartbeat()
     heartbeat = check_heartbeat(
@@ -309,12 +309,12 @@ def audit(
 
     from flowhook.audit import run_audit, save_audit, to_json_dict
     from flowhook.spool import open_spool
-    from flowhook.store import store_exists, store_from_settings
+    from flowhook.store import store_exists, store_from_config
 
     settings = get_settings()
-    if not store_exists(settings):
+    if not store_exists(settings.store_config):
         raise fail(f"no DuckDB file at {settings.database}: nothing has been stored yet")
-    store = store_from_settings(settings)
+    store = store_from_config(settings.store_config)
     try:
         found = run_audit(store, open_spool(settings))
         if save:

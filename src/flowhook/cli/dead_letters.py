@@ -38,17 +38,17 @@ def replay(
     deliveries), nor `dlq redrive` (the SQS queue's dead letters).
     """
     from flowhook.spool import open_spool
-    from flowhook.store import store_exists, store_from_settings
+    from flowhook.store import store_exists, store_from_config
     from flowhook.worker.dead_letters import launch_all, respool
 
     settings = get_settings()
     start, end = parse_time("--since", since), parse_time("--until", until)
     if start is not None and end is not None and start >= end:
         raise fail(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})")
-    if not store_exists(settings):
+    if not store_exists(settings.store_config):
         console.print(f"nothing to replay: no DuckDB file at {settings.database}")
         return
-    store = store_from_settings(settings)
+    store = store_from_config(settings.store_config)
     letters = store.dead_letters(event_type=event_type, ids=ids, since=start, until=end)
     if not letters:
         console.print("nothing to replay: no dead letters match")

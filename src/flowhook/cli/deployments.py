@@ -1,4 +1,4 @@
-"""`flowhook deployments generate`: write each event type's deployment into prefect.yaml and the ECS overlay."""
+"""`flowhook deployments generate`: write each event type's deployment and trigger into prefect.yaml."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ CheckOpt = Annotated[
 
 @deployments_app.command()
 def generate(check: CheckOpt = False) -> None:
-    """Write prefect.yaml's generated block (a deployment and trigger per event type) and deployments/ecs/.
+    """Write prefect.yaml's generated block (a deployment and trigger per event type) and the ECS job template.
 
     The types are the catalog's: the built-ins and the modules in FLOWHOOK_EVENT_MODULES.
     """

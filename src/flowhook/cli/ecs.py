@@ -1,4 +1,4 @@
-"""Commands for the ECS (Fargate) work pool: generate its files, create the pool, deploy to it, render a run."""
+"""Commands for the ECS (Fargate) work pool: create the pool, make its deploy file, deploy to it, render a run."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
@@ -68,7 +70,7 @@ def _with_client(body: Callable[[PrefectClient], Awaitable[T]]) -> T:
 
 @ecs_app.command()
 def generate(check: CheckOpt = False) -> None:
-    """The same as `flowhook deployments generate`: prefect.yaml's per-type block and deployments/ecs/."""
+    """The same as `flowhook deployments generate`: prefect.yaml's per-type block and the pool's job template."""
     generate_files(check=check)
 
 
@@ -183,19 +185,46 @@ def _pair(item: str, option: str) -> tuple[str, str]:
     return name, value
 
 
-@ecs_app.command()
-def deploy() -> None:
-    """`prefect deploy` every deployment of deployments/ecs/prefect.yaml, triggers included, to the ECS pool."""
-    from flowhook.deployments import stale_files
-    from flowhook.ecs import OVERLAY_FILE, check_pool, deploy_argv
+def _overlay() -> str:
+    """The ECS deploy file, made now from prefect.yaml and the catalog's sizes; refused while prefect.yaml's
+    generated block does not match the catalog (it would deploy other types than the gateway accepts)."""
+    from flowhook.deployments import ROOT_FILE, stale_files
+    from flowhook.ecs import overlay_text, worker_sizes
     from flowhook.events import load_catalog
 
     root = repo_root()
-    if OVERLAY_FILE in stale_files(root, load_catalog(get_settings().event_modules)):
-        raise fail(f"{OVERLAY_FILE} is out of date: run `flowhook deployments generate` first")
+    catalog = load_catalog(get_settings().event_modules)
+    if ROOT_FILE in stale_files(root, catalog):
+        raise fail(f"{ROOT_FILE} is out of date: run `flowhook deployments generate` first")
+    return overlay_text((root / ROOT_FILE).read_text(), sizes=worker_sizes(catalog))
+
+
+@ecs_app.command()
+def overlay(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write it here instead of stdout.")] = None,
+) -> None:
+    """Print prefect.yaml's deployments and triggers on the ECS pool, each type at its Fargate size: the file
+    `flowhook ecs deploy` deploys, for `prefect deploy --all --prefect-file FILE` (run from the repo root)."""
+    text = _overlay()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
+@ecs_app.command()
+def deploy() -> None:
+    """`prefect deploy` every deployment of prefect.yaml, triggers included, to the ECS pool (`flowhook ecs
+    overlay` shows the file it deploys)."""
+    from flowhook.ecs import check_pool, deploy_argv
+
+    text = _overlay()
     _with_client(check_pool)
     env = {**os.environ, "PREFECT_API_URL": _api_url()}
-    done = subprocess.run(deploy_argv(), cwd=root, env=env, check=False)
+    with tempfile.TemporaryDirectory(prefix="flowhook-ecs-") as folder:
+        prefect_file = Path(folder) / "prefect.yaml"
+        prefect_file.write_text(text)
+        done = subprocess.run(deploy_argv(prefect_file), cwd=repo_root(), env=env, check=False)
     if done.returncode != 0:
         raise fail(f"`prefect deploy` failed (exit {done.returncode}); its output is above")
 

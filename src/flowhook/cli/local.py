@@ -136,7 +136,7 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> str | None:
     from flowhook.metrics import Window, latency_stats, to_rich
     from flowhook.reporting import REPORT_ARTIFACT_KEY, window_report
     from flowhook.spool import open_spool
-    from flowhook.store import store_from_settings
+    from flowhook.store import store_from_config
 
     settings = get_settings()
     config, secret = source_secret("demo")
@@ -167,7 +167,7 @@ def _run_demo(stack: LocalStack, *, events: int, timeout: float) -> str | None:
     run_deployment(TICK_DEPLOYMENT, timeout=0)
     console.log(f"schedule: one {TICK_DEPLOYMENT} run started (one {SCHEDULED_TICK})")
 
-    db = store_from_settings(settings)
+    db = store_from_config(settings.store_config)
     ids = [event_id for group in expected.values() for event_id in group]
     stored = ticks = 0
     with progress_bar() as bar:

@@ -1,9 +1,9 @@
 """Deployments derived from the event catalog: one worker deployment and trigger per declared type.
 
 Contract: `worker` makes a type's deployment from its declaration and `flowhook.names`; `files` writes it
-into prefect.yaml between two marker lines (the hand-written deployments stay as they are) and makes the
-ECS overlay from the result, with a check mode that writes nothing; `agreement` reads what the Prefect
-server has for each type. `prefect deploy --all` on the generated files is how the deployments are made.
+into prefect.yaml between two marker lines (the hand-written deployments stay as they are), with a check
+mode that writes nothing; `agreement` reads what the Prefect server has for each type. `prefect deploy --all`
+on prefect.yaml is how the deployments are made (on ECS, `flowhook ecs deploy` makes its file from it).
 """
 
 from flowhook.deployments.agreement import (

@@ -2,12 +2,12 @@
 
 Contract: `template` makes the `flowhook-ecs` pool's base job template (prefect-aws's default plus the
 variables a task away from this machine needs: a reachable Prefect API URL, an optional EFS data folder, the
-gateway, the network); `overlay` makes `deployments/ecs/prefect.yaml` from the root prefect.yaml, so its
-triggers never drift (`flowhook.deployments` writes and checks it); `pool` creates the pool and deploys;
+gateway, the network); `overlay` makes the ECS deploy file from the root prefect.yaml when it is deployed, so
+its triggers never drift; `pool` creates the pool and deploys;
 `render` shows what a flow run's ECS task would be. Nothing here calls AWS.
 """
 
-from flowhook.ecs.overlay import OVERLAY_FILE, TEMPLATE_FILE, ecs_overlay, overlay_text, template_text, worker_sizes
+from flowhook.ecs.overlay import TEMPLATE_FILE, ecs_overlay, overlay_text, template_text, worker_sizes
 from flowhook.ecs.pool import PoolError, apply_pool, check_pool, credentials_block_id, deploy_argv
 from flowhook.ecs.render import EcsRun, preview_flow_run, render_flow_run
 from flowhook.ecs.template import (
@@ -21,7 +21,6 @@ from flowhook.ecs.template import (
 from flowhook.events.policies import TaskSize
 
 __all__ = [
-    "OVERLAY_FILE",
     "POOL_NAME",
     "PROJECT_DIR",
     "TEMPLATE_FILE",

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowhook.ecs.overlay import OVERLAY_FILE
 from flowhook.ecs.template import POOL_NAME
 
 if TYPE_CHECKING:
@@ -19,7 +18,10 @@ if TYPE_CHECKING:
 
 POOL_TYPE = "ecs"
 CREDENTIALS_BLOCK_TYPE = "aws-credentials"
-DESCRIPTION = "flowhook on AWS ECS (Fargate): deployments/ecs/prefect.yaml, image from deployments/ecs/Dockerfile."
+DESCRIPTION = (
+    "flowhook on AWS ECS (Fargate): prefect.yaml's deployments (`flowhook ecs deploy`), "
+    "image from deployments/ecs/Dockerfile."
+)
 
 
 class PoolError(RuntimeError):
@@ -69,6 +71,6 @@ async def check_pool(client: PrefectClient, name: str = POOL_NAME) -> WorkPool:
     return pool
 
 
-def deploy_argv(prefect_file: Path = OVERLAY_FILE) -> list[str]:
-    """`prefect deploy` of every deployment of the overlay; run it from the repository root."""
+def deploy_argv(prefect_file: Path) -> list[str]:
+    """`prefect deploy` of every deployment of the overlay at `prefect_file`; run it from the repository root."""
     return [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)]

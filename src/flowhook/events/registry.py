@@ -2,7 +2,7 @@
 
 Modules that declare types (`builtin`, a user's module) import this; the catalog reads what they registered.
 A declaration is the whole type: model, handler and the policies its deployment is generated with
-(`flowhook deployments generate` writes them into prefect.yaml and deployments/ecs/prefect.yaml).
+(`flowhook deployments generate` writes them into prefect.yaml; `flowhook ecs deploy` derives the ECS ones).
 """
 
 from __future__ import annotations

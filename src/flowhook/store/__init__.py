@@ -15,10 +15,11 @@ Datetimes are aware UTC in Python and naive UTC `TIMESTAMP`s in storage. `open_s
 """
 
 from flowhook.store.compaction import Compaction, compact
+from flowhook.store.config import StoreConfig, StoreKind
 from flowhook.store.duckdb_store import DuckDBStore
 from flowhook.store.ducklake_lakes import S3Options
 from flowhook.store.ducklake_store import DuckLakeStore
-from flowhook.store.factory import StoreKind, open_store, store_exists, store_from_settings
+from flowhook.store.factory import open_store, store_exists, store_from_config
 from flowhook.store.protocol import EventStore, StoreLockTimeout
 from flowhook.store.records import EVENT_SCHEMA, DeadLetter, StoredEvent, to_arrow
 
@@ -30,12 +31,13 @@ __all__ = [
     "DuckLakeStore",
     "EventStore",
     "S3Options",
+    "StoreConfig",
     "StoreKind",
     "StoreLockTimeout",
     "StoredEvent",
     "compact",
     "open_store",
     "store_exists",
-    "store_from_settings",
+    "store_from_config",
     "to_arrow",
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from flowhook.events import load_catalog
+from flowhook.store.config import StoreConfig, StoreKind
 from flowhook.store.duckdb_store import DuckDBStore
 from flowhook.store.ducklake_lakes import S3Options
 from flowhook.store.ducklake_store import DuckLakeStore
@@ -13,9 +14,6 @@ from flowhook.store.protocol import EventStore
 
 if TYPE_CHECKING:
     from flowhook.events import Catalog
-    from flowhook.settings import Settings
-
-StoreKind = Literal["duckdb", "ducklake"]
 
 
 def open_store(
@@ -46,29 +44,20 @@ def open_store(
     raise ValueError(f"unknown store {store!r}: 'duckdb' or 'ducklake'")
 
 
-def store_from_settings(settings: Settings) -> EventStore:
-    """The store the settings name (`FLOWHOOK_STORE`, `FLOWHOOK_DUCKLAKE_*`), with the typed results views of the
-    event catalog `FLOWHOOK_EVENT_MODULES` names: what flows, tasks and the CLI use."""
-    secret = settings.ducklake_s3_secret
-    catalog = settings.ducklake_catalog
+def store_from_config(config: StoreConfig) -> EventStore:
+    """The store `config` names (`Settings.store_config`: `FLOWHOOK_STORE`, `FLOWHOOK_DUCKLAKE_*`), with the typed
+    results views of the event catalog its `event_modules` name: what flows, tasks and the CLI use."""
     return open_store(
-        store=settings.store,
-        database=settings.database,
-        lock_timeout=settings.lock_timeout_seconds,
-        ducklake_catalog=catalog.get_secret_value() if catalog else None,
-        ducklake_data_path=settings.ducklake_data_path or settings.data_dir / "lake",
-        s3=S3Options(
-            endpoint=settings.ducklake_s3_endpoint,
-            region=settings.ducklake_s3_region,
-            key_id=settings.ducklake_s3_key_id,
-            secret=secret.get_secret_value() if secret else None,
-            url_style=settings.ducklake_s3_url_style,
-            use_ssl=settings.ducklake_s3_use_ssl,
-        ),
-        catalog=load_catalog(settings.event_modules),
+        store=config.kind,
+        database=config.database,
+        lock_timeout=config.lock_timeout_seconds,
+        ducklake_catalog=config.ducklake_catalog,
+        ducklake_data_path=config.ducklake_data_path,
+        s3=config.s3,
+        catalog=load_catalog(list(config.event_modules)),
     )
 
 
-def store_exists(settings: Settings) -> bool:
+def store_exists(config: StoreConfig) -> bool:
     """Whether anything can have been stored yet: the DuckDB file exists (a DuckLake is made on first use)."""
-    return settings.store != "duckdb" or settings.database.exists()
+    return config.kind != "duckdb" or config.database.exists()

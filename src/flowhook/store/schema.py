@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from flowhook.report_schema import report_columns
 from flowhook.store.records import naive_utc
 
 # No key on `id`: a VARCHAR primary key's index made every write 3-5x slower, and more so as the table grew
@@ -30,49 +31,7 @@ EVENTS_DDL = f"CREATE TABLE IF NOT EXISTS events ({EVENTS_COLUMNS})"
 # The report tables: one row per report and type, per report, type and stage, per report, type and bucket.
 # Columns are added, never dropped, so a file written by an older flowhook gains the new ones on open.
 REPORT_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
-    "reports": (
-        ("report_id", "VARCHAR NOT NULL"),
-        ("generated_at", "TIMESTAMP NOT NULL"),
-        ("event_type", "VARCHAR NOT NULL"),
-        ("window_start", "TIMESTAMP"),
-        ("window_end", "TIMESTAMP"),
-        ("span_seconds", "DOUBLE"),
-        ("n", "BIGINT"),
-        ("m", "BIGINT"),
-        ("arrival_rate", "DOUBLE"),
-        ("processing_rate", "DOUBLE"),
-        ("throughput", "DOUBLE"),
-        ("tau_seconds", "DOUBLE"),
-        ("p50_seconds", "DOUBLE"),
-        ("p95_seconds", "DOUBLE"),
-        ("p99_seconds", "DOUBLE"),
-        ("max_seconds", "DOUBLE"),
-        ("bucket_seconds", "DOUBLE"),
-        ("failed", "BIGINT"),
-        ("in_flight", "BIGINT"),
-        ("backlog_start", "BIGINT"),
-        ("backlog_end", "BIGINT"),
-        ("peak_arrival_rate", "DOUBLE"),
-        ("capacity", "DOUBLE"),
-        ("utilisation", "DOUBLE"),
-        ("busy_seconds", "DOUBLE"),
-        ("workers", "BIGINT"),
-        ("mean_backlog", "DOUBLE"),
-        ("little_predicted", "DOUBLE"),
-        ("little_gap", "DOUBLE"),
-        ("little_watched_share", "DOUBLE"),
-        ("little_verdict", "VARCHAR"),
-        ("bottleneck", "VARCHAR"),
-        ("bottleneck_utilisation", "DOUBLE"),
-        ("pipeline_saturation_rate", "DOUBLE"),
-        ("skewed", "BIGINT"),
-        ("max_skew_seconds", "DOUBLE"),
-        ("saturation_rate", "DOUBLE"),
-        ("forecast_p99_seconds", "DOUBLE"),
-        ("workers_needed", "BIGINT"),
-        ("target_p99_seconds", "DOUBLE"),
-        ("chart_path", "VARCHAR"),
-    ),
+    "reports": report_columns(),  # derived from the report's one schema (`flowhook.report_schema`)
     "report_stages": (
         ("report_id", "VARCHAR NOT NULL"),
         ("event_type", "VARCHAR NOT NULL"),

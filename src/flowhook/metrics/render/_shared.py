@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flowhook.metrics.render._figures import number
 from flowhook.metrics.report import OVERALL, STAGES, BucketTotals, LatencyStats, Report, TypeReport
 from flowhook.names import OUTCOMES
+from flowhook.report_schema import FIELDS, Field, Kind
 
 STAGE_ORDER = tuple(STAGES)
 
@@ -129,3 +133,24 @@ def bottleneck_line(report: Report) -> str | None:
     where = f"; with today's mix the pipeline saturates near λ = {number(rate)} events/s" if rate else ""
     cpus = f" ({report.cpus} CPUs)" if report.cpus else ""
     return f"Bottleneck: {stage.name}, ρ = {number(stage.utilisation)}{where}{cpus}."
+
+
+Cell = Callable[[TypeReport], str]
+Column = tuple[str, Cell]
+Formats = dict[Kind, Callable[[Any], str]]
+
+
+def field_columns(names: tuple[str, ...], formats: Formats, *, header: Callable[[Field], str]) -> tuple[Column, ...]:
+    """Columns of the report's `FIELDS` (`flowhook.report_schema`), each headed by `header` and formatted by its
+    kind; the check and the workers read in words rather than as a figure."""
+    return tuple((header(FIELDS[name]), _cell(FIELDS[name], formats)) for name in names)
+
+
+def _cell(field: Field, formats: Formats) -> Cell:
+    if field.name in _IN_WORDS:
+        return _IN_WORDS[field.name]
+    fmt = formats.get(field.kind, number)
+    return lambda row: fmt(field.value(row))
+
+
+_IN_WORDS: dict[str, Cell] = {"little_verdict": little_verdict, "workers_needed": workers}

@@ -9,14 +9,14 @@ from flowhook.metrics.render._figures import clock, number, percent
 from flowhook.metrics.render._shared import (
     INGRESS_COLUMNS,
     INGRESS_HEADERS,
+    Formats,
     bottleneck_line,
+    field_columns,
     ingress_rows,
-    little_verdict,
     overall_buckets,
     refusals,
     stage_rows,
     warnings,
-    workers,
 )
 from flowhook.metrics.render.definitions import DEFINITIONS
 from flowhook.metrics.report import STAGES, LatencyStats, Report, TypeReport
@@ -25,49 +25,33 @@ MAX_BUCKET_LINES = 120
 """The Markdown lists at most this many buckets, the last ones; the `report_buckets` table has them all."""
 
 _Cell = Callable[[TypeReport], str]
-_RATES: tuple[tuple[str, _Cell], ...] = (
-    ("type", lambda r: r.event_type),
-    ("N", lambda r: number(r.totals.arrivals)),
-    ("M", lambda r: number(r.totals.completions)),
-    ("failed", lambda r: number(r.totals.failed)),
-    ("in flight", lambda r: number(r.totals.in_flight)),
-    ("λ (ev/s)", lambda r: number(r.arrival_rate)),
-    ("peak λ", lambda r: number(r.peak_arrival_rate)),
-    ("μ (ev/s)", lambda r: number(r.processing_rate)),
-    ("θ (ev/s)", lambda r: number(r.throughput)),
-)
+_Columns = tuple[tuple[str, _Cell], ...]
+_FORMATS: Formats = {"text": str, "share": percent}
 
-_CAPACITY: tuple[tuple[str, _Cell], ...] = (
-    ("type", lambda r: r.event_type),
-    ("capacity (ev/busy-s)", lambda r: number(r.capacity)),
-    ("ρ", lambda r: number(r.utilisation)),
-    ("τ = 1/θ (s, seed model)", lambda r: number(r.tau_seconds)),
-    ("p50 (s)", lambda r: number(r.latency.p50 if r.latency else None)),
-    ("p95", lambda r: number(r.latency.p95 if r.latency else None)),
-    ("p99", lambda r: number(r.latency.p99 if r.latency else None)),
-    ("max", lambda r: number(r.latency.max if r.latency else None)),
+
+def _columns(*names: str) -> _Columns:
+    """The schema's fields as Markdown columns, headed with their unit; the type first."""
+    return field_columns(("event_type", *names), _FORMATS, header=lambda f: f.heading)
+
+
+_RATES = _columns("n", "m", "failed", "in_flight", "arrival_rate", "peak_arrival_rate", "processing_rate", "throughput")
+_CAPACITY = _columns(
+    "capacity", "utilisation", "tau_seconds", "p50_seconds", "p95_seconds", "p99_seconds", "max_seconds"
 )
 """Measured percentiles here are received→stored, the time an event spends inside flowhook."""
 
-_LITTLE: tuple[tuple[str, _Cell], ...] = (
-    ("type", lambda r: r.event_type),
-    ("backlog at start", lambda r: number(r.totals.backlog_start)),
-    ("at end", lambda r: number(r.totals.backlog_end)),
-    ("sampled backlog L", lambda r: number(r.little.sampled_backlog if r.little else None)),
-    ("λ × W from timestamps", lambda r: number(r.little.counted_backlog if r.little else None)),
-    ("gap", lambda r: percent(r.little.gap if r.little else None)),
-    ("share watched", lambda r: percent(r.little.watched_share if r.little else None)),
-    ("check", little_verdict),
-)
+_LITTLE = _columns(
+    "backlog_start", "backlog_end", "mean_backlog", "little_predicted", "little_gap", "little_watched_share",
+    "little_verdict",
+)  # fmt: skip
 
-_FORECAST: tuple[tuple[str, _Cell], ...] = (
-    ("type", lambda r: r.event_type),
+_FORECAST: _Columns = (
+    *_columns(),
     ("μ per worker (ev/s)", lambda r: number(r.forecast.service_rate if r.forecast else None)),
     ("ρ", lambda r: number(r.forecast.utilisation if r.forecast else None)),
-    ("blows up at λ ≥ (ev/s)", lambda r: number(r.forecast.saturation_rate if r.forecast else None)),
+    *field_columns(("saturation_rate",), _FORMATS, header=lambda f: f.heading),
     ("fixed delay d (s)", lambda r: number(r.forecast.fixed_delay if r.forecast else None)),
-    ("p99 at λ (s)", lambda r: number(r.forecast.latency_quantile if r.forecast else None)),
-    ("workers for target", workers),
+    *field_columns(("forecast_p99_seconds", "workers_needed"), _FORMATS, header=lambda f: f.heading),
 )
 
 _BUCKET_HEADERS = (

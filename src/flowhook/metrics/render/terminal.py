@@ -20,14 +20,14 @@ from flowhook.metrics.render._figures import clock, compact, duration, number, p
 from flowhook.metrics.render._shared import (
     INGRESS_COLUMNS,
     INGRESS_HEADERS,
+    Formats,
     bottleneck_line,
+    field_columns,
     ingress_rows,
-    little_verdict,
     overall_buckets,
     refusals,
     stage_rows,
     warnings,
-    workers,
 )
 from flowhook.metrics.render.definitions import DEFINITIONS
 from flowhook.metrics.report import OVERALL, STAGES, Report, TypeReport
@@ -37,47 +37,23 @@ DEFAULT_BUCKETS = 30
 
 _Cell = Callable[[TypeReport], str]
 _Columns = tuple[tuple[str, _Cell], ...]
+_FORMATS: Formats = {"count": number, "rate": compact, "ratio": compact, "seconds": duration, "share": percent}
 
-_COUNTS: _Columns = (
-    ("N\nreceived", lambda r: number(r.totals.arrivals)),
-    ("M\nstored", lambda r: number(r.totals.completions)),
-    ("\nfailed", lambda r: number(r.totals.failed)),
-    ("in\nflight", lambda r: number(r.totals.in_flight)),
-    ("backlog\nat start", lambda r: number(r.totals.backlog_start)),
-    ("backlog\nat end", lambda r: number(r.totals.backlog_end)),
-)
 
-_RATES: _Columns = (
-    ("λ", lambda r: compact(r.arrival_rate)),
-    ("peak λ", lambda r: compact(r.peak_arrival_rate)),
-    ("μ", lambda r: compact(r.processing_rate)),
-    ("θ", lambda r: compact(r.throughput)),
-    ("τ = 1/θ", lambda r: duration(r.tau_seconds)),
-)
+def _columns(*names: str) -> _Columns:
+    """The schema's fields as terminal columns: two-line headers, durations with their unit."""
+    return field_columns(names, _FORMATS, header=lambda f: f.short or f.label)
 
-_CAPACITY: _Columns = (
-    ("capacity\n(ev/busy-s)", lambda r: compact(r.capacity)),
-    ("\nρ", lambda r: compact(r.utilisation)),
-    ("\np50", lambda r: duration(r.latency.p50 if r.latency else None)),
-    ("\np95", lambda r: duration(r.latency.p95 if r.latency else None)),
-    ("\np99", lambda r: duration(r.latency.p99 if r.latency else None)),
-    ("\nmax", lambda r: duration(r.latency.max if r.latency else None)),
-)
 
-_LITTLE: _Columns = (
-    ("sampled\nbacklog L", lambda r: compact(r.little.sampled_backlog if r.little else None)),
-    ("λ × W from\ntimestamps", lambda r: compact(r.little.counted_backlog if r.little else None)),
-    ("\ngap", lambda r: percent(r.little.gap if r.little else None)),
-    ("share\nwatched", lambda r: percent(r.little.watched_share if r.little else None)),
-    ("\ncheck", little_verdict),
-)
-
+_COUNTS = _columns("n", "m", "failed", "in_flight", "backlog_start", "backlog_end")
+_RATES = _columns("arrival_rate", "peak_arrival_rate", "processing_rate", "throughput", "tau_seconds")
+_CAPACITY = _columns("capacity", "utilisation", "p50_seconds", "p95_seconds", "p99_seconds", "max_seconds")
+_LITTLE = _columns("mean_backlog", "little_predicted", "little_gap", "little_watched_share", "little_verdict")
 # The capacity and ρ the forecast starts from are in the capacity table already.
 _FORECAST: _Columns = (
-    ("blows up at\nλ ≥ (ev/s)", lambda r: compact(r.forecast.saturation_rate if r.forecast else None)),
+    *_columns("saturation_rate"),
     ("fixed\ndelay d", lambda r: duration(r.forecast.fixed_delay if r.forecast else None)),
-    ("p99\nat λ", lambda r: duration(r.forecast.latency_quantile if r.forecast else None)),
-    ("workers\nfor target", workers),
+    *_columns("forecast_p99_seconds", "workers_needed"),
 )
 
 _UNITS = ("units", "events/s for rates; µs, ms, s, min, h or d for durations")
