@@ -39,7 +39,7 @@ async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
 
 
 def files(spool: Spool, state: State) -> list[Path]:
-    return sorted((spool.root / state).glob("*.jsonl"))
+    return sorted((spool.root / state).rglob("*.jsonl"))
 
 
 def events_in(spool: Spool, state: State) -> list[Event]:
@@ -324,10 +324,8 @@ class FillingSpool(Spool):
         super().__init__(root)
         self.opened: list[FullDiskFile] = []
 
-    def path(self, state: State, batch_id: str) -> Path:
-        path = super().path(state, batch_id)
-        if state is not State.OPEN:
-            return path
+    def open_path(self, slot: Path, batch_id: str) -> Path:
+        path = super().open_path(slot, batch_id)
         spool = self
 
         class _Path(PosixPath):
