@@ -18,6 +18,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -108,12 +109,19 @@ def orphan(slot: Path) -> Iterator[list[Path] | None]:
         lock.release()
 
 
-def slot_folders(open_root: Path) -> list[Path]:
-    """Every visible slot under `open/` (hidden ones are being made, and are locked)."""
+def slot_folders(open_root: Path, *, unfinished_after: float = 60.0) -> list[Path]:
+    """Every visible slot under `open/` (hidden ones are being made, and are locked). A hidden one older than
+    `unfinished_after` seconds was left by a process that died making it (it holds no batch): removed."""
     try:
         entries = list(os.scandir(open_root))
     except FileNotFoundError:
         return []
+    now = time.time()
+    for entry in entries:
+        if entry.is_dir() and entry.name.startswith(f"{_HIDDEN}new-"):
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > unfinished_after:
+                    shutil.rmtree(entry.path, ignore_errors=True)
     return [Path(entry.path) for entry in entries if entry.is_dir() and not entry.name.startswith(_HIDDEN)]
 
 
