@@ -144,9 +144,11 @@ class Inbox:
         return {name: seg.count for name, seg in self._open.items()}
 
     def open_batches(self) -> dict[str, tuple[str, int]]:
-        """{batch id: (type, events)} of every batch still in open/: taking events, or being sealed."""
-        segments = [*self._open.values(), *self._unsealed.values()]
-        return {seg.batch_id: (seg.event_type, seg.count) for seg in segments}
+        """{batch id: (type, events)} of every batch still in open/: taking events, or being sealed (while its
+        file is still there: once renamed, another process sampling ready/ counts it, though this loop may not
+        have heard of the rename yet)."""
+        sealing = [seg for seg in self._unsealed.values() if seg.path.exists()]
+        return {seg.batch_id: (seg.event_type, seg.count) for seg in [*self._open.values(), *sealing]}
 
     def _segment(self, event_type: str) -> _Segment:
         segment = self._open.get(event_type)
@@ -233,7 +235,10 @@ class Inbox:
         """Move a batch into `ready/` and tell `on_sealed`, under the type's lock: whether it wakes a run is then
         decided with every other process's batches of the type either in `ready/` already or not yet sealed."""
         async with self._locks.hold(event_type):
-            if not await asyncio.to_thread(self._spool.seal_file, path, batch_id):
+            moved = await asyncio.to_thread(self._spool.seal_file, path, batch_id)
+            # No longer open, from now: another process sampling ready/ counts it there, not twice.
+            self._unsealed.pop(batch_id, None)
+            if not moved:
                 return  # sealed by another process (an orphan's batch, recovered twice)
             self._on_sealed(BatchRef(batch_id=batch_id, event_type=event_type, count=count, sealed=datetime.now(UTC)))
 
