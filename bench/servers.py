@@ -72,7 +72,7 @@ def spooled_ids(data: Path) -> list[str]:
     return [
         event.id
         for state in (State.OPEN, State.READY, State.SENT)
-        for path in (spool.root / state.value).glob("*.jsonl")
+        for path in (spool.root / state.value).rglob("*.jsonl")  # open/: one folder per gateway process
         for event in spool.read(path)
     ]
 

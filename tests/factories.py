@@ -55,7 +55,7 @@ def spooled_events(spool_dir: Path, states: Sequence[State] = (State.OPEN, State
     spool = Spool(spool_dir)
     batches: dict[str, list[Event]] = {}
     for state in states:
-        for path in sorted((spool.root / state).glob("*.jsonl")):
+        for path in sorted((spool.root / state).rglob("*.jsonl")):
             try:
                 batches.setdefault(path.stem, spool.read(path))
             except FileNotFoundError:

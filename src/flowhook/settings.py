@@ -7,6 +7,7 @@ one field each.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -53,6 +54,12 @@ class Settings(BaseSettings):
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds.")
     gateway_port: int = Field(default=8000, description="Port the gateway listens on.")
+    gateway_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Gateway processes serving the port and sharing the spool (`flowhook gateway --workers`); "
+        "1 serves in one process, as before there were several.",
+    )
     max_body_bytes: int = Field(default=5_000_000, description="Largest delivery body the gateway accepts.")
     ingress: IngressLimits = Field(
         default_factory=IngressLimits,

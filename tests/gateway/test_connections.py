@@ -77,7 +77,7 @@ def spooled(settings: Settings) -> list[str]:
     return [
         e.id
         for state in (State.OPEN, State.READY, State.SENT)
-        for p in (spool.root / state).glob("*")
+        for p in (spool.root / state).rglob("*.jsonl")
         for e in spool.read(p)
     ]
 

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import stat
+import threading
 from pathlib import Path
 
 import httpx
@@ -173,7 +174,7 @@ def test_a_managed_secret_is_made_on_first_use_private_and_stable(tmp_path: Path
     assert path == root / "github.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text())["current"] == secret
-    assert sorted(p.name for p in root.iterdir()) == ["github.json"]  # no temporary file left
+    assert sorted(p.name for p in root.iterdir()) == [".create.lock", "github.json"]  # no temporary file left
 
     config = SourceConfig(signature=SignatureConfig(scheme="github"))
     assert store.secrets("github", config) == [secret]
@@ -292,3 +293,23 @@ def test_a_prefect_secret_block_follows_the_same_rule(tmp_path: Path) -> None:
         github = SourceConfig(signature=GITHUB, secret="block:github-webhook")
         assert store.secrets("github", github) == [EVERYBODY + "\n"]  # a block's value is taken exactly
         assert store.secrets("demo", reference("block:demo-webhook")) == [new, old]
+
+
+def test_stores_making_a_managed_secret_at_once_agree_on_one(tmp_path: Path) -> None:
+    """As gateway processes starting together (`--workers N`): each store makes the missing secret under one lock,
+    so all of them, and the file senders read, hold the same secret."""
+    stores = [make_store(tmp_path) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+    found: list[str] = []
+
+    def first_delivery(store: SecretStore) -> None:
+        barrier.wait()
+        found.append(store.secrets("shop", SourceConfig())[0])
+
+    threads = [threading.Thread(target=first_delivery, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(found) == len(stores)
+    assert set(found) == {json.loads((tmp_path / "shop.json").read_text())["current"]}

@@ -39,7 +39,7 @@ async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
 
 
 def files(spool: Spool, state: State) -> list[Path]:
-    return sorted((spool.root / state).glob("*.jsonl"))
+    return sorted((spool.root / state).rglob("*.jsonl"))
 
 
 def events_in(spool: Spool, state: State) -> list[Event]:
@@ -324,10 +324,8 @@ class FillingSpool(Spool):
         super().__init__(root)
         self.opened: list[FullDiskFile] = []
 
-    def path(self, state: State, batch_id: str) -> Path:
-        path = super().path(state, batch_id)
-        if state is not State.OPEN:
-            return path
+    def open_path(self, slot: Path, batch_id: str) -> Path:
+        path = super().open_path(slot, batch_id)
         spool = self
 
         class _Path(PosixPath):
@@ -372,5 +370,31 @@ def test_after_a_failed_write_the_acknowledged_events_are_still_sealed(tmp_path:
         [ref] = sealed
         assert ref.count == 1
         assert spool.read(super(FillingSpool, spool).path(State.READY, ref.batch_id)) == [make_event(1)]
+
+    run(scenario)
+
+
+def test_a_live_inboxs_open_batches_are_never_sealed_by_another_but_a_dead_ones_are(tmp_path: Path) -> None:
+    """Two inboxes on one spool, as two gateway processes: each keeps to its own slot; once one is gone without
+    closing (its slot's lock dropped, as when its process is killed), the other seals its open batch."""
+    spool = Spool(tmp_path)
+
+    async def scenario() -> None:
+        first, _ = make_inbox(spool, max_seconds=60.0)
+        second, sealed = make_inbox(spool, max_seconds=60.0)
+        await first.start()
+        await second.start(ready=False)
+        await first.append([make_event(1)])
+        await second.append([make_event(2)])
+        assert await asyncio.to_thread(second._recover_files) == []  # first is alive: its slot is locked
+        assert sorted(e.id for e in events_in(spool, State.OPEN)) == ["e1", "e2"]
+        assert first._slot is not None
+        first._slot._lock.release()  # what the kernel does when first's process dies
+        recovered = await asyncio.to_thread(second._recover_files)
+        assert [event.id for event in spool.read(spool.path(State.READY, recovered[0]))] == ["e1"]
+        assert [e.id for e in events_in(spool, State.OPEN)] == ["e2"]
+        assert not first._slot.path.exists()
+        await second.close()
+        assert files(spool, State.OPEN) == [] and len(sealed) == 1
 
     run(scenario)

@@ -25,15 +25,17 @@ if TYPE_CHECKING:
 
 
 @app.command()
-def gateway() -> None:
+def gateway(
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes serving the port and sharing the spool (FLOWHOOK_GATEWAY_WORKERS; CPUs)."),
+    ] = None,
+) -> None:
     """Run the webhook gateway in the foreground (FLOWHOOK_GATEWAY_HOST/PORT, FLOWHOOK_INGRESS__*)."""
-    import uvicorn
-
-    from flowhook.gateway import create_app
-    from flowhook.gateway.http import server_config
+    from flowhook.gateway.workers import serve
 
     settings = get_settings()
-    uvicorn.Server(server_config(create_app(settings), settings)).run()
+    serve(settings, workers or settings.gateway_workers)
 
 
 @app.command()

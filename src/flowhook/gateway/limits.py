@@ -45,7 +45,10 @@ def spool_bytes(roots: list[Path]) -> int:
             continue
         for entry in entries:
             try:
-                total += entry.stat().st_size
+                if entry.is_dir():  # a gateway process's slot of open batches
+                    total += spool_bytes([Path(entry.path)])
+                else:
+                    total += entry.stat().st_size
             except FileNotFoundError:
                 continue
     return total

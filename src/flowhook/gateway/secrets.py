@@ -8,10 +8,12 @@ keys in one value: `whsec_` keys separated by whitespace."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +155,9 @@ class SecretStore:
         try:
             mtime = path.stat().st_mtime
         except FileNotFoundError:
-            self.rotate(source, config, now=now)
+            with self._creating():  # several gateway processes start at once: one makes the secret
+                if not path.exists():
+                    self.rotate(source, config, now=now)
             mtime = path.stat().st_mtime
         cached = self._cache.get(source)
         if cached is None or cached[0] != mtime:
@@ -163,6 +167,17 @@ class SecretStore:
             self._cache[source] = cached
         _, current, previous = cached
         return [current, *(secret for secret, expires in previous if expires > now)]
+
+    @contextlib.contextmanager
+    def _creating(self) -> Iterator[None]:
+        """An exclusive lock across processes while a managed secret is made (its file, and its `.tmp`)."""
+        self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self._root / ".create.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _read(self, source: str) -> dict[str, Any] | None:
         try:

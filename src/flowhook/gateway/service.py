@@ -1,6 +1,9 @@
 """The gateway's long-lived parts and the rules that join them: when a sealed batch wakes a run.
 
 The HTTP routes (`app`) hold no state of their own: each request reaches these parts through `Gateway`.
+Several gateway processes may serve one spool (`flowhook gateway --workers N`): each has its own inbox slot,
+whether a batch wakes a run is decided under its type's spool lock (`flowhook.spool.slots`), and the process
+holding the sampler lock samples the shared folders (another takes the lock over if it dies).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from flowhook.sampling.log import SampleLog
 from flowhook.sampling.recorder import Levels, Recorder
 from flowhook.settings import Settings
 from flowhook.spool import BatchRef, Inbox, Spool, State, open_spool
+from flowhook.spool.slots import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +67,14 @@ class Gateway:
             waiting=self._waiting,
             # On S3 whether a run is awake costs a LIST: those batches wait for `max_seconds` instead.
             seal_at_once=self._will_wake if self.uploader is None else None,
+            on_recovered=self._recovered,
         )
         # What the report checks its figures against: the queue's levels and every delivery's outcome.
         self.recorder = Recorder(SampleLog(settings.samples_dir))
         # Sampled on this machine's spool only: with S3 the shared states are other machines' too (not sampled).
         self.levels = SpoolLevels(self.local) if self.uploader is None else None
+        (self.local.root / "locks").mkdir(exist_ok=True)
+        self.sampler = FileLock(self.local.root / "locks" / "sampler.lock")
         self.wakeups_saved = 0
         self.accepted = 0
         self.quarantined = 0
@@ -81,8 +88,9 @@ class Gateway:
                 logger.warning(
                     "source %r: secret in %s (`flowhook secret show %s`)", name, self.secrets.path(name), name
                 )
-        for ref in await self.inbox.start():
-            (self.uploader or self.forwarder).submit(ref)  # sealed before a stop: on to S3 (if there), then Prefect
+        # The first process on the spool forwards every batch sealed before a stop; others, what they recover.
+        for ref in await self.inbox.start(ready=self.sampler.acquire()):
+            (self.uploader or self.forwarder).submit(ref)  # on to S3 (if there), then Prefect
         tasks = [
             asyncio.create_task(self.forwarder.run(), name="forwarder"),
             asyncio.create_task(self._measure_spool(), name="spool-usage"),
@@ -90,7 +98,8 @@ class Gateway:
         if self.levels is not None and self.settings.sampling.period_seconds > 0:
             sample = functools.partial(self._levels, self.levels)
             period = self.settings.sampling.period_seconds
-            tasks.append(asyncio.create_task(self.recorder.run(sample, period=period), name="sampler"))
+            run = self.recorder.run(sample, period=period, covering=lambda: self.sampler.held)
+            tasks.append(asyncio.create_task(run, name="sampler"))
         if self.uploader is not None:
             tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
             tasks.append(asyncio.create_task(self._watch_remote(), name="remote-waiting"))
@@ -107,12 +116,21 @@ class Gateway:
                 task.cancel()
             with contextlib.suppress(OSError):
                 self.recorder.flush()
+            self.sampler.release()
             if isinstance(self.sink, PrefectEventSink):
                 await self.sink.aclose()
 
     async def _levels(self, levels: SpoolLevels) -> Levels:
+        """This process's open batches, and the shared folders while it holds the sampler lock (taken over from
+        a process that died)."""
         open_batches = self.inbox.open_batches()  # on the loop: the inbox changes there
-        return await asyncio.to_thread(levels, open_batches)
+        return await asyncio.to_thread(levels, open_batches, folders=self.sampler.acquire())
+
+    def _recovered(self, ref: BatchRef) -> None:
+        """A dead process's open batch, sealed here: wake a run for it (that process may have died deciding)."""
+        if self.levels is not None:
+            self.levels.note(ref.batch_id, ref.count)
+        (self.uploader or self.forwarder).submit(ref)
 
     def _sealed(self, ref: BatchRef) -> None:
         """A batch was sealed on this disk: upload it first if the spool is elsewhere, else see whether to wake."""

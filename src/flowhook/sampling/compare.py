@@ -1,7 +1,10 @@
 """The samples against the store: sampled event-seconds beside those the timestamps give, and the ingress counts.
 
-Only seconds wholly inside the window and wholly watched (sampled without a gap) are compared; where two
-writers sampled one second (a gateway restarted within it), the one that watched more of it counts.
+Only seconds wholly inside the window and wholly watched (sampled without a gap) are compared. A second's
+records add up over its writers: one gateway process watches the shared folders at a time (others record only
+their own open batches, covering nothing), and a watcher that took over within the second covered the rest of
+it. Where the writers' coverage overlaps (two watched at once: an older gateway restarted within the second),
+the one that watched more of it counts, with the writers that covered nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from flowhook.store.schema import seconds_between
 WATCHED = 0.999
 """A second counts as watched when the samples cover this much of it."""
 
+_OVERLAP = 1.001
+"""More coverage than this in one second means two writers watched at once."""
+
 _INTERVALS = pa.schema([("a", pa.timestamp("us")), ("b", pa.timestamp("us"))])
 
 # K and the arrivals and departures within the watched intervals, from `ev` (see flowhook.reporting).
@@ -40,18 +46,25 @@ GROUP BY GROUPING SETS ((type), ())
 """
 
 
-def _watched(samples: Samples, window: Window) -> dict[int, tuple[str, float, int]]:
-    """{second: (writer, covered, samples)} of the seconds inside the window the samples watched."""
+def _watched(samples: Samples, window: Window) -> dict[int, tuple[frozenset[str], float, int]]:
+    """{second: (writers counted, covered, samples)} of the seconds inside the window the samples watched."""
     first, last = math.ceil(window.start.timestamp()), math.floor(window.end.timestamp())
-    best: dict[int, tuple[str, float, int]] = {}
+    seconds: dict[int, dict[str, tuple[float, int]]] = defaultdict(dict)
     for row in samples.backlog:
-        if row["event_type"] != ALL_TYPES:
-            continue
         at = round(row["second_start"].timestamp())
-        covered = float(row["covered_seconds"] or 0.0)
-        if first <= at and at + 1 <= last and covered >= WATCHED and covered > best.get(at, ("", 0.0, 0))[1]:
-            best[at] = (row["writer"], covered, int(row["samples"] or 0))
-    return best
+        if row["event_type"] == ALL_TYPES and first <= at and at + 1 <= last:
+            seconds[at][row["writer"]] = (float(row["covered_seconds"] or 0.0), int(row["samples"] or 0))
+    watched: dict[int, tuple[frozenset[str], float, int]] = {}
+    for at, writers in seconds.items():
+        covered = sum(c for c, _ in writers.values())
+        taken = sum(n for _, n in writers.values())
+        counted = frozenset(writers)
+        if covered > _OVERLAP:
+            best = max(writers, key=lambda writer: writers[writer][0])
+            (covered, taken), counted = writers[best], frozenset({best, *(w for w, (c, _) in writers.items() if not c)})
+        if covered >= WATCHED:
+            watched[at] = (counted, covered, taken)
+    return watched
 
 
 def _intervals(seconds: Sequence[int]) -> list[tuple[int, int]]:
@@ -84,7 +97,7 @@ def backlog_samples(
     sampled: dict[str, float] = defaultdict(float)
     for row in samples.backlog:
         at = round(row["second_start"].timestamp())
-        if watched.get(at, ("",))[0] == row["writer"]:
+        if row["writer"] in watched.get(at, (frozenset(),))[0]:
             sampled[row["event_type"]] += float(row["event_seconds"] or 0.0)
     spans = _intervals(list(watched))
     table = pa.table({"a": [_naive(a) for a, _ in spans], "b": [_naive(b) for _, b in spans]}, schema=_INTERVALS)

@@ -30,13 +30,14 @@ class SpoolLevels:
         """The size of a batch sealed here, so its file need not be read."""
         self._sizes[batch_id] = count
 
-    def __call__(self, open_batches: Mapping[str, tuple[str, int]]) -> Levels:
+    def __call__(self, open_batches: Mapping[str, tuple[str, int]], *, folders: bool = True) -> Levels:
+        """The levels; without `folders` only the open batches (another gateway process counts the folders)."""
         levels: dict[str, list[int]] = {}
         seen: set[str] = set()
         for batch_id, (event_type, count) in open_batches.items():
             seen.add(batch_id)
             levels.setdefault(event_type, [0] * len(STATES))[0] += count
-        for state in _FOLDERS:
+        for state in _FOLDERS if folders else ():
             index = STATES.index(state.value)
             for entry in os.scandir(self._spool.root / state.value):
                 if not entry.name.endswith(".jsonl"):
@@ -48,7 +49,7 @@ class SpoolLevels:
                 size = self._size(state, batch_id)
                 if size is not None:
                     levels.setdefault(event_type_of(batch_id), [0] * len(STATES))[index] += size
-        for gone in self._sizes.keys() - seen:
+        for gone in self._sizes.keys() - seen if folders else ():
             del self._sizes[gone]
         return levels
 

@@ -3,6 +3,10 @@
 Levels are sampled (every `period` seconds) and integrated left-Riemann: a level holds from its sample until
 the next one. The integral is cut at whole seconds, so each record covers one second: `covered` says how
 much of it was watched (a gap longer than `max_gap` is not filled in: it is time nobody looked).
+
+With several gateway processes on one spool, one of them watches the shared folders (ready, sent, claimed) and
+every one its own open batches: a process that does not watch the folders records its levels without
+coverage, so the report sums every writer's event-seconds over the seconds the watcher covered.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ class _Second:
         self.states: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(STATES))
         self.peak: dict[str, int] = defaultdict(int)
 
-    def add(self, levels: Levels, seconds: float) -> None:
-        self.covered += seconds
-        self.samples += 1
+    def add(self, levels: Levels, seconds: float, *, covering: bool = True) -> None:
+        if covering:
+            self.covered += seconds
+            self.samples += 1
         total = [0.0] * len(STATES)
         for event_type, counts in levels.items():
             acc = self.states[event_type]
@@ -91,26 +96,27 @@ class Recorder:
         self.max_gap = max_gap
         self._clock = clock
         self._cpu = cpu
-        self._last: tuple[float, dict[str, tuple[int, ...]]] | None = None
+        self._last: tuple[float, dict[str, tuple[int, ...]], bool] | None = None
         self._seconds: dict[int, _Second] = {}
         self._ingress: dict[tuple[int, str, str, int, str, str], list[int]] = {}
         self._usage_from = (clock(), cpu())
 
-    def sample(self, levels: Levels, at: float | None = None) -> None:
-        """Take the levels seen at `at` (now): the previous ones held until then."""
+    def sample(self, levels: Levels, at: float | None = None, *, covering: bool = True) -> None:
+        """Take the levels seen at `at` (now): the previous ones held until then. Without `covering` they are
+        this process's open batches only (another process watches the shared folders): time is not covered."""
         at = self._clock() if at is None else at
         if self._last is not None:
-            since, previous = self._last
+            since, previous, was_covering = self._last
             if 0 < at - since <= self.max_gap:
-                self._integrate(previous, since, at)
-        self._last = (at, {name: tuple(counts) for name, counts in levels.items() if any(counts)})
+                self._integrate(previous, since, at, covering=was_covering)
+        self._last = (at, {name: tuple(counts) for name, counts in levels.items() if any(counts)}, covering)
 
-    def _integrate(self, levels: Levels, start: float, end: float) -> None:
+    def _integrate(self, levels: Levels, start: float, end: float, *, covering: bool) -> None:
         second = math.floor(start)
         while second < end:
             piece = min(end, second + 1) - max(start, second)
             if piece > 0:
-                self._seconds.setdefault(second, _Second()).add(levels, piece)
+                self._seconds.setdefault(second, _Second()).add(levels, piece, covering=covering)
             second += 1
 
     def count(
@@ -172,12 +178,20 @@ class Recorder:
             self.log.write(records)
         return records
 
-    async def run(self, levels: Callable[[], Awaitable[Levels]], *, period: float = 0.1) -> None:
-        """Sample every `period` seconds and write each second as it ends, until cancelled."""
+    async def run(
+        self,
+        levels: Callable[[], Awaitable[Levels]],
+        *,
+        period: float = 0.1,
+        covering: Callable[[], bool] | None = None,
+    ) -> None:
+        """Sample every `period` seconds and write each second as it ends, until cancelled; `covering()` (asked
+        after each sample is taken) whether that sample watched the shared folders (default: always)."""
         next_flush = math.floor(self._clock()) + 1
         while True:
             try:
-                self.sample(await levels())
+                taken = await levels()
+                self.sample(taken, covering=covering() if covering is not None else True)
             except OSError as exc:  # a folder vanished mid-count: skip this sample (a gap, not a wrong level)
                 logger.debug("backlog sample skipped: %s", exc)
                 self._last = None

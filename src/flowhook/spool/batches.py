@@ -49,8 +49,9 @@ class BatchNotFound(LookupError):
 
 
 def new_batch_id(event_type: str) -> str:
-    """A unique, time-ordered batch id that names its event type: `user_request-1764224460123-9f2c01ab`."""
-    return f"{event_type}-{time.time_ns() // 1_000_000:013d}-{secrets.token_hex(4)}"
+    """A unique, time-ordered batch id that names its event type: `user_request-1764224460123-9f2c01ab37e4`;
+    the random part keeps ids of several gateway processes in one millisecond apart."""
+    return f"{event_type}-{time.time_ns() // 1_000_000:013d}-{secrets.token_hex(6)}"
 
 
 def event_type_of(batch_id: str) -> str:

@@ -10,6 +10,8 @@ renames, so at any instant exactly one folder holds it and exactly one claimer c
 a type has a fresh lease, that run takes new batches itself and the gateway need not wake another.
 A claimed batch names its run in `claimed/<batch>.owner`, so once that run's lease goes stale (it
 died or failed) the sweeper can give the batch back at once, not after the claim timeout.
+`open/` holds one folder per gateway process (`open/<slot>/`, see `flowhook.spool.slots`); a flat file
+directly in `open/` was left by a gateway from before slots, and is sealed by the next one to start.
 `launches/<batch>` names the flow run last launched for a batch, so the sweeper does not launch
 it again while that run waits for a worker slot (each extra run costs seconds of CPU and lengthens
 the very queue it waits in).
@@ -110,6 +112,35 @@ class Spool:
 
     def path(self, state: State, batch_id: str) -> Path:
         return self.root / state.value / f"{batch_id}.jsonl"
+
+    def open_path(self, slot: Path, batch_id: str) -> Path:
+        """Where a gateway process appends to an open batch: in its slot of `open/`."""
+        return slot / f"{batch_id}.jsonl"
+
+    def open_files(self) -> Iterator[tuple[str, Path]]:
+        """(batch id, path) of every open batch file: in any process's slot, or flat in `open/` (older gateways)."""
+        root = self.root / State.OPEN.value
+        for entry in os.scandir(root):
+            if entry.name.endswith(".jsonl"):
+                yield entry.name.removesuffix(".jsonl"), Path(entry.path)
+            elif entry.is_dir() and not entry.name.startswith("."):
+                with contextlib.suppress(FileNotFoundError):  # a slot removed while this lists it
+                    for inner in os.scandir(entry.path):
+                        if inner.name.endswith(".jsonl"):
+                            yield inner.name.removesuffix(".jsonl"), Path(inner.path)
+
+    def seal_file(self, path: Path, batch_id: str, *, touch: bool = False) -> bool:
+        """Move an open batch file (wherever it is under `open/`) into `ready/`, durably; False if it is gone.
+        `touch`: its age starts now (a recovered batch is as new to the runs as one sealed now)."""
+        target = self.path(State.READY, batch_id)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return False
+        if touch:
+            os.utime(target)
+        fsync_dir(target.parent)
+        return True
 
     def move(self, batch_id: str, source: State, target: State, *, touch: bool = False) -> bool:
         """Rename a batch from one state to another, durably; False if it was not in `source`."""
@@ -243,7 +274,10 @@ class Spool:
         already be stored, so the caller matches ids against the store.
         """
         found = []
-        for state in (State.OPEN, State.READY, State.SENT, State.CLAIMED):
+        for _, path in list(self.open_files()):
+            with contextlib.suppress(FileNotFoundError):
+                found += flight_rows(path.read_bytes())
+        for state in (State.READY, State.SENT, State.CLAIMED):
             for batch_id, _ in list(self.entries(state)):
                 try:
                     found += flight_rows(self.path(state, batch_id).read_bytes())
@@ -270,6 +304,11 @@ class Spool:
     def entries(self, state: State) -> Iterator[tuple[str, float]]:
         """(batch id, age in seconds) of every batch in one state."""
         now = time.time()
+        if state is State.OPEN:
+            for batch_id, path in self.open_files():
+                with contextlib.suppress(FileNotFoundError):
+                    yield batch_id, now - path.stat().st_mtime
+            return
         for entry in os.scandir(self.root / state.value):
             if entry.name.endswith(".jsonl"):
                 try:

@@ -3,11 +3,16 @@
 Group commit: every request writes its lines at once, then waits for the next fsync; one fsync
 covers every request that wrote since the previous one, so the disk is flushed a few hundred
 times a second at most, however many requests arrive.
+
+Several gateway processes may share one spool: each writes in its own locked slot of `open/`
+(`flowhook.spool.slots`), seals a batch and decides whether it wakes a run under its type's lock, and
+seals the batches of any slot whose process died (found at start and every `recover_seconds`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -15,12 +20,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import BinaryIO
 
 from flowhook.events import Event
 from flowhook.spool.batches import BatchRef, State, encode_event, new_batch_id
 from flowhook.spool.config import BatchPolicy
 from flowhook.spool.folder import Spool
+from flowhook.spool.slots import Slot, TypeLocks, orphan, slot_folders
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +40,7 @@ class InboxUnavailable(RuntimeError):
 class _Segment:
     batch_id: str
     event_type: str
+    path: Path
     file: BinaryIO
     opened: float = field(default_factory=time.monotonic)
     count: int = 0
@@ -51,15 +59,20 @@ class Inbox:
         tick_seconds: float = 0.05,
         waiting: Callable[[str], bool] | None = None,
         seal_at_once: Callable[[str], bool] | None = None,
+        recover_seconds: float = 5.0,
+        on_recovered: Callable[[BatchRef], None] | None = None,
     ) -> None:
         """`waiting(type)`: whether an earlier batch of the type waits for a run (default: one in `spool`).
         `seal_at_once(type)`: whether a new batch of the type will wake a run, so is sealed as soon as its
-        first events are on disk (default: never; it waits for `max_seconds`)."""
+        first events are on disk (default: never; it waits for `max_seconds`).
+        `on_recovered(ref)`: a dead process's batch, sealed here while running (default: `on_sealed`); its run
+        is best woken without asking whether one is on its way, since that process may have died deciding."""
         self._spool = spool
         self._waiting = waiting or (lambda event_type: bool(spool.waiting(event_type)))
         self._seal_at_once = seal_at_once
         self._policy = policy
         self._on_sealed = on_sealed
+        self._on_recovered = on_recovered or on_sealed
         self._tick = tick_seconds
         self._open: dict[str, _Segment] = {}
         self._dirty: set[_Segment] = set()
@@ -68,16 +81,27 @@ class Inbox:
         self._ticker: asyncio.Task[None] | None = None
         self._sealing: set[asyncio.Task[None]] = set()
         self._unsealed: dict[str, _Segment] = {}  # detached segments not yet in ready/: still open on disk
+        self._recover_every = recover_seconds
+        self._slot: Slot | None = None
+        self._locks = TypeLocks(spool.root / "locks")
 
-    async def start(self) -> list[BatchRef]:
-        """Recover what a previous run left (open files are sealed as they are) and start sealing by age.
+    async def start(self, *, ready: bool = True) -> list[BatchRef]:
+        """Take a slot, recover what dead processes left (open files are sealed as they are), start sealing by age.
 
-        Returns the sealed batches not yet forwarded to Prefect, for the forwarder to send.
+        Returns the batches to forward to Prefect: with `ready`, every sealed one in `ready/` (as one process
+        alone on its spool does at start); without, only those it recovered now.
         """
-        for batch_id, _ in list(self._spool.entries(State.OPEN)):
-            await asyncio.to_thread(self._spool.move, batch_id, State.OPEN, State.READY)
-        waiting = sorted(self._spool.entries(State.READY), key=lambda entry: -entry[1])  # oldest first
-        pending = [self._spool.ref(State.READY, batch_id) for batch_id, _ in waiting]
+        self._slot = await asyncio.to_thread(Slot.claim, self._spool.root / State.OPEN.value)
+        recovered = await asyncio.to_thread(self._recover_files)
+        if ready:
+            waiting = sorted(self._spool.entries(State.READY), key=lambda entry: -entry[1])  # oldest first
+            batch_ids = [batch_id for batch_id, _ in waiting]
+        else:
+            batch_ids = recovered
+        pending = []
+        for batch_id in batch_ids:
+            with contextlib.suppress(FileNotFoundError):  # taken by a run meanwhile
+                pending.append(self._spool.ref(State.READY, batch_id))
         self._ticker = asyncio.create_task(self._seal_by_age(), name="inbox-ticker")
         return pending
 
@@ -112,21 +136,27 @@ class Inbox:
             self._start_seal(segment)
         if self._sealing:
             await asyncio.gather(*self._sealing, return_exceptions=True)
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
 
     def open_counts(self) -> dict[str, int]:
         return {name: seg.count for name, seg in self._open.items()}
 
     def open_batches(self) -> dict[str, tuple[str, int]]:
-        """{batch id: (type, events)} of every batch still in open/: taking events, or being sealed."""
-        segments = [*self._open.values(), *self._unsealed.values()]
-        return {seg.batch_id: (seg.event_type, seg.count) for seg in segments}
+        """{batch id: (type, events)} of every batch still in open/: taking events, or being sealed (while its
+        file is still there: once renamed, another process sampling ready/ counts it, though this loop may not
+        have heard of the rename yet)."""
+        sealing = [seg for seg in self._unsealed.values() if seg.path.exists()]
+        return {seg.batch_id: (seg.event_type, seg.count) for seg in [*self._open.values(), *sealing]}
 
     def _segment(self, event_type: str) -> _Segment:
         segment = self._open.get(event_type)
         if segment is None:
             batch_id = new_batch_id(event_type)
-            path = self._spool.path(State.OPEN, batch_id)
-            segment = _Segment(batch_id=batch_id, event_type=event_type, file=path.open("ab"))
+            assert self._slot is not None, "append before start"
+            path = self._spool.open_path(self._slot.path, batch_id)
+            segment = _Segment(batch_id=batch_id, event_type=event_type, path=path, file=path.open("ab"))
             self._open[event_type] = segment
         return segment
 
@@ -197,21 +227,60 @@ class Inbox:
             # A failed write left bytes in the buffer; what was acknowledged is on disk already.
             logger.warning("closing %s after a failed write", segment.batch_id)
         if segment.count == 0:
-            self._spool.path(State.OPEN, segment.batch_id).unlink(missing_ok=True)
+            segment.path.unlink(missing_ok=True)
             return
-        await asyncio.to_thread(self._spool.move, segment.batch_id, State.OPEN, State.READY)
-        ref = BatchRef(
-            batch_id=segment.batch_id,
-            event_type=segment.event_type,
-            count=segment.count,
-            sealed=datetime.now(UTC),
-        )
-        self._on_sealed(ref)
+        await self._publish(segment.path, segment.batch_id, segment.event_type, segment.count)
+
+    async def _publish(self, path: Path, batch_id: str, event_type: str, count: int) -> None:
+        """Move a batch into `ready/` and tell `on_sealed`, under the type's lock: whether it wakes a run is then
+        decided with every other process's batches of the type either in `ready/` already or not yet sealed."""
+        async with self._locks.hold(event_type):
+            moved = await asyncio.to_thread(self._spool.seal_file, path, batch_id)
+            # No longer open, from now: another process sampling ready/ counts it there, not twice.
+            self._unsealed.pop(batch_id, None)
+            if not moved:
+                return  # sealed by another process (an orphan's batch, recovered twice)
+            self._on_sealed(BatchRef(batch_id=batch_id, event_type=event_type, count=count, sealed=datetime.now(UTC)))
+
+    def _recover_files(self) -> list[str]:
+        """Seal into `ready/` the open batches of dead processes' slots and of a flat `open/` (an older gateway's);
+        their ids. Never another live process's: its slot's lock is held."""
+        sealed = []
+        for batch_id, path in list(self._spool.open_files()):
+            if path.parent.name == State.OPEN.value and self._spool.seal_file(path, batch_id):
+                sealed.append(batch_id)
+        own = self._slot.path if self._slot is not None else None
+        for folder in slot_folders(self._spool.root / State.OPEN.value):
+            if folder == own:
+                continue
+            with orphan(folder) as paths:
+                for path in paths or []:
+                    batch_id = path.name.removesuffix(".jsonl")
+                    if self._spool.seal_file(path, batch_id, touch=True):
+                        logger.warning("sealed %s, left open by a gateway process that died", batch_id)
+                        sealed.append(batch_id)
+        return sealed
+
+    async def _recover(self) -> None:
+        """Seal what dead processes left, and hand each batch to `on_recovered`."""
+        for batch_id in await asyncio.to_thread(self._recover_files):
+            try:
+                ref = await asyncio.to_thread(self._spool.ref, State.READY, batch_id)
+            except FileNotFoundError:
+                continue  # a run took it already
+            self._on_recovered(ref)
 
     async def _seal_by_age(self) -> None:
+        last_recovery = time.monotonic()
         while True:
             await asyncio.sleep(self._tick)
             now = time.monotonic()
+            if self._recover_every > 0 and now - last_recovery >= self._recover_every:
+                last_recovery = now
+                try:
+                    await self._recover()
+                except OSError as exc:
+                    logger.warning("cannot recover orphaned open batches: %s", exc)
             for segment in list(self._open.values()):
                 policy = self._policy(segment.event_type)
                 age = now - segment.opened

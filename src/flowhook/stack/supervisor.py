@@ -53,6 +53,9 @@ class LocalStack:
                 "FLOWHOOK_DATA_DIR": str(cfg.data_dir),
                 "FLOWHOOK_PREFECT_API_URL": cfg.api_url,
                 "FLOWHOOK_GATEWAY_PORT": str(cfg.gateway_port),
+                # One gateway process unless asked for more: the stack's Prefect server and worker share these
+                # cores (README, issue 21).
+                "FLOWHOOK_GATEWAY_WORKERS": os.environ.get("FLOWHOOK_GATEWAY_WORKERS", "1"),
                 "PWD": str(cfg.root),
                 "PYTHONUNBUFFERED": "1",
                 # Flow runs send heartbeats, so one whose process died is marked Crashed
