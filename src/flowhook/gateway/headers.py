@@ -15,7 +15,8 @@ class Headers(dict[str, str]):
     __slots__ = ("raw",)
 
     def __init__(self, raw: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        super().__init__((name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw)
+        # ASGI servers give names lower-cased (uvicorn, httpx's and Starlette's test transports do).
+        super().__init__((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
         self.raw = raw
 
     @property
