@@ -18,6 +18,7 @@ import pytest
 from flowhook.gateway.headers import Headers
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.sampling.log import read_records, sample_files
+from flowhook.sampling.recorder import UNKNOWN
 from flowhook.settings import IngressLimits, Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
 from tests.servers import serve
@@ -78,7 +79,7 @@ GZIP = {"content-encoding": "gzip"}
 Case = tuple[str, Callable[[httpx.Client], httpx.Response], int, str, str]
 """(what, the request, status, code, the source it is counted under)."""
 CASES: list[Case] = [
-    ("unknown source", lambda c: post(c, "nowhere", item()), 404, "unknown_source", "unknown"),
+    ("unknown source", lambda c: post(c, "nowhere", item()), 404, "unknown_source", UNKNOWN),
     ("not JSON", lambda c: post(c, "shop", item(), **TEXT), 415, "unsupported_media_type", "shop"),
     ("compressed", lambda c: post(c, "shop", item(), **GZIP), 415, "unsupported_encoding", "shop"),
     ("declared too large", lambda c: post(c, "shop", item(path="x" * 2 * MAX_BODY)), 413, "body_too_large", "shop"),
