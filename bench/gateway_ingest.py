@@ -2,10 +2,13 @@
 gateway process, measured from a separate load process.
 
 It answers: how many signed deliveries (and events) per second does the gateway acknowledge —
-verified, validated and fsync'd — and with what ack latency? Prefect is not involved: the gateway
-forwards to a closed port, so batches wait in the spool (what the gateway does when Prefect is down).
-Latency is measured from each request's *scheduled* send time, so a stalled gateway cannot hide its
-queueing (no coordinated omission). After the run, every acknowledged id must be in the spool once.
+verified, validated and fsync'd — with what ack latency, and at what CPU cost per accepted delivery?
+Prefect is not involved: the gateway forwards to a closed port, so batches wait in the spool (what the
+gateway does when Prefect is down). Latency is measured from each request's *scheduled* send time, so a
+stalled gateway cannot hide its queueing (no coordinated omission). After the run, every acknowledged id
+must be in the spool once. Beside each level, in the same run: the bare-HTTP ceiling, the same load
+generator posting the same signed bytes to a bare uvicorn app that answers 202 at once
+(`bench.servers.bare_server`); each level's acked rate is printed as a ratio to it.
 
     uv run python bench/gateway_ingest.py --repeat 3      # the levels of the README table, medians of 3;
                                                           # writes bench/results/gateway_ingest.json
@@ -31,8 +34,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 from bench.loadgen import Level, run_load  # noqa: E402
 from bench.procstats import cpu_seconds, peak_rss  # noqa: E402
 from bench.results import write_results  # noqa: E402
-from bench.servers import gateway_process, spooled_ids  # noqa: E402
+from bench.servers import bare_server, gateway_process, spooled_ids  # noqa: E402
+from flowhook.gateway.schemes import generate_secret  # noqa: E402
 from flowhook.metrics import percentile  # noqa: E402
+from flowhook.sources.webhook import SignatureConfig  # noqa: E402
 
 
 def run_level(level: Level, *, connections: int, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -46,26 +51,44 @@ def run_level(level: Level, *, connections: int, env: dict[str, str] | None = No
             result = run_load(level, secret, port, connections=connections)
             cpu_after, peak = cpu_seconds(pid), peak_rss(pid)
         spooled = spooled_ids(data)
+    acked = result["ids"]
+    accepted = result["statuses"].get(202, 0)
+    return {
+        **_figures(level, result),
+        "gateway_cpu_s": cpu_after - cpu_before,
+        "cpu_ms_per_accepted": 1000 * (cpu_after - cpu_before) / max(1, accepted),
+        "gateway_peak_rss_mb": peak / 2**20,
+        "lost": len(set(acked) - set(spooled)),
+        "duplicated": len(spooled) - len(set(spooled)),
+    }
+
+
+def bare_level(level: Level, *, connections: int) -> dict[str, Any]:
+    """The same level against the bare app: the rate and latency the HTTP stack alone reaches on this machine."""
+    with bare_server() as (pid, port):
+        cpu_before = cpu_seconds(pid)
+        result = run_load(level, generate_secret(SignatureConfig()), port, connections=connections)
+        cpu = cpu_seconds(pid) - cpu_before
+    figures = _figures(level, result)
+    return {**figures, "cpu_ms_per_request": 1000 * cpu / max(1, figures["deliveries"])}
+
+
+def _figures(level: Level, result: dict[str, Any]) -> dict[str, Any]:
     latencies = sorted(result["latencies"])
     accepted_latencies = sorted(result["accepted_latencies"]) or [0.0]
-    acked = result["ids"]
     accepted = result["statuses"].get(202, 0)
     return {
         "offered_deliveries_per_s": level.rate,
         "events_per_delivery": level.events_per_delivery,
         "deliveries": len(latencies),
         "acked_deliveries_per_s": accepted / result["elapsed"],
-        "acked_events_per_s": len(acked) / result["elapsed"],
+        "acked_events_per_s": len(result["ids"]) / result["elapsed"],
         "ack_p50_ms": percentile(latencies, 0.5) * 1000,
         "ack_p95_ms": percentile(latencies, 0.95) * 1000,
         "ack_p99_ms": percentile(latencies, 0.99) * 1000,
         "accepted_p99_ms": percentile(accepted_latencies, 0.99) * 1000,
         "statuses": result["statuses"],
-        "gateway_cpu_s": cpu_after - cpu_before,
         "load_cpu_s": result["load_cpu_s"],
-        "gateway_peak_rss_mb": peak / 2**20,
-        "lost": len(set(acked) - set(spooled)),
-        "duplicated": len(spooled) - len(set(spooled)),
     }
 
 
@@ -76,11 +99,16 @@ MEDIAN_KEYS = (
     "ack_p95_ms",
     "ack_p99_ms",
     "gateway_cpu_s",
+    "cpu_ms_per_accepted",
     "gateway_peak_rss_mb",
+    "bare_acked_per_s",
+    "bare_p99_ms",
+    "of_bare",
 )
 HEADER = (
     f"{'offered/s':>9} {'ev/deliv':>8} {'acked/s':>9} {'events/s':>9} {'p50 ms':>8} {'p95 ms':>8} "
-    f"{'p99 ms':>8} {'cpu s':>6} {'rss MB':>7} {'lost':>5} {'dup':>4}  statuses"
+    f"{'p99 ms':>8} {'cpu s':>6} {'ms/acc':>6} {'rss MB':>7} {'lost':>5} {'dup':>4} {'bare/s':>7} {'bare p99':>8} "
+    f"{'of bare':>7}  statuses"
 )
 
 
@@ -89,9 +117,19 @@ def _print(rows: list[dict[str, Any]]) -> None:
         print(
             f"{r['offered_deliveries_per_s']:>9.0f} {r['events_per_delivery']:>8} {r['acked_deliveries_per_s']:>9.0f} "
             f"{r['acked_events_per_s']:>9.0f} {r['ack_p50_ms']:>8.1f} {r['ack_p95_ms']:>8.1f} {r['ack_p99_ms']:>8.1f} "
-            f"{r['gateway_cpu_s']:>6.1f} {r['gateway_peak_rss_mb']:>7.0f} {r['lost']:>5} {r['duplicated']:>4}  "
-            f"{r['statuses']}"
+            f"{r['gateway_cpu_s']:>6.1f} {r['cpu_ms_per_accepted']:>6.2f} {r['gateway_peak_rss_mb']:>7.0f} "
+            f"{r['lost']:>5} {r['duplicated']:>4} {r['bare_acked_per_s']:>7.0f} {r['bare_p99_ms']:>8.1f} "
+            f"{r['of_bare']:>7.0%}  {r['statuses']}"
         )
+
+
+def with_ceiling(level: Level, *, connections: int) -> dict[str, Any]:
+    """One level against the gateway, then against the bare app: the gateway's row with the ceiling beside it."""
+    row = run_level(level, connections=connections)
+    bare = bare_level(level, connections=connections)
+    ceiling = {"bare_acked_per_s": bare["acked_deliveries_per_s"], "bare_p99_ms": bare["ack_p99_ms"]}
+    ratio = row["acked_deliveries_per_s"] / bare["acked_deliveries_per_s"] if bare["acked_deliveries_per_s"] else 0.0
+    return {**row, **ceiling, "of_bare": ratio, "bare_cpu_ms_per_request": bare["cpu_ms_per_request"]}
 
 
 def main() -> int:
@@ -123,7 +161,7 @@ def main() -> int:
     rows, medians = [], []
     print(HEADER)
     for level in levels:
-        runs = [run_level(level, connections=connections) for _ in range(args.repeat)]
+        runs = [with_ceiling(level, connections=connections) for _ in range(args.repeat)]
         rows += runs
         _print(runs)
         if args.repeat > 1:

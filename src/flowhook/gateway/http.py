@@ -8,7 +8,7 @@ connection (one between requests, or still sending its head), or `503` if none i
 loop runs more than its target late (`admission.LoopLag`), or `max_in_flight` requests are being processed
 already, a delivery (`POST /hooks/...`) is answered `503 overloaded` with Retry-After as soon as its head is
 in, before its body is read, verified or parsed: past capacity the excess is answered at once instead of
-queueing in the event loop. Every answer it writes itself is JSON in the gateway's error shape.
+queueing in the event loop. Every answer it writes itself is JSON in the gateway's error shape (`refusals.error_body`).
 `server_config` builds the uvicorn configuration every place that runs the gateway uses.
 """
 
@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import uvicorn
 from uvicorn._types import ASGIApplication, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.config import Config
@@ -27,6 +26,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from flowhook.gateway.admission import LoopLag
+from flowhook.gateway.refusals import error_body
 from flowhook.sampling.recorder import UNKNOWN
 from flowhook.settings import Settings
 
@@ -40,7 +40,7 @@ BODY_TIMED_OUT = "body_timed_out"
 
 
 def _json_error(code: str, message: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    body = orjson.dumps({"code": code, "message": message})
+    body = error_body(code, message)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -52,9 +52,7 @@ def _json_error(code: str, message: str) -> tuple[bytes, list[tuple[bytes, bytes
 _BODY, _HEADERS = _json_error("headers_too_large", f"The request's headers exceed {MAX_HEADER_BYTES} bytes.")
 _BUSY_BODY, _BUSY_HEADERS = _json_error("too_many_connections", "The gateway is at its connection limit; try again.")
 _BUSY_HEADERS = [*_BUSY_HEADERS, (b"retry-after", b"1")]
-_OVERLOADED_BODY = orjson.dumps(
-    {"code": "overloaded", "message": "The gateway is at capacity; nothing was stored, try again shortly."}
-)
+_OVERLOADED_BODY = error_body("overloaded", "The gateway is at capacity; nothing was stored, try again shortly.")
 # Kept alive (no `connection: close`): a refusal costs the sender no new connection, and the gateway no accept.
 _OVERLOADED_HEADERS = [
     (b"content-type", b"application/json"),

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from secrets import token_bytes, token_urlsafe
 from typing import assert_never
 
+from flowhook.gateway.headers import Headers
 from flowhook.gateway.sources import SignatureConfig
 
 # Longer header values are refused unread: no sender needs them, and parsing them costs.
@@ -58,10 +59,22 @@ def verify(
     now: float | None = None,
 ) -> Verified:
     """Accept a delivery signed with any of `secrets` (current first, then those kept during a rotation)."""
-    if not secrets:
+    return verify_with_keys(config, body, headers, [signing_key(config, secret) for secret in secrets], now=now)
+
+
+def verify_with_keys(
+    config: SignatureConfig,
+    body: bytes,
+    headers: Mapping[str, str],
+    keys: Sequence[bytes],
+    *,
+    now: float | None = None,
+) -> Verified:
+    """`verify` with the secrets' HMAC keys (`signing_key`) already derived: for the gateway, which keeps them."""
+    if not keys:
         raise ValueError("no secret to verify deliveries against")
-    keys = [signing_key(config, secret) for secret in secrets]
-    lowered = {key.lower(): value for key, value in headers.items()}
+    # The gateway's Headers are lower-cased already; anything else is copied so.
+    lowered = headers if isinstance(headers, Headers) else {key.lower(): value for key, value in headers.items()}
     clock = time.time() if now is None else now
     if config.scheme == "standard":
         return _verify_standard(config, body, lowered, keys, clock)
@@ -134,7 +147,7 @@ def generate_secret(config: SignatureConfig) -> str:
 
 
 def _verify_standard(
-    config: SignatureConfig, body: bytes, headers: dict[str, str], keys: list[bytes], now: float
+    config: SignatureConfig, body: bytes, headers: Mapping[str, str], keys: Sequence[bytes], now: float
 ) -> Verified:
     msg_id = _header(headers, "webhook-id")
     seconds = _seconds(_header(headers, "webhook-timestamp"), "webhook-timestamp", _SECONDS_FRACTION)
@@ -144,7 +157,7 @@ def _verify_standard(
     return Verified(msg_id, _within(seconds, now, config.tolerance_seconds))
 
 
-def _verify_github(body: bytes, headers: dict[str, str], keys: list[bytes]) -> Verified:
+def _verify_github(body: bytes, headers: Mapping[str, str], keys: Sequence[bytes]) -> Verified:
     algorithm, _, digest = _header(headers, "x-hub-signature-256").partition("=")
     if algorithm != "sha256":
         raise SignatureError("malformed_signature", "X-Hub-Signature-256 is not `sha256=<hex digest>`")
@@ -156,7 +169,7 @@ def _verify_github(body: bytes, headers: dict[str, str], keys: list[bytes]) -> V
 
 
 def _verify_stripe(
-    config: SignatureConfig, body: bytes, headers: dict[str, str], keys: list[bytes], now: float
+    config: SignatureConfig, body: bytes, headers: Mapping[str, str], keys: Sequence[bytes], now: float
 ) -> Verified:
     stamps: list[str] = []
     candidates: list[bytes | None] = []
@@ -178,7 +191,7 @@ def _verify_stripe(
 
 
 def _verify_hmac(
-    config: SignatureConfig, body: bytes, headers: dict[str, str], keys: list[bytes], now: float
+    config: SignatureConfig, body: bytes, headers: Mapping[str, str], keys: Sequence[bytes], now: float
 ) -> Verified:
     header = _hmac_header(config)
     value = _header(headers, header.lower())
@@ -218,7 +231,7 @@ def _hmac_header(config: SignatureConfig) -> str:
     return config.header
 
 
-def _header(headers: dict[str, str], name: str) -> str:
+def _header(headers: Mapping[str, str], name: str) -> str:
     value = headers.get(name)
     if value is None:
         raise SignatureError("missing_signature", f"the {name} header is missing")
@@ -266,7 +279,7 @@ def _base64(text: str, size: int, *, strict: bool = False) -> bytes | None:
     return None
 
 
-def _match(candidates: Sequence[bytes | None], keys: list[bytes], signed: bytes, algorithm: str) -> None:
+def _match(candidates: Sequence[bytes | None], keys: Sequence[bytes], signed: bytes, algorithm: str) -> None:
     """Pass if any well-formed candidate is the HMAC of `signed` under any key, compared in constant time."""
     usable = [candidate for candidate in candidates if candidate is not None]
     if not usable:
