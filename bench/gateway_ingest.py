@@ -156,7 +156,9 @@ def main() -> int:
     elif args.rate:
         levels = [Level(args.rate, args.seconds, args.events_per_delivery)]
     else:
-        levels = [Level(r, args.seconds, 1) for r in (100, 500, 1000, 2000)] + [Level(100, args.seconds, 100)]
+        # Up to 8,000/s: past where the bare app (and the load process) saturate, so the ceiling is in the run.
+        singles = [Level(r, args.seconds, 1) for r in (100, 500, 1000, 2000, 4000, 8000)]
+        levels = singles + [Level(100, args.seconds, 100), Level(300, args.seconds, 100)]
     full = not args.quick and not args.rate
     rows, medians = [], []
     print(HEADER)
@@ -174,9 +176,11 @@ def main() -> int:
     if full:
         path = write_results("gateway_ingest", {"seconds_per_level": args.seconds, "runs": rows, "medians": medians})
         print(f"figures written to {path.relative_to(ROOT)}")
-    bad = [r for r in rows if r["lost"] or r["duplicated"] or r["statuses"].get(202, 0) != r["deliveries"]]
+    # Past capacity the gateway answers 503 overloaded (by design, and shown in the statuses); what must never be
+    # is an acknowledged event lost or stored twice.
+    bad = [r for r in rows if r["lost"] or r["duplicated"]]
     if bad:
-        print(f"FAILED: {len(bad)} level(s) lost, duplicated or refused deliveries")
+        print(f"FAILED: {len(bad)} level(s) lost or duplicated acknowledged events")
         return 1
     return 0
 

@@ -93,7 +93,9 @@ FULL = Plan(
         Level(100, 150, 1),
         Level(1000, 30, 1),
         Level(2000, 20, 1),
+        Level(3000, 20, 1),  # issue 21's full-stack target for single-event deliveries
         Level(60, 60, 100),
+        Level(200, 20, 100),  # 20,000 events/s in 100-event deliveries: the batched target
     ],
     store_rows=100_000,
     drain_timeout=240,

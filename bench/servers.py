@@ -59,6 +59,8 @@ def gateway_process(data: Path, env: dict[str, str] | None = None) -> Iterator[t
         "FLOWHOOK_PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",  # nothing listens: batches wait
         "FLOWHOOK_SOURCES_FILE": str(data / "none.yaml"),
         "FLOWHOOK_BATCH__HOLD_SECONDS": "0",
+        # One process, as the bare app is: its CPU and memory are this PID's (with more, a master's children).
+        "FLOWHOOK_GATEWAY_WORKERS": "1",
         **(env or {}),
     }
     command = [sys.executable, "-m", "flowhook", "gateway"]

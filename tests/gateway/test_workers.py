@@ -121,9 +121,15 @@ def test_a_process_killed_mid_load_loses_nothing_it_acknowledged(tmp_path: Path)
         for sender in senders:
             sender.start()
         time.sleep(1.5)  # mid-load: 3 senders at 60 deliveries/s each, for 4 s
-        victim = _children(master.pid)[0]
-        os.kill(victim, signal.SIGKILL)
         open_root = settings.spool_dir / State.OPEN.value
+
+        def holding_open_batches() -> list[int]:
+            """The children with open batches now (the kernel may give every connection to one of them)."""
+            return [pid for pid in _children(master.pid) if list(open_root.glob(f"{pid}-*/*.jsonl"))]
+
+        _until(holding_open_batches, "a gateway process with open batches", 10)
+        victim = holding_open_batches()[0]
+        os.kill(victim, signal.SIGKILL)
         orphaned = [len(list(slot.glob("*.jsonl"))) for slot in open_root.glob(f"{victim}-*")]
         for sender in senders:
             sender.join(120)
