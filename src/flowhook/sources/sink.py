@@ -3,6 +3,9 @@ sender. One inbox means one set of guarantees: validated, fsync'd, batched, anno
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -13,6 +16,11 @@ import orjson
 from flowhook.gateway.schemes import sign_with_key, signing_key
 from flowhook.gateway.sources import SourceConfig
 from flowhook.sources.connections import ConnectionFailed, Connections
+
+BUSY_SECONDS = 10.0
+"""How long a delivery is sent again while the gateway answers `503 overloaded` (its head refused before the body
+was read: nothing stored, so sending the same delivery again is safe), before the 503 is the caller's."""
+_OVERLOADED = "overloaded"
 
 
 class DeliveryFailed(RuntimeError):
@@ -49,6 +57,7 @@ class GatewaySink:
         *,
         connections: Connections | None = None,
         timeout: float = 30.0,
+        busy_seconds: float = BUSY_SECONDS,
     ) -> None:
         url = urlsplit(base_url)
         if url.scheme != "http" or url.hostname is None:
@@ -59,25 +68,39 @@ class GatewaySink:
         self._key = signing_key(config.signature, secret)
         self._owns_connections = connections is None
         self._connections = connections or Connections(url.hostname, url.port or 80, timeout=timeout)
+        self._busy_seconds = busy_seconds
+        self._lock = threading.Lock()
+        self.busy_retries = 0
+        """Deliveries sent again because the gateway answered `503 overloaded`."""
 
     def deliver(self, items: Sequence[Mapping[str, Any]], *, delivery_id: str | None = None) -> list[str]:
-        """Send the items as one delivery; returns their event ids once the gateway has them on disk."""
+        """Send the items as one delivery; returns their event ids once the gateway has them on disk.
+
+        While the gateway answers `503 overloaded`, the delivery is sent again (same id, signed afresh) after a
+        jittered pause growing from 50 ms to the 1 s its Retry-After asks, for up to `busy_seconds`."""
         body = orjson.dumps(list(items))
         msg_id = delivery_id or f"msg_{uuid.uuid4().hex}"
-        headers = {
-            "content-type": "application/json",
-            **sign_with_key(self._signature, body, self._key, msg_id=msg_id),
-        }
-        status, content = self._post(body, headers)
-        if status != 202:
-            try:
-                payload = orjson.loads(content)
-            except orjson.JSONDecodeError:
-                payload = content.decode(errors="replace")
-            message = payload.get("message") if isinstance(payload, dict) else str(payload)[:200]
-            raise DeliveryFailed(f"the gateway answered {status}: {message}", status=status, body=payload)
-        ids: list[str] = orjson.loads(content)["ids"]
-        return ids
+        deadline = time.monotonic() + self._busy_seconds
+        pause = 0.05
+        while True:
+            headers = {
+                "content-type": "application/json",
+                **sign_with_key(self._signature, body, self._key, msg_id=msg_id),
+            }
+            status, content = self._post(body, headers)
+            if status == 202:
+                ids: list[str] = orjson.loads(content)["ids"]
+                return ids
+            payload = _payload(content)
+            wait = random.uniform(pause / 2, pause)
+            overloaded = status == 503 and isinstance(payload, dict) and payload.get("code") == _OVERLOADED
+            if not overloaded or time.monotonic() + wait > deadline:
+                message = payload.get("message") if isinstance(payload, dict) else str(payload)[:200]
+                raise DeliveryFailed(f"the gateway answered {status}: {message}", status=status, body=payload)
+            with self._lock:
+                self.busy_retries += 1
+            time.sleep(wait)
+            pause = min(1.0, pause * 2)
 
     def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         try:
@@ -100,6 +123,14 @@ class GatewaySink:
         """Close the connections this sink opened itself (shared ones are their owner's to close)."""
         if self._owns_connections:
             self._connections.close()
+
+
+def _payload(content: bytes) -> Any:
+    """An answer's JSON, or its text when it is not JSON."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content.decode(errors="replace")
 
 
 class MemorySink:
