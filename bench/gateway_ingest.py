@@ -158,7 +158,7 @@ def main() -> int:
     else:
         # Up to 8,000/s: past where the bare app (and the load process) saturate, so the ceiling is in the run.
         singles = [Level(r, args.seconds, 1) for r in (100, 500, 1000, 2000, 4000, 8000)]
-        levels = singles + [Level(100, args.seconds, 100), Level(300, args.seconds, 100)]
+        levels = [*singles, Level(100, args.seconds, 100), Level(300, args.seconds, 100)]
     full = not args.quick and not args.rate
     rows, medians = [], []
     print(HEADER)
