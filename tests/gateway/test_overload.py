@@ -189,6 +189,14 @@ def test_a_pipelined_delivery_refused_as_overload_waits_its_turn(gateway: Start)
         conn.sock.sendall(delivery("msg_first") + delivery("msg_second"))
         assert conn.response()[0] == 202
         _assert_overloaded(conn.response())
-        conn.sock.sendall(delivery("msg_third"))
-        assert conn.response()[0] == 202
+        # The refusal of the second was answered by a task of its own (it waited its turn in uvicorn's cycle);
+        # with uvloop that task may still be in the server's count when the third's head arrives, which is
+        # then refused too: the same delivery again, as a sender would, until the connection serves it.
+        for _ in range(20):
+            conn.sock.sendall(delivery("msg_third"))
+            status = conn.response()[0]
+            if status != 503:
+                break
+            time.sleep(0.05)
+        assert status == 202
     assert sorted(_spooled(settings)) == sorted(derive_event_id("shop", n) for n in ("msg_first", "msg_third"))
