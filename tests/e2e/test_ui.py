@@ -214,7 +214,7 @@ def test_a_worker_run_leads_to_its_batches_and_their_rows(page: Page, demo: Demo
     handled = re.search(r"· ([\d,]+) events?:", headline.inner_text())
     assert handled is not None, headline.inner_text()
     events = int(handled.group(1).replace(",", ""))
-    batches = page.get_by_text(re.compile(rf"^{event_type}-\d{{13}}-[0-9a-f]{{8}}$")).all_inner_texts()
+    batches = page.get_by_text(re.compile(rf"^{event_type}-\d{{13}}-[0-9a-f]{{12}}$")).all_inner_texts()
     assert batches, "no batch ids on the run's artifact"
     for batch_id in batches:  # real batches, done
         assert (demo.data_dir / "spool" / "done" / f"{batch_id}.jsonl").exists(), batch_id
