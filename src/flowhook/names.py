@@ -36,6 +36,9 @@ SOURCE_DEPLOYMENTS = ("poll-sqs/queue", "watch-files/incoming-folder")
 SCHEDULE_SOURCE = "schedule"
 """The source that scheduled ticks are delivered as."""
 
+HOOKS_PATH = "/hooks/"
+"""Where deliveries are posted: `POST /hooks/<source>` on the gateway."""
+
 
 def worker_deployment(event_type: str) -> str:
     """The worker deployment for batches of `event_type`, as `flow/deployment`."""

@@ -25,6 +25,7 @@ from flowhook.gateway.forwarder import BatchSink
 from flowhook.gateway.lane import Answer, Lane, hook_source
 from flowhook.gateway.refusals import INTERNAL, Refusal
 from flowhook.gateway.service import Gateway
+from flowhook.names import HOOKS_PATH
 from flowhook.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def create_app(settings: Settings | None = None, *, sink: BatchSink | None = Non
         return FileResponse(path, media_type="image/png")
 
     @app.post(
-        "/hooks/{source}",
+        HOOKS_PATH + "{source}",
         status_code=202,
         response_model=AcceptedPublic,
         responses=_ERRORS,

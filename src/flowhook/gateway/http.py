@@ -27,6 +27,7 @@ from uvicorn.server import ServerState
 
 from flowhook.gateway.admission import LoopLag
 from flowhook.gateway.refusals import error_body
+from flowhook.names import HOOKS_PATH
 from flowhook.sampling.recorder import UNKNOWN
 from flowhook.settings import Settings
 
@@ -59,7 +60,7 @@ _OVERLOADED_HEADERS = [
     (b"content-length", str(len(_OVERLOADED_BODY)).encode()),
     (b"retry-after", b"1"),
 ]
-_HOOKS = b"/hooks/"
+_HOOKS = HOOKS_PATH.encode()
 _LAG_MIN_IN_FLIGHT = 8
 """A late loop with fewer requests in flight is one slow request (a first import, a large body), not overload."""
 

@@ -31,14 +31,14 @@ from flowhook.gateway.schemes import SignatureError, verify_with_keys
 from flowhook.gateway.secrets import SecretUnavailable
 from flowhook.gateway.service import Gateway
 from flowhook.gateway.sources import SourceConfig
+from flowhook.names import HOOKS_PATH
 from flowhook.sampling.recorder import UNKNOWN, ingress_events
 from flowhook.spool import InboxUnavailable
 
-__all__ = ["HOOKS", "Answer", "Lane", "hook_source"]
+__all__ = ["Answer", "Lane", "hook_source"]
 
 logger = logging.getLogger(__name__)
 
-HOOKS = "/hooks/"
 _JSON_TYPES = ("application/json", "text/json")
 # Where the schemes carry a delivery id in a header (stripe's is in the body), for log lines about a delivery
 # whose body never arrived.
@@ -72,9 +72,9 @@ def hook_source(scope: Scope) -> str | None:
     root = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]
-    if not path.startswith(HOOKS):
+    if not path.startswith(HOOKS_PATH):
         return None
-    source = path[len(HOOKS) :]
+    source = path[len(HOOKS_PATH) :]
     return source if source and "/" not in source else None
 
 

@@ -15,6 +15,7 @@ import orjson
 
 from flowhook.gateway.schemes import sign_with_key, signing_key
 from flowhook.gateway.sources import SourceConfig
+from flowhook.names import HOOKS_PATH
 from flowhook.sources.connections import ConnectionFailed, Connections
 
 BUSY_SECONDS = 10.0
@@ -62,8 +63,8 @@ class GatewaySink:
         url = urlsplit(base_url)
         if url.scheme != "http" or url.hostname is None:
             raise ValueError(f"the gateway's URL must be http://host[:port], not {base_url!r}")
-        self._url = f"{base_url.rstrip('/')}/hooks/{source}"
-        self._path = f"{url.path.rstrip('/')}/hooks/{quote(source)}"
+        self._url = f"{base_url.rstrip('/')}{HOOKS_PATH}{source}"
+        self._path = f"{url.path.rstrip('/')}{HOOKS_PATH}{quote(source)}"
         self._signature = config.signature
         self._key = signing_key(config.signature, secret)
         self._owns_connections = connections is None
