@@ -15,8 +15,9 @@ import pytest
 from flowhook.events import load_catalog
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.metrics import Window
+from flowhook.names import ALL_TYPES
 from flowhook.reporting import window_report
-from flowhook.sampling.log import sample_files
+from flowhook.sampling.log import read_records, sample_files
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig
 from flowhook.spool import Spool
@@ -45,6 +46,19 @@ def _worker(settings: Settings, stop: threading.Event, every: float) -> None:
                 )
 
 
+def _wait_for_a_watched_second(settings: Settings) -> None:
+    """Until the sampler has watched one whole second: only whole watched seconds are compared, so deliveries
+    sent within the gateway's first (partly watched) second would fall outside the check by chance."""
+    deadline = time.monotonic() + 10
+    while not any(
+        record.get("kind") == "backlog" and record.get("event_type") == ALL_TYPES and record["covered_seconds"] >= 0.999
+        for _, path in sample_files(settings.samples_dir)
+        for record in read_records(path)
+    ):
+        assert time.monotonic() < deadline, "the sampler watched no whole second"
+        time.sleep(0.1)
+
+
 def _body(i: int) -> bytes:
     if i % 3:
         return orjson.dumps({"type": "user_request", "data": {"user_id": f"u{i}", "action": "search"}})
@@ -59,6 +73,7 @@ def test_little_holds_on_a_real_gateway_and_every_outcome_is_counted(tmp_path: P
     worker = threading.Thread(target=_worker, args=(settings, stop, 0.8), daemon=True)
     started = datetime.now(UTC)
     with serve(settings) as client:
+        _wait_for_a_watched_second(settings)
         worker.start()
         for i in range(240):  # 6 s at 40 deliveries/s
             body = _body(i)
