@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -245,6 +246,44 @@ def test_concurrent_appends_all_land_once_with_fewer_fsyncs_than_appends(
     ids = [e.id for e in events_in(spool, State.READY)]
     assert sorted(ids) == sorted(f"e{n}" for n in range(appends))  # every one, each once
     assert len(synced) < appends / 10, f"{len(synced)} fsyncs for {appends} appends: no group commit"
+
+
+def test_appends_arriving_one_by_one_share_commits_spaced_by_the_commit_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests that arrive apart (as deliveries at a few thousand a second do) are not synced one by one: commits
+    start at least `commit_seconds` apart, and each writes a batch file's waiting lines in one call."""
+    synced: list[float] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(time.monotonic())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    spool = Spool(tmp_path)
+    appends, spacing = 200, 0.01
+
+    async def one(n: int) -> None:
+        await asyncio.sleep(n * 0.0002)  # one every 0.2 ms: 40 s of fsyncs apart, 0.04 s together
+        await inbox.append([make_event(n)])
+
+    async def scenario() -> None:
+        nonlocal inbox
+        inbox = Inbox(
+            spool, policy=lambda _: BatchPolicy(max_events=1000), on_sealed=lambda _: None, commit_seconds=spacing
+        )
+        await inbox.start()
+        await asyncio.gather(*(one(n) for n in range(appends)))
+        assert len(events_in(spool, State.OPEN)) == appends
+        await inbox.close()
+
+    inbox: Inbox
+    run(scenario)
+    assert sorted(e.id for e in events_in(spool, State.READY)) == sorted(f"e{n}" for n in range(appends))
+    gaps = [b - a for a, b in itertools.pairwise(synced)]
+    assert min(gaps) >= spacing * 0.99, f"two commits {min(gaps) * 1000:.2f} ms apart"
+    assert len(synced) < appends / 10, f"{len(synced)} fsyncs for {appends} appends"
 
 
 def test_appends_spread_over_time_are_each_durable(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowhook.events import Catalog, Event, derive_event_id
+from flowhook.events.envelope import utc
 from flowhook.gateway.bodies import BodyError, parse_json
 
 
@@ -109,13 +110,14 @@ def validate_items(
             errors += _field_errors(exc, index, prefix=("data",))
             continue
         key = item.id or delivery_id
+        # Every field is checked already: constructed, not validated again (the times made UTC, as Event does).
         events.append(
-            Event(
+            Event.model_construct(
                 id=derive_event_id(source, key, None if (single or item.id) else index),
                 type=item.type,
                 source=source,
-                occurred=item.timestamp or signed_at,
-                received=received,
+                occurred=utc(item.timestamp or signed_at),
+                received=utc(received),
                 data=data.model_dump(mode="json"),
             )
         )

@@ -61,7 +61,7 @@ def event_type_of(batch_id: str) -> str:
 
 def encode_event(event: Event) -> bytes:
     """One spool line: the event as compact JSON and a newline."""
-    return orjson.dumps(event.model_dump(mode="json")) + b"\n"
+    return event.model_dump_json().encode() + b"\n"
 
 
 def decode_events(lines: Iterable[bytes], name: str) -> list[Event]:
