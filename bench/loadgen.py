@@ -245,8 +245,8 @@ def run_load(
     accepted) per request, by due time; when each request was written and how late (`sent`, `send_lags`: late
     for want of a free connection or the generator behind), how late it was picked up (`wake_lags`: the
     generator behind alone), and the rate actually offered: requests written per second up to the last one
-    (`offered_per_s`). `item` makes
-    each event (default: the demo's mix), `on_off` sends in bursts (see `drive`).
+    (`offered_per_s`; a Poisson sample, so within about 1/sqrt(requests) of the rate when nothing held it
+    back). `item` makes each event (default: the demo's mix), `on_off` sends in bursts (see `drive`).
 
     With `processes` > 1 the level is split across that many processes, each offering `rate / processes` (so
     the sum is still Poisson at `rate`) on `connections / processes` connections of its own, with a seed and
