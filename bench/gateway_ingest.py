@@ -16,6 +16,11 @@ generator posting the same signed bytes to a bare uvicorn app that answers 202 a
     uv run python bench/gateway_ingest.py --quick         # a few seconds, for CI: lost = 0, dup = 0
     uv run python bench/gateway_ingest.py --overload --repeat 3   # capacity, then 2x it offered (bench/overload.py);
                                                                   # writes bench/results/gateway_overload.json
+    uv run python bench/gateway_ingest.py --overload --capacity 2750 --seconds 3  # 2x a given capacity, briefly
+
+The load runs in one process, or with `--load-processes N` in N (`--overload`: 2 by default, as one process
+cannot offer twice the gateway's capacity beside it on a 2-core machine); a level and its bare ceiling use the
+same number.
 """
 
 from __future__ import annotations
@@ -40,15 +45,17 @@ from flowhook.metrics import percentile  # noqa: E402
 from flowhook.sources.webhook import SignatureConfig  # noqa: E402
 
 
-def run_level(level: Level, *, connections: int, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """One level against a fresh gateway process (`env`: settings of its own); the figures and the lost/duplicate
-    check."""
+def run_level(
+    level: Level, *, connections: int, env: dict[str, str] | None = None, processes: int = 1
+) -> dict[str, Any]:
+    """One level against a fresh gateway process (`env`: settings of its own), from `processes` load processes;
+    the figures and the lost/duplicate check."""
     with tempfile.TemporaryDirectory(prefix="flowhook-bench-") as tmp:
         data = Path(tmp)
         with gateway_process(data, env) as (pid, port):
             secret = json.loads((data / "secrets" / "demo.json").read_text())["current"]
             cpu_before = cpu_seconds(pid)
-            result = run_load(level, secret, port, connections=connections)
+            result = run_load(level, secret, port, connections=connections, processes=processes)
             cpu_after, peak = cpu_seconds(pid), peak_rss(pid)
         spooled = spooled_ids(data)
     acked = result["ids"]
@@ -63,11 +70,12 @@ def run_level(level: Level, *, connections: int, env: dict[str, str] | None = No
     }
 
 
-def bare_level(level: Level, *, connections: int) -> dict[str, Any]:
+def bare_level(level: Level, *, connections: int, processes: int = 1) -> dict[str, Any]:
     """The same level against the bare app: the rate and latency the HTTP stack alone reaches on this machine."""
     with bare_server() as (pid, port):
         cpu_before = cpu_seconds(pid)
-        result = run_load(level, generate_secret(SignatureConfig()), port, connections=connections)
+        secret = generate_secret(SignatureConfig())
+        result = run_load(level, secret, port, connections=connections, processes=processes)
         cpu = cpu_seconds(pid) - cpu_before
     figures = _figures(level, result)
     return {**figures, "cpu_ms_per_request": 1000 * cpu / max(1, figures["deliveries"])}
@@ -76,9 +84,14 @@ def bare_level(level: Level, *, connections: int) -> dict[str, Any]:
 def _figures(level: Level, result: dict[str, Any]) -> dict[str, Any]:
     latencies = sorted(result["latencies"])
     accepted_latencies = sorted(result["accepted_latencies"]) or [0.0]
+    send_lags = sorted(result["send_lags"]) or [0.0]
+    wake_lags = sorted(result["wake_lags"]) or [0.0]
     accepted = result["statuses"].get(202, 0)
     return {
         "offered_deliveries_per_s": level.rate,
+        "offered_achieved_per_s": result["offered_per_s"],  # what the load process(es) really wrote per second
+        "send_lag_p99_ms": percentile(send_lags, 0.99) * 1000,  # due → written
+        "generator_lag_p99_ms": percentile(wake_lags, 0.99) * 1000,  # due → picked up by the load process
         "events_per_delivery": level.events_per_delivery,
         "deliveries": len(latencies),
         "acked_deliveries_per_s": accepted / result["elapsed"],
@@ -89,6 +102,7 @@ def _figures(level: Level, result: dict[str, Any]) -> dict[str, Any]:
         "accepted_p99_ms": percentile(accepted_latencies, 0.99) * 1000,
         "statuses": result["statuses"],
         "load_cpu_s": result["load_cpu_s"],
+        "load_processes": result["processes"],
     }
 
 
@@ -123,10 +137,10 @@ def _print(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def with_ceiling(level: Level, *, connections: int) -> dict[str, Any]:
+def with_ceiling(level: Level, *, connections: int, processes: int = 1) -> dict[str, Any]:
     """One level against the gateway, then against the bare app: the gateway's row with the ceiling beside it."""
-    row = run_level(level, connections=connections)
-    bare = bare_level(level, connections=connections)
+    row = run_level(level, connections=connections, processes=processes)
+    bare = bare_level(level, connections=connections, processes=processes)
     ceiling = {"bare_acked_per_s": bare["acked_deliveries_per_s"], "bare_p99_ms": bare["ack_p99_ms"]}
     ratio = row["acked_deliveries_per_s"] / bare["acked_deliveries_per_s"] if bare["acked_deliveries_per_s"] else 0.0
     return {**row, **ceiling, "of_bare": ratio, "bare_cpu_ms_per_request": bare["cpu_ms_per_request"]}
@@ -138,18 +152,34 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of a level")
     parser.add_argument("--events-per-delivery", type=int, default=1)
     parser.add_argument(
-        "--connections", type=int, help="keep-alive connections of the load process (64; with --overload 512)"
+        "--connections",
+        type=int,
+        help="keep-alive connections of the load, split across its processes (64; with --overload 512)",
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run: checks lost = 0 and dup = 0")
     parser.add_argument("--repeat", type=int, default=1, help="runs per level; the median row is printed too")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     parser.add_argument("--overload", action="store_true", help="find capacity, then offer twice it")
+    parser.add_argument(
+        "--capacity", type=float, help="with --overload: take this capacity (deliveries/s) instead of searching"
+    )
+    parser.add_argument("--load-processes", type=int, help="processes the load is split across (1; with --overload 2)")
     args = parser.parse_args()
     if args.overload:
         from bench.overload import overload_runs
 
         # Many senders: more connections than the gateway admits requests at once (`max_in_flight`, 128).
-        return overload_runs(run_level, repeat=args.repeat, seconds=args.seconds, connections=args.connections or 512)
+        return overload_runs(
+            run_level,
+            repeat=args.repeat,
+            seconds=args.seconds,
+            connections=args.connections or 512,
+            processes=args.load_processes or 2,
+            given_capacity=args.capacity,
+        )
+    if args.capacity:
+        parser.error("--capacity goes with --overload")
+    processes = args.load_processes or 1
     connections = args.connections or 64
     if args.quick:
         levels = [Level(200, 3, 1), Level(20, 3, 50)]
@@ -163,7 +193,7 @@ def main() -> int:
     rows, medians = [], []
     print(HEADER)
     for level in levels:
-        runs = [with_ceiling(level, connections=connections) for _ in range(args.repeat)]
+        runs = [with_ceiling(level, connections=connections, processes=processes) for _ in range(args.repeat)]
         rows += runs
         _print(runs)
         if args.repeat > 1:
@@ -174,7 +204,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     if full:
-        path = write_results("gateway_ingest", {"seconds_per_level": args.seconds, "runs": rows, "medians": medians})
+        figures = {"seconds_per_level": args.seconds, "load_processes": processes}
+        path = write_results("gateway_ingest", {**figures, "runs": rows, "medians": medians})
         print(f"figures written to {path.relative_to(ROOT)}")
     # Past capacity the gateway answers 503 overloaded (by design, and shown in the statuses); what must never be
     # is an acknowledged event lost or stored twice.

@@ -16,13 +16,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bench.harness import Bench
 from bench.timing import run_end, run_start, seconds, stage_stats, stats
 from flowhook.stack import LocalStack
-
-if TYPE_CHECKING:
-    from bench.pipeline import Bench
 
 _TICK = os.sysconf("SC_CLK_TCK")
 TEMPLATE_MODULE = "flowhook.launcher.template"

@@ -38,8 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from bench.harness import Bench  # noqa: E402
 from bench.loadgen import Level, run_load  # noqa: E402
-from bench.pipeline import Bench  # noqa: E402
 from bench.results import write_results  # noqa: E402
 from bench.slow_type import SLOW, slow_item  # noqa: E402
 from flowhook.demo import demo_event  # noqa: E402
