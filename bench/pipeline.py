@@ -377,6 +377,19 @@ def summarise(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _chosen_level(text: str, parser: argparse.ArgumentParser) -> Level:
+    """The full run's level that `--level RATE[xEVENTS]` names."""
+    rate, _, events = text.partition("x")
+    for level in FULL.levels:
+        if f"{level.rate:g}" == rate and level.events_per_delivery == int(events or 1):
+            return level
+    parser.error(f"no level {text!r} in the full run (its levels: {', '.join(_named(lv) for lv in FULL.levels)})")
+
+
+def _named(level: Level) -> str:
+    return f"{level.rate:g}" + (f"x{level.events_per_delivery}" if level.events_per_delivery > 1 else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     modes = parser.add_mutually_exclusive_group()
@@ -387,6 +400,12 @@ def main() -> int:
     parser.add_argument(
         "--worker-type", choices=("flowhook", "process"), help="with --levels-only: the pool's type (flowhook)"
     )
+    parser.add_argument(
+        "--level",
+        action="append",
+        metavar="RATE[xEVENTS]",
+        help="with --levels-only: only this level of the full run (e.g. 1000 or 200x100); repeatable",
+    )
     parser.add_argument("--keep", type=Path, help="keep the stack's data in this folder")
     parser.add_argument(
         "--json", type=Path, help="write every figure to this JSON file (a full run: bench/results/pipeline.json)"
@@ -395,6 +414,11 @@ def main() -> int:
     plan = QUICK if args.quick else QUIET_ONLY if args.quiet_only else LEVELS_ONLY if args.levels_only else FULL
     if args.worker_type and plan is LEVELS_ONLY:
         plan = dataclasses.replace(plan, worker_types=(args.worker_type,))
+    if args.level:
+        if plan is not LEVELS_ONLY:
+            parser.error("--level goes with --levels-only")
+        chosen = [_chosen_level(text, parser) for text in args.level]
+        plan = dataclasses.replace(plan, levels=chosen, store_rows=0)
     results = run(plan, worker_limit=args.worker_limit, keep=args.keep)
     if results.get("quiet"):
         print_quiet(results["quiet"])

@@ -4,6 +4,7 @@ per event type → DuckDB → reporting flow and artifact; and the sweeper recov
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import time
@@ -122,6 +123,27 @@ def test_webhooks_reach_duckdb_through_automations(local_stack: LocalStack, pref
     counts = asyncio.run(runs_per_deployment())
     assert all(n >= 1 for n in counts.values()), counts
     assert sum(counts.values()) < len(ids) / 10
+
+
+def test_the_worker_and_its_flow_runs_yield_the_cores_to_the_gateway(local_stack: LocalStack, prefect_api: str) -> None:
+    """The gateway runs at our niceness; the worker, and every flow run it starts, `worker_nice` above it."""
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    pids = local_stack.pids()
+    assert os.getpriority(os.PRIO_PROCESS, pids["gateway"]) == ours
+    worker_nice = os.getpriority(os.PRIO_PROCESS, pids["worker"])
+    assert worker_nice == min(19, ours + local_stack.config.worker_nice) > ours
+    url, secret = f"{local_stack.config.gateway_url}/hooks/demo", _secret(local_stack, "demo")
+    result = asyncio.run(send_load(url, secret, count=50))
+    niceness: dict[int, int] = {}
+    deadline = time.monotonic() + 60
+    while not niceness:  # a run is awake for the batches just sent: the worker's children
+        assert time.monotonic() < deadline, "no flow run started"
+        for pid in local_stack.flow_run_pids():
+            with contextlib.suppress(ProcessLookupError):
+                niceness[pid] = os.getpriority(os.PRIO_PROCESS, pid)
+        time.sleep(0.1)
+    assert all(value >= worker_nice for value in niceness.values()), niceness
+    assert _wait_stored(local_stack, sorted(result.acked_ids), timeout=120) == len(result.acked_ids)
 
 
 def test_sweeper_launches_a_batch_whose_trigger_was_lost(local_stack: LocalStack, prefect_api: str) -> None:

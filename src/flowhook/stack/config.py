@@ -38,6 +38,9 @@ class StackConfig:
     worker_type: str = "flowhook"
     """The pool's worker type: `flowhook` forks each flow run from a warm process (milliseconds, a few MB);
     `process`, Prefect's own, starts a new Python per run (seconds of CPU importing Prefect)."""
+    worker_nice: int = 10
+    """The workers' niceness, which their flow runs inherit: on shared cores the gateway's acknowledgements come
+    before batch work (a flow run starting or a big batch would otherwise hold a sender's answer back)."""
 
     def __post_init__(self) -> None:
         if self.worker_type not in WORKER_TYPES:

@@ -3,6 +3,7 @@ healthy, and stops them all (with the flow runs they started) in reverse."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
@@ -237,7 +238,8 @@ class LocalStack:
             if name in running:
                 continue
             argv = [*prefect_cli(), "worker", "start", "--pool", WORK_POOL, "--type", self.config.worker_type]
-            self._spawn(name, [*argv, "--limit", str(self.config.worker_limit), "--name", server_name])
+            argv += ["--limit", str(self.config.worker_limit), "--name", server_name]
+            self._spawn(name, argv, nice=self.config.worker_nice)
 
     def start_gateway(self) -> None:
         """Start the gateway and wait until it answers (again, after it stopped or was killed)."""
@@ -299,11 +301,15 @@ class LocalStack:
             if proc.poll() is not None:
                 raise StackError(f"the {name} exited with code {proc.returncode}; see {self.logs / name}.log")
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        """Start a long-running child in a session of its own, so Ctrl-C reaches only us."""
+    def _spawn(self, name: str, argv: list[str], *, nice: int = 0) -> None:
+        """Start a long-running child in a session of its own, so Ctrl-C reaches only us; `nice`: its niceness
+        (set at once, while it imports: what it starts later inherits it)."""
         with (self.logs / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(argv, **self._child_io(log), start_new_session=True)
         self._procs.append((name, proc))
+        if nice:
+            with contextlib.suppress(ProcessLookupError):  # it died at once: check_alive says so
+                os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
 
     def _run(self, name: str, argv: list[str]) -> None:
         with (self.logs / f"{name}.log").open("ab") as log:
