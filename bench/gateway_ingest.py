@@ -37,25 +37,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.loadgen import Level, run_load  # noqa: E402
-from bench.procstats import cpu_seconds, peak_rss  # noqa: E402
+from bench.procstats import cpu_seconds, peak_rss, pin  # noqa: E402
 from bench.results import write_results  # noqa: E402
 from bench.servers import bare_server, gateway_process, spooled_ids  # noqa: E402
 from flowhook.gateway.schemes import generate_secret  # noqa: E402
 from flowhook.metrics import percentile  # noqa: E402
 from flowhook.sources.webhook import SignatureConfig  # noqa: E402
 
+GATEWAY_CPUS, LOAD_CPUS = {0}, {1}
+"""With `pinned`: the gateway on one core, the load on the other (each has a core of its own)."""
+
 
 def run_level(
-    level: Level, *, connections: int, env: dict[str, str] | None = None, processes: int = 1
+    level: Level, *, connections: int, env: dict[str, str] | None = None, processes: int = 1, pinned: bool = False
 ) -> dict[str, Any]:
-    """One level against a fresh gateway process (`env`: settings of its own), from `processes` load processes;
-    the figures and the lost/duplicate check."""
+    """One level against a fresh gateway process (`env`: settings of its own), from `processes` load processes
+    (`pinned`: the gateway on GATEWAY_CPUS, the load on LOAD_CPUS); the figures and the lost/duplicate check."""
     with tempfile.TemporaryDirectory(prefix="flowhook-bench-") as tmp:
         data = Path(tmp)
         with gateway_process(data, env) as (pid, port):
             secret = json.loads((data / "secrets" / "demo.json").read_text())["current"]
+            if pinned:
+                pin(pid, GATEWAY_CPUS)
             cpu_before = cpu_seconds(pid)
-            result = run_load(level, secret, port, connections=connections, processes=processes)
+            cpus = LOAD_CPUS if pinned else None
+            result = run_load(level, secret, port, connections=connections, processes=processes, cpus=cpus)
             cpu_after, peak = cpu_seconds(pid), peak_rss(pid)
         spooled = spooled_ids(data)
     acked = result["ids"]
@@ -163,7 +169,12 @@ def main() -> int:
     parser.add_argument(
         "--capacity", type=float, help="with --overload: take this capacity (deliveries/s) instead of searching"
     )
-    parser.add_argument("--load-processes", type=int, help="processes the load is split across (1; with --overload 2)")
+    parser.add_argument("--load-processes", type=int, help="processes the load is split across (1)")
+    parser.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="with --overload: let the gateway and the load share both cores (default: one core each)",
+    )
     args = parser.parse_args()
     if args.overload:
         from bench.overload import overload_runs
@@ -174,8 +185,9 @@ def main() -> int:
             repeat=args.repeat,
             seconds=args.seconds,
             connections=args.connections or 512,
-            processes=args.load_processes or 2,
+            processes=args.load_processes or 1,
             given_capacity=args.capacity,
+            pinned=not args.unpinned,
         )
     if args.capacity:
         parser.error("--capacity goes with --overload")

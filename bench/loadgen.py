@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
+import os
 import queue
 import random
 import time
@@ -238,15 +239,16 @@ def run_load(
     on_off: tuple[float, float] | None = None,
     seed: int = 7,
     processes: int = 1,
+    cpus: set[int] | None = None,
 ) -> dict[str, Any]:
-    """Drive one level from a separate (spawned) process; returns latencies (all, and of the 202s), statuses,
-    acked ids, elapsed, the load process's own CPU seconds while it drove (`load_cpu_s`), the wall-clock start,
-    each request's due time (seconds after it) and the generator's own log: (due, ack latency, status, events
-    accepted) per request, by due time; when each request was written and how late (`sent`, `send_lags`: late
-    for want of a free connection or the generator behind), how late it was picked up (`wake_lags`: the
-    generator behind alone), and the rate actually offered: requests written per second up to the last one
-    (`offered_per_s`; a Poisson sample, so within about 1/sqrt(requests) of the rate when nothing held it
-    back). `item` makes each event (default: the demo's mix), `on_off` sends in bursts (see `drive`).
+    """Drive one level from a separate (spawned) process, on `cpus` if given; returns latencies (all, and of the
+    202s), statuses, acked ids, elapsed, the load process's own CPU seconds while it drove (`load_cpu_s`), the wall-
+    clock start, each request's due time (seconds after it) and the generator's own log: (due, ack latency, status,
+    events accepted) per request, by due time; when each request was written and how late (`sent`, `send_lags`: late
+    for want of a free connection or the generator behind), how late it was picked up (`wake_lags`: the generator
+    behind alone), and the rate actually offered: requests written per second up to the last one (`offered_per_s`; a
+    Poisson sample, so within about 1/sqrt(requests) of the rate when nothing held it back). `item` makes each event
+    (default: the demo's mix), `on_off` sends in bursts (see `drive`).
 
     With `processes` > 1 the level is split across that many processes, each offering `rate / processes` (so
     the sum is still Poisson at `rate`) on `connections / processes` connections of its own, with a seed and
@@ -283,6 +285,8 @@ def run_load(
     ]
     for child in children:
         child.start()
+        if cpus and child.pid is not None:
+            os.sched_setaffinity(child.pid, cpus)  # while it imports: its threads inherit it
     deadline = time.monotonic() + level.seconds * 20 + 120
     ready: set[int] = set()
     results: dict[int, dict[str, Any]] = {}

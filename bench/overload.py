@@ -10,10 +10,11 @@ accepted/s and its ratio to capacity, ack p99 of the accepted ones and of all an
 the gateway's peak RSS, lost and duplicated (every 202'd id must be in the spool once). With `--repeat N`,
 the medians of N runs (each finds its own capacity); with `--capacity C`, C is taken instead of searched.
 
-The load is split across `processes` load processes (2 by default: one cannot offer 2x ~2,750/s beside the
-gateway on a 2-core machine), in the search as at 2x, so capacity and the 2x run are measured alike. Each row
-shows what was asked and what the load processes really wrote per second (`sent/s`, and its share of the
-asked rate): read accepted/capacity against it, as a load that fell short of 2x did not test 2x.
+The gateway runs on one core and the load on the other (`pinned`, the default; `--unpinned` lets them share
+both): 2x a capacity of ~3,000/s is more than one load process offers while it competes with the gateway for
+both cores, and a run that sends less than 2x does not test 2x. The load may also be split across `processes`
+load processes. Each row shows what was asked and what the load really wrote per second (`sent/s`, and its
+share of the asked rate): read accepted/capacity against it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from bench.loadgen import Level
 from bench.results import write_results
 
-LADDER = (1000, 1250, 1500, 1750, 2000, 2250, 2500, 2750, 3000)
+LADDER = (1000, 1250, 1500, 1750, 2000, 2250, 2500, 2750, 3000, 3250, 3500, 3750, 4000)
 """Offered deliveries/s tried, in order, until one is not acknowledged whole."""
 
 TARGET_P99_MS = 1000.0
@@ -37,13 +38,15 @@ RunLevel = Callable[..., dict[str, Any]]
 
 
 def capacity(
-    run_level: RunLevel, *, seconds: float, connections: int, processes: int
+    run_level: RunLevel, *, seconds: float, connections: int, processes: int, pinned: bool
 ) -> tuple[float, list[dict[str, Any]]]:
     """The highest rate of `LADDER` whose deliveries were all acknowledged in time (admission off), and the rows
     tried."""
     best, rows = 0.0, []
     for rate in LADDER:
-        row = run_level(Level(rate, seconds, 1), connections=connections, env=NO_ADMISSION, processes=processes)
+        row = run_level(
+            Level(rate, seconds, 1), connections=connections, env=NO_ADMISSION, processes=processes, pinned=pinned
+        )
         rows.append(row)
         print(f"  capacity search: {rate:>5}/s offered ({row['offered_achieved_per_s']:.0f}/s sent) -> "
               f"{row['acked_deliveries_per_s']:>6.0f}/s acked, p99 {row['ack_p99_ms']:.0f} ms, "
@@ -119,25 +122,31 @@ def overload_runs(
     repeat: int,
     seconds: float,
     connections: int,
-    processes: int = 2,
+    processes: int = 1,
     given_capacity: float | None = None,
+    pinned: bool = True,
 ) -> int:
     """`repeat` runs of capacity (searched, or `given_capacity`), then twice it with admission on and, beside it,
     off, the load from `processes` processes; prints each and the medians; writes the results file."""
     runs, unadmitted, searches = [], [], []
-    print(f"load: {processes} process(es), {connections} connections in all")
+    where = "the gateway on one core, the load on the other" if pinned else "gateway and load on every core"
+    print(f"load: {processes} process(es), {connections} connections in all; {where}")
     for _ in range(repeat):
         if given_capacity:
             cap = given_capacity
         else:
-            cap, tried = capacity(run_level, seconds=seconds, connections=connections, processes=processes)
+            cap, tried = capacity(
+                run_level, seconds=seconds, connections=connections, processes=processes, pinned=pinned
+            )
             searches.append(tried)
         if not cap:
             print(f"FAILED: not even {LADDER[0]}/s was acknowledged whole")
             return 1
-        row = run_level(Level(2 * cap, seconds, 1), connections=connections, processes=processes)
+        row = run_level(Level(2 * cap, seconds, 1), connections=connections, processes=processes, pinned=pinned)
         runs.append({**_summary(cap, row), "row": row})
-        row = run_level(Level(2 * cap, seconds, 1), connections=connections, env=NO_ADMISSION, processes=processes)
+        row = run_level(
+            Level(2 * cap, seconds, 1), connections=connections, env=NO_ADMISSION, processes=processes, pinned=pinned
+        )
         unadmitted.append({**_summary(cap, row), "row": row})
         print(f"{HEADER}  (admission on, then off)")
         _print(runs[-1])
@@ -151,6 +160,7 @@ def overload_runs(
         "seconds_per_level": seconds,
         "connections": connections,
         "load_processes": processes,
+        "pinned": pinned,
         "capacity_given": given_capacity,
         "ladder": LADDER,
         "target_p99_ms": TARGET_P99_MS,

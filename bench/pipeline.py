@@ -415,7 +415,7 @@ def main() -> int:
     if args.worker_type and plan is LEVELS_ONLY:
         plan = dataclasses.replace(plan, worker_types=(args.worker_type,))
     if args.level:
-        if plan is not LEVELS_ONLY:
+        if not args.levels_only:
             parser.error("--level goes with --levels-only")
         chosen = [_chosen_level(text, parser) for text in args.level]
         plan = dataclasses.replace(plan, levels=chosen, store_rows=0)

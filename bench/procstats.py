@@ -143,3 +143,10 @@ class Sampler:
                 part.cpu_last[pid] = cpu
                 if pid != part.pid:
                     part.child_peak[pid] = max(part.child_peak.get(pid, 0), peak_rss(pid))
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Keep every thread of a process (and what it starts later) on `cpus`."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
