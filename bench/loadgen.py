@@ -242,8 +242,8 @@ def run_load(
     cpus: set[int] | None = None,
 ) -> dict[str, Any]:
     """Drive one level from a separate (spawned) process, on `cpus` if given; returns latencies (all, and of the
-    202s), statuses, acked ids, elapsed, the load process's own CPU seconds while it drove (`load_cpu_s`), the wall-
-    clock start, each request's due time (seconds after it) and the generator's own log: (due, ack latency, status,
+    202s), statuses, acked ids, elapsed, the load process's own CPU seconds while it drove (`load_cpu_s`), the start
+    time, each request's due time (seconds after it) and the generator's own log: (due, ack latency, status,
     events accepted) per request, by due time; when each request was written and how late (`sent`, `send_lags`: late
     for want of a free connection or the generator behind), how late it was picked up (`wake_lags`: the generator
     behind alone), and the rate actually offered: requests written per second up to the last one (`offered_per_s`; a
