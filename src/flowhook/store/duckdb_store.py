@@ -104,9 +104,9 @@ def _wal(path: Path) -> Path:
 class _ArrowStream:
     """The events as Arrow record batches built on demand, so DuckDB stores one chunk while Python builds the next.
 
-    Building Arrow from Python objects and DuckDB's insert each take about half of a write; streaming runs them
-    on two cores at once. An error raised while building (e.g. data that is not JSON) reaches DuckDB as a
-    generic one: `reraise` puts the original back.
+    Chunk by chunk, so a big write never holds all of its rows as Arrow at once (writes run on one DuckDB thread,
+    `_WRITE_THREADS`: the two no longer overlap). An error raised while building (e.g. data that is not JSON)
+    reaches DuckDB as a generic one: `reraise` puts the original back.
     """
 
     def __init__(self, events: Sequence[StoredEvent], *, stored: datetime | None, chunk: int = _CHUNK) -> None:
