@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field
 
 from flowhook.events import Catalog, EventData, EventResult, ResultMismatch, event_type, load_catalog
 from flowhook.events.builtin import DataUpdateResult, ScheduledTickResult, UserRequestResult
+from flowhook.events.registry import EventType, _never_time
 from flowhook.spool import BatchRef
 from flowhook.worker import steps
 from tests.factories import T0, make_event
@@ -105,3 +106,44 @@ def test_a_result_model_may_not_take_the_views_key_columns() -> None:
 
     with pytest.raises(ValueError, match="may not have a field named stored"):
         event_type("result_model_clash", Probe, result=Clashing)
+
+
+class ProbeResultWithTime(ProbeResult):
+    """A result model's subclass a handler may return: its own fields are looked at for times too."""
+
+    seen: datetime = Field(description="When it was seen.")
+
+
+@pytest.mark.parametrize(
+    ("annotation", "never"),
+    [
+        (str, True),
+        (int | None, True),
+        (Literal["high", "normal"], True),
+        (Annotated[float, Field(ge=0)], True),
+        (datetime, False),
+        (datetime | None, False),
+        (Any, False),
+        (list[str], False),
+        (Literal["a"] | datetime, False),
+    ],
+)
+def test_only_annotations_that_admit_no_datetime_are_skipped(annotation: Any, never: bool) -> None:
+    assert _never_time(annotation) is never
+
+
+def test_the_builtin_results_hold_no_times_and_the_probe_may() -> None:
+    catalog = load_catalog()
+    assert not any(catalog.get(name)._result_may_hold_times for name in ("user_request", "data_update"))
+    assert catalog.get(RESULTS_PROBE)._result_may_hold_times
+
+
+def test_a_subclass_returned_has_its_times_in_utc_too() -> None:
+    kind = EventType(
+        name="subclass_probe",
+        model=Probe,
+        handler=lambda _: ProbeResultWithTime(count=1, seen="2024-05-01T12:00:00+02:00"),
+        result=EventResult,  # no field that may hold a time, but the subclass returned has one
+    )
+    assert not kind._result_may_hold_times
+    assert kind.handle({"returns": {}})["seen"] == "2024-05-01T10:00:00Z"

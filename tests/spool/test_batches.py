@@ -149,6 +149,27 @@ def test_read_skips_a_torn_last_line(tmp_path: Path, cut: int) -> None:
     assert spool.ref(State.READY, batch_id).count == 3
 
 
+@pytest.mark.parametrize(
+    "garbled",
+    [
+        [b"not json\n"],
+        [b"\n"],
+        [b'{"id": "e1"}\n'],  # JSON, but not an event
+        [b"[1, 2]\n"],
+        # Halves of one event, whole only if joined: each is a line of its own, and neither is an event.
+        [encode_event(make_event(97))[:40] + b"\n", encode_event(make_event(97))[40:]],
+        [encode_event(make_event(98))[:-1] + b", " + encode_event(make_event(99))],  # two events, one line
+    ],
+)
+def test_read_skips_only_the_garbled_lines_between_whole_ones(tmp_path: Path, garbled: list[bytes]) -> None:
+    spool = Spool(tmp_path)
+    events = [make_event(n) for n in range(4)]
+    lines = [encode_event(e) for e in events]
+    batch_id = new_batch_id("user_request")
+    spool.path(State.READY, batch_id).write_bytes(b"".join([*lines[:2], *garbled, *lines[2:]]))
+    assert spool.read(spool.path(State.READY, batch_id)) == events
+
+
 def test_read_of_an_empty_file_is_empty(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     batch_id = write_batch(spool, State.READY, [])

@@ -8,10 +8,12 @@ A declaration is the whole type: model, handler and the policies its deployment 
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -75,8 +77,18 @@ class EventType:
             checked = self.result.model_validate(returned)
         except ValidationError as exc:
             raise ResultMismatch(_mismatch(self.name, self.result, exc)) from None
+        if type(checked) is self.result and not self._result_may_hold_times:
+            return checked.model_dump(mode="json")
         times = {name: utc(value) for name, value in checked if isinstance(value, datetime)}
         return (checked.model_copy(update=times) if times else checked).model_dump(mode="json")
+
+    @cached_property
+    def _result_may_hold_times(self) -> bool:
+        """Whether a value of the result model can be a datetime: if not, `handle` need not look for any."""
+        return self.result is not None and (
+            self.result.model_config.get("extra") == "allow"
+            or not all(_never_time(field.annotation) for field in self.result.model_fields.values())
+        )
 
 
 _REGISTRY: dict[str, EventType] = {}
@@ -125,6 +137,21 @@ def event_type(
 def registered() -> Mapping[str, EventType]:
     """The event types registered so far, by name."""
     return _REGISTRY
+
+
+_NEVER_TIMES = (str, int, float, bool, type(None))
+
+
+def _never_time(annotation: Any) -> bool:
+    """The annotation admits no datetime value: str, int, float, bool, None, literals, or unions of them."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _never_time(get_args(annotation)[0])
+    if origin is Literal:
+        return all(isinstance(value, _NEVER_TIMES) for value in get_args(annotation))
+    if origin in (Union, types.UnionType):
+        return all(_never_time(arg) for arg in get_args(annotation))
+    return annotation in _NEVER_TIMES
 
 
 def _origin(model: type[BaseModel]) -> str:

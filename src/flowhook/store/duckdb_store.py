@@ -65,7 +65,17 @@ _READ_ONLY: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False,
 }
 
+# A write on one thread: its parts (the id check, the insert from a Python-built Arrow stream, the checkpoint on
+# close) are too small to gain from a second, which costs a third more CPU per event in all (bench/worker_step.py).
+# The setting lasts as long as the connection: reads opened afterwards run on every core again.
+_WRITE_THREADS = "SET threads = 1"
 _CHUNK = 10_000  # rows per streamed Arrow batch: small enough to overlap, large enough to amortise
+
+# `data` and `result` handed to DuckDB as Arrow's JSON type, not text: DuckDB then takes them as JSON as they are,
+# instead of parsing every value again to check it (a third of the insert). They are orjson's output, valid JSON.
+_INSERT_SCHEMA = pa.schema(
+    [field.with_type(pa.json_()) if field.name in ("data", "result") else field for field in EVENT_SCHEMA]
+)
 
 
 # DuckDB's file starts with three 4 KiB headers (the main one, then two database headers), the magic at byte 8.
@@ -94,9 +104,9 @@ def _wal(path: Path) -> Path:
 class _ArrowStream:
     """The events as Arrow record batches built on demand, so DuckDB stores one chunk while Python builds the next.
 
-    Building Arrow from Python objects and DuckDB's insert each take about half of a write; streaming runs them
-    on two cores at once. An error raised while building (e.g. data that is not JSON) reaches DuckDB as a
-    generic one: `reraise` puts the original back.
+    Chunk by chunk, so a big write never holds all of its rows as Arrow at once (writes run on one DuckDB thread,
+    `_WRITE_THREADS`: the two no longer overlap). An error raised while building (e.g. data that is not JSON)
+    reaches DuckDB as a generic one: `reraise` puts the original back.
     """
 
     def __init__(self, events: Sequence[StoredEvent], *, stored: datetime | None, chunk: int = _CHUNK) -> None:
@@ -108,13 +118,14 @@ class _ArrowStream:
     def _batches(self) -> Iterator[pa.RecordBatch]:
         try:
             for start in range(0, len(self.events), self.chunk):
-                yield from to_arrow(self.events[start : start + self.chunk], stored=self.stored).to_batches()
+                table = to_arrow(self.events[start : start + self.chunk], stored=self.stored)
+                yield from table.cast(_INSERT_SCHEMA).to_batches()
         except BaseException as exc:
             self.error = exc
             raise
 
     def reader(self) -> pa.RecordBatchReader:
-        return pa.RecordBatchReader.from_batches(EVENT_SCHEMA, self._batches())
+        return pa.RecordBatchReader.from_batches(_INSERT_SCHEMA, self._batches())
 
     def reraise(self, exc: duckdb.Error) -> None:
         if self.error is not None:
@@ -287,6 +298,7 @@ class DuckDBStore(StoreBase):
         unique, ids = one_by_id(events)
         names = ", ".join(EVENT_SCHEMA.names)
         with self.connect() as con:
+            con.execute(_WRITE_THREADS)
             # Exact without a key because every writer holds the lock: nobody writes between check and write.
             known, replaced = stored_ids(con, ids)
             new = [event for event in unique if event.id not in known or event.id in replaced] if known else unique

@@ -9,9 +9,11 @@ done). What a run does between steps (waiting for the next batches, its lease) i
 from __future__ import annotations
 
 import dataclasses
+import gc
 import heapq
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,31 +67,31 @@ def handle(
 ) -> list[StoredEvent]:
     """Run each event's handler once; an exception (or a result its model refuses) marks that event failed and the
     rest go on."""
-    outcomes = [(event, *_call(catalog, event.type, event.data)) for event in events]
+    outcomes = [_call(catalog, event.type, event.data) for event in events]
     done = datetime.now(UTC)  # one time for the batch: where handling ended and storing began
-    handled = []
-    for event, result, error in outcomes:
-        handled.append(
-            StoredEvent(
-                id=event.id,
-                type=event.type,
-                source=event.source,
-                occurred=event.occurred,
-                received=event.received,
-                emitted=batch.emitted,
-                started=started,
-                stored=None,
-                batch_id=batch.batch_id,
-                flow_run_id=flow_run_id,
-                status="failed" if error else "ok",
-                error=error,
-                data=event.data,
-                result=result,
-                attempts=1,
-                handled=done,
-            )
+    emitted, batch_id = batch.emitted, batch.batch_id
+    # Positional, in `StoredEvent`'s field order: a third cheaper than by keyword, per event.
+    return [
+        StoredEvent(
+            event.id,
+            event.type,
+            event.source,
+            event.occurred,
+            event.received,
+            emitted,
+            started,
+            None,  # stored
+            batch_id,
+            flow_run_id,
+            "failed" if error else "ok",
+            error,
+            event.data,
+            result,
+            1,  # attempts
+            done,  # handled
         )
-    return handled
+        for event, (result, error) in zip(events, outcomes, strict=True)
+    ]
 
 
 def _call(catalog: Catalog, event_type: str, data: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -170,6 +172,23 @@ def complete(spool: BatchSpool, *batches: BatchRef) -> None:
     spool.complete(*(batch.batch_id for batch in batches))
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a step builds its events, back as it was after.
+
+    Decoding and handling allocate a dozen objects per event, all kept to the end of the step; every 700
+    allocations the collector would walk them all again, for nothing (they hold no cycles): a fifth of a
+    step's CPU on 1,000-event batches (bench/worker_step.py). Reference counting still frees what is dropped.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     """What one step of a worker run did: the batches it claimed (none: another run had them) and their events."""
@@ -198,8 +217,9 @@ def process_step(
     Every part is safe to repeat (the owner claims its own batches again, the store is keyed by event id,
     completing a done batch is a no-op), so a step that failed on I/O is simply run again.
     """
-    claimed = claim_all(spool, batches, owner=owner)
-    handled = handle_all(claimed, catalog=catalog, started=datetime.now(UTC), flow_run_id=owner)
+    with _collector_paused():
+        claimed = claim_all(spool, batches, owner=owner)
+        handled = handle_all(claimed, catalog=catalog, started=datetime.now(UTC), flow_run_id=owner)
 
     def complete_all() -> None:
         complete(spool, *(batch for batch, _ in claimed))
