@@ -76,12 +76,16 @@ def run_level(
     }
 
 
-def bare_level(level: Level, *, connections: int, processes: int = 1) -> dict[str, Any]:
-    """The same level against the bare app: the rate and latency the HTTP stack alone reaches on this machine."""
+def bare_level(level: Level, *, connections: int, processes: int = 1, pinned: bool = False) -> dict[str, Any]:
+    """The same level against the bare app (pinned as the gateway is): the rate and latency the HTTP stack alone
+    reaches on this machine."""
     with bare_server() as (pid, port):
+        if pinned:
+            pin(pid, GATEWAY_CPUS)
         cpu_before = cpu_seconds(pid)
         secret = generate_secret(SignatureConfig())
-        result = run_load(level, secret, port, connections=connections, processes=processes)
+        cpus = LOAD_CPUS if pinned else None
+        result = run_load(level, secret, port, connections=connections, processes=processes, cpus=cpus)
         cpu = cpu_seconds(pid) - cpu_before
     figures = _figures(level, result)
     return {**figures, "cpu_ms_per_request": 1000 * cpu / max(1, figures["deliveries"])}
@@ -143,10 +147,10 @@ def _print(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def with_ceiling(level: Level, *, connections: int, processes: int = 1) -> dict[str, Any]:
+def with_ceiling(level: Level, *, connections: int, processes: int = 1, pinned: bool = False) -> dict[str, Any]:
     """One level against the gateway, then against the bare app: the gateway's row with the ceiling beside it."""
-    row = run_level(level, connections=connections, processes=processes)
-    bare = bare_level(level, connections=connections, processes=processes)
+    row = run_level(level, connections=connections, processes=processes, pinned=pinned)
+    bare = bare_level(level, connections=connections, processes=processes, pinned=pinned)
     ceiling = {"bare_acked_per_s": bare["acked_deliveries_per_s"], "bare_p99_ms": bare["ack_p99_ms"]}
     ratio = row["acked_deliveries_per_s"] / bare["acked_deliveries_per_s"] if bare["acked_deliveries_per_s"] else 0.0
     return {**row, **ceiling, "of_bare": ratio, "bare_cpu_ms_per_request": bare["cpu_ms_per_request"]}
@@ -173,7 +177,7 @@ def main() -> int:
     parser.add_argument(
         "--unpinned",
         action="store_true",
-        help="with --overload: let the gateway and the load share both cores (default: one core each)",
+        help="let the server (gateway or bare app) and the load share both cores (default: one core each)",
     )
     args = parser.parse_args()
     if args.overload:
@@ -205,7 +209,10 @@ def main() -> int:
     rows, medians = [], []
     print(HEADER)
     for level in levels:
-        runs = [with_ceiling(level, connections=connections, processes=processes) for _ in range(args.repeat)]
+        runs = [
+            with_ceiling(level, connections=connections, processes=processes, pinned=not args.unpinned)
+            for _ in range(args.repeat)
+        ]
         rows += runs
         _print(runs)
         if args.repeat > 1:
@@ -216,7 +223,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     if full:
-        figures = {"seconds_per_level": args.seconds, "load_processes": processes}
+        figures = {"seconds_per_level": args.seconds, "load_processes": processes, "pinned": not args.unpinned}
         path = write_results("gateway_ingest", {**figures, "runs": rows, "medians": medians})
         print(f"figures written to {path.relative_to(ROOT)}")
     # Past capacity the gateway answers 503 overloaded (by design, and shown in the statuses); what must never be
