@@ -18,9 +18,9 @@ generator posting the same signed bytes to a bare uvicorn app that answers 202 a
                                                                   # writes bench/results/gateway_overload.json
     uv run python bench/gateway_ingest.py --overload --capacity 2750 --seconds 3  # 2x a given capacity, briefly
 
-The load runs in one process, or with `--load-processes N` in N (`--overload`: 2 by default, as one process
-cannot offer twice the gateway's capacity beside it on a 2-core machine); a level and its bare ceiling use the
-same number.
+The server (the gateway, or the bare app) runs on one core and the load on the other, so the load's own CPU
+(up to 0.8 of a core at 8,000/s) is not taken from what is measured; `--unpinned` lets them share both. The
+load runs in one process, or with `--load-processes N` in N; a level and its bare ceiling use the same number.
 """
 
 from __future__ import annotations
