@@ -52,16 +52,15 @@ class _Segment:
     count: int = 0
     """Events handed to this batch: on disk, or in `pending` for the next commit to write."""
     pending: list[bytes] = field(default_factory=list)
-    pending_count: int = 0
+    """Lines (one event each) waiting for the next commit."""
     broken: bool = False
 
     def write_out(self) -> None:
         """Write what waits to the file (a failed write drops it from `count`: never acknowledged)."""
         if not self.pending:
             return
-        data, lines = memoryview(b"".join(self.pending)), self.pending_count
+        data, lines = memoryview(b"".join(self.pending)), len(self.pending)
         self.pending.clear()
-        self.pending_count = 0
         try:
             while data:
                 data = data[self.file.write(data) or len(data) :]
@@ -69,6 +68,11 @@ class _Segment:
         except OSError:
             self.count -= lines
             raise
+
+    def drop_pending(self) -> None:
+        """Forget the lines waiting: their requests are answered with an error, so they were never acknowledged."""
+        self.count -= len(self.pending)
+        self.pending.clear()
 
 
 class Inbox:
@@ -191,7 +195,6 @@ class Inbox:
     def _write(self, segment: _Segment, lines: list[bytes]) -> None:
         """For the next commit, which writes every request's lines to a batch file in one call, then syncs it."""
         segment.pending += lines
-        segment.pending_count += len(lines)
         segment.count += len(lines)
         self._dirty.add(segment)
 
@@ -223,9 +226,7 @@ class Inbox:
                 await asyncio.to_thread(_fsync_all, [seg.file.fileno() for seg in dirty])
             except OSError as exc:
                 for segment in dirty:
-                    segment.pending.clear()  # a segment after the failed one: its lines are not acknowledged
-                    segment.count -= segment.pending_count
-                    segment.pending_count = 0
+                    segment.drop_pending()  # a segment after the failed one
                     self._abandon(segment)
                 error = InboxUnavailable(f"cannot {what} the inbox: {exc.strerror}")
                 for waiter in waiters:
