@@ -12,7 +12,6 @@ import asyncio
 import gc
 import math
 import multiprocessing
-import os
 import queue
 import random
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from bench.procstats import pin
 from flowhook.demo import demo_event
 from flowhook.gateway.schemes import sign
 from flowhook.sources.webhook import SignatureConfig
@@ -293,7 +293,7 @@ def run_load(
     for child in children:
         child.start()
         if cpus and child.pid is not None:
-            os.sched_setaffinity(child.pid, cpus)  # while it imports: its threads inherit it
+            pin(child.pid, cpus)  # while it imports: the threads it starts later inherit it
     deadline = time.monotonic() + level.seconds * 20 + 120
     ready: set[int] = set()
     results: dict[int, dict[str, Any]] = {}
