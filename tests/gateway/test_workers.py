@@ -4,6 +4,7 @@ file; and two processes sealing batches of one type at once, counting the runs t
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -190,3 +191,25 @@ def test_two_processes_sealing_one_type_at_once_wake_one_run(tmp_path: Path) -> 
                 process.wait()
     print(f"two processes sealing one type at once, {rounds} rounds: runs woken per round {woken}")
     assert woken == [1] * rounds
+
+
+def test_a_serving_process_freezes_what_it_built_before_it_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The imports and the app are out of the cyclic collector's sight once serving starts: its full collections
+    would otherwise walk them all, stopping the event loop for tenths of a second under load."""
+    import uvicorn
+
+    from flowhook.gateway import workers
+
+    frozen_when_served: list[int] = []
+    monkeypatch.setattr(
+        uvicorn.Server, "run", lambda self, sockets=None: frozen_when_served.append(gc.get_freeze_count())
+    )
+    monkeypatch.setenv("FLOWHOOK_DATA_DIR", str(tmp_path))
+    gc.unfreeze()
+    try:
+        workers._serve_here(Settings(), None)
+    finally:
+        gc.unfreeze()
+    assert frozen_when_served and frozen_when_served[0] > 50_000, frozen_when_served

@@ -11,6 +11,7 @@ With N = 1 no master runs: the one process serves as it always did.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -46,7 +47,20 @@ def _serve_here(settings: Settings, sock: socket.socket | None) -> None:
     from flowhook.gateway.http import server_config
 
     server = uvicorn.Server(server_config(create_app(settings), settings))
+    settle_heap()
     server.run(sockets=[sock] if sock is not None else None)
+
+
+def settle_heap() -> None:
+    """Take what the process built to serve (modules, the app) out of the cyclic collector's sight.
+
+    A full collection walks every tracked object: in a serving gateway with its imports that took 0.2-0.5 s
+    every ~11 s under load, the event loop stopped meanwhile, and it was the acks' p99. Frozen objects are
+    still freed by reference counting; only cycles among them are never collected, and they live as long as
+    the process anyway.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class Master:
