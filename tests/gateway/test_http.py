@@ -3,6 +3,7 @@ over raw sockets: deliveries on keep-alive and pipelined connections, and header
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 import time
@@ -16,7 +17,7 @@ import orjson
 import pytest
 
 from flowhook.events import derive_event_id
-from flowhook.gateway.http import MAX_HEADER_BYTES
+from flowhook.gateway.http import MAX_HEADER_BYTES, BoundedHttpToolsProtocol
 from flowhook.gateway.schemes import generate_secret, sign
 from flowhook.settings import Settings
 from flowhook.sources.webhook import SignatureConfig, SourceConfig
@@ -129,6 +130,56 @@ def test_pipelined_deliveries_are_answered_in_order(port: int) -> None:
             status, _, body = conn.response()
             assert status == 202, body
             assert orjson.loads(body)["ids"] == [derive_event_id("shop", f"msg_{n}")]
+
+
+def test_each_answer_leaves_in_one_write_head_and_body_together(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every response (accepted, refused, FastAPI's own routes) is one send on the socket, not a head and a body."""
+    writes: list[bytes] = []
+
+    class Recording:
+        """The connection's transport, every write recorded."""
+
+        def __init__(self, transport: asyncio.Transport) -> None:
+            self.transport = transport
+
+        def write(self, data: bytes) -> None:
+            writes.append(bytes(data))
+            self.transport.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.transport, name)
+
+    connection_made = BoundedHttpToolsProtocol.connection_made
+    monkeypatch.setattr(
+        BoundedHttpToolsProtocol,
+        "connection_made",
+        lambda self, transport: connection_made(self, Recording(transport)),  # type: ignore[arg-type]
+    )
+    with connection(port) as conn:
+        conn.sock.sendall(delivery("msg_one"))
+        accepted = conn.response()
+        conn.sock.sendall(
+            b"POST /hooks/shop HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        refused = conn.response()
+        conn.sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        health = conn.response()
+    assert [accepted[0], refused[0], health[0]] == [202, 401, 200]
+    assert len(writes) == 3, writes
+    for (_, _, body), data in zip([accepted, refused, health], writes, strict=True):
+        assert data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n" + body), data
+
+
+def test_a_delivery_that_expects_100_continue_gets_it_before_it_sends_its_body(port: int) -> None:
+    """The interim answer goes out at once (the sender waits for it); the final one after the body."""
+    request = delivery("msg_continue")
+    head, _, body = request.partition(b"\r\n\r\n")
+    with connection(port) as conn:
+        conn.sock.sendall(head + b"\r\nExpect: 100-continue\r\n\r\n")
+        assert conn.sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.sock.sendall(body)
+        status, _, answer = conn.response()
+    assert status == 202, answer
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-write", "head-split-across-reads"])

@@ -26,6 +26,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from flowhook.gateway.admission import LoopLag
+from flowhook.gateway.corked import Corked
 from flowhook.gateway.refusals import error_body
 from flowhook.names import HOOKS_PATH
 from flowhook.sampling.recorder import UNKNOWN
@@ -198,6 +199,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_overloaded()
             return
         super().on_headers_complete()
+        self._cork()
 
     def on_body(self, body: bytes) -> None:
         if not self._dropping:
@@ -227,6 +229,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = app
+        self._cork()
+
+    def _cork(self) -> None:
+        """The new request's response goes out in one write (`Corked`); its task has not run yet."""
+        cycle = self.cycle
+        if cycle is not None and not isinstance(cycle.transport, Corked):
+            cycle.transport = Corked(cycle.transport, cycle)  # type: ignore[assignment]
 
     def _overloaded(self) -> bool:
         """Whether this request is a delivery that finds the loop running late, or `max_in_flight` requests
