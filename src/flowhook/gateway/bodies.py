@@ -7,13 +7,14 @@ Jinja's `tojson`, the spool's orjson writer, which stops at 254) and no sender n
 
 A duplicate key keeps its last value (as `JSON.parse` does). An integer outside 64 bits is refused
 (`number_out_of_range`) rather than read as a double, as orjson would: a 20-digit id must not arrive
-rounded. Only a body with a run of 19 digits is read a second time, by the standard library, to tell.
+rounded. Such an integer can only have become a double at or past 2**64 or -2**63, so only a body holding
+one of those is read a second time, by the standard library, to tell. One walk over what was parsed finds
+those doubles and the depth (a regex for runs of digits over the raw bytes cost twice the parse).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -22,8 +23,8 @@ MAX_DEPTH = 128
 """How deeply arrays and objects may nest in a body (or in a CloudEvent's `data_base64`)."""
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
 _INT_RANGE = range(-(2**63), 2**64)  # what orjson reads as an integer
+_HIGH, _LOW = float(2**64), float(-(2**63))  # an integer literal outside _INT_RANGE is read as a double past these
 
 
 class BodyError(ValueError):
@@ -44,9 +45,10 @@ def parse_json(body: bytes | str, *, what: str = "The body") -> Any:
         if str(exc).startswith("depth limit exceeded"):
             raise _too_deep(what) from None
         raise BodyError("invalid_json", f"{what} is not valid JSON: {exc}.", str(exc)) from None
-    if _deeper_than(document, MAX_DEPTH):
+    too_deep, suspect = _shape(document, MAX_DEPTH)
+    if too_deep:
         raise _too_deep(what)
-    if _LONG_DIGITS.search(body.encode() if isinstance(body, str) else body):
+    if suspect:
         _check_integers(body, what)
     return document
 
@@ -72,16 +74,23 @@ def _too_deep(what: str) -> BodyError:
     return BodyError("too_deep", f"{what} is JSON {detail}; flowhook reads no deeper.", detail)
 
 
-def _deeper_than(document: Any, limit: int) -> bool:
-    """Whether containers nest past `limit` levels; level by level, so depth costs no stack."""
-    level = [document] if isinstance(document, dict | list) else []
+def _shape(document: Any, limit: int) -> tuple[bool, bool]:
+    """Whether containers nest past `limit` levels, and whether a double at or past 2**64 or -2**63 (what an
+    integer outside 64 bits became) is in it; level by level, so depth costs no stack."""
+    if type(document) is float:
+        return False, document >= _HIGH or document <= _LOW
+    level = [document] if type(document) is dict or type(document) is list else []
+    suspect = False
     for _ in range(limit):
-        level = [
-            child
-            for node in level
-            for child in (node.values() if isinstance(node, dict) else node)
-            if isinstance(child, dict | list)
-        ]
-        if not level:
-            return False
-    return bool(level)
+        deeper = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    deeper.append(child)
+                elif kind is float and (child >= _HIGH or child <= _LOW):
+                    suspect = True
+        if not deeper:
+            return False, suspect
+        level = deeper
+    return bool(level), suspect
