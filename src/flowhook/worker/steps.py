@@ -179,7 +179,8 @@ def _collector_paused() -> Iterator[None]:
     Decoding and handling allocate a dozen objects per event, all kept to the end of the step; every 700
     allocations the collector would walk them all again, for nothing (they hold no cycles): a fifth of a
     step's CPU on 1,000-event batches (bench/worker_step.py). The first write builds the Arrow columns from them,
-    as many allocations again: ~2 us per event of young collections at 20,000 events/s (bench/worker_load.py).
+    as many allocations again: ~2 us per event of young collections at 20,000 events/s (a gc.callbacks profile;
+    within bench/worker_load.py's run-to-run noise).
     Reference counting still frees what is dropped.
     """
     enabled = gc.isenabled()
