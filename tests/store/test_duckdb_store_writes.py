@@ -138,3 +138,20 @@ def test_streamed_rows_match_the_events_field_by_field(store: EventStore) -> Non
     assert rows[0] == ("e00000", datetime(2024, 5, 1, 12, 0, 0, 7), datetime(2024, 5, 1, 12, 0, 0, 7), '{"n":1}', None)
     assert rows[-1][:2] == ("e11999", datetime(2024, 5, 1, 12, 0, 0, 7) + timedelta(seconds=11_999))
     assert rows[-1][4] == '{"i":11999}'
+
+
+def test_a_redelivered_id_is_refused_by_a_store_holding_many_rows(tmp_path: Path) -> None:
+    """The stored-id check finds an old id among 200k rows (many row groups), not only among recent ones."""
+    store = DuckDBStore(tmp_path / "events.duckdb")
+    assert store.write_events([make_event("first"), make_event("failed-once", status="failed")]) == 2
+    with store.connect() as con:  # 200k rows after them, as a long-running store holds
+        con.execute(
+            "INSERT INTO events SELECT e.* REPLACE ('filler-' || e.id || '-' || r.n AS id) "
+            "FROM events AS e, range(100_000) AS r(n)"
+        )
+    fresh = [make_event(f"new-{n}") for n in range(500)]
+    incoming = [*fresh, make_event("first"), make_event("failed-once"), make_event("filler-first-99999")]
+    assert store.write_events(incoming) == 500  # the failed one is replaced, not counted as new
+    assert store.count_events() == 2 + 200_000 + 500
+    assert store.duplicate_ids() == 0
+    assert store.query("SELECT status FROM events WHERE id = 'failed-once'") == [("ok",)]

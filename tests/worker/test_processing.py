@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import Field
@@ -13,7 +16,7 @@ from pydantic import Field
 from flowhook.events import Event, EventData, Result, event_type, load_catalog
 from flowhook.spool import BatchRef, Spool, State, new_batch_id
 from flowhook.spool.batches import encode_event
-from flowhook.store import DuckDBStore
+from flowhook.store import DuckDBStore, StoredEvent
 from flowhook.worker import drain, steps
 from flowhook.worker.config import RetryPolicy
 
@@ -413,3 +416,41 @@ def test_next_batches_waits_for_the_next_step_time_and_takes_what_arrived_meanwh
     )
     assert {ref.batch_id for ref in found} == {first.batch_id, arrived[0].batch_id}
     assert 0.7 <= clock.slept < 0.8
+
+
+class _GcWatchingStore(DuckDBStore):
+    """A real store that notes whether Python's cyclic collector was on at each write."""
+
+    collector_on: list[bool]
+
+    def write_events(self, events: Sequence[StoredEvent], **kwargs: Any) -> int:
+        self.collector_on.append(gc.isenabled())
+        return super().write_events(events, **kwargs)
+
+
+def test_a_step_over_many_waiting_batches_stores_each_event_once_with_the_collector_paused(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    batches = [spool_batch(spool, [make_event(n) for n in range(100 + b * 50, 150 + b * 50)]) for b in range(12)]
+    redelivered = spool_batch(spool, [make_event(n) for n in range(100, 700, 7)])  # ids already in the batches above
+    store = _GcWatchingStore(tmp_path / "flowhook.duckdb", lock_timeout=10)
+    store.collector_on = []
+    was_on = gc.isenabled()
+    gc.enable()
+    try:
+        step = steps.process_step(
+            [*batches, redelivered],
+            owner="run-1",
+            spool=spool,
+            store_to=store,
+            catalog=load_catalog(),
+            policy_for_type=lambda _: RetryPolicy(attempts=1),
+        )
+        assert gc.isenabled()  # back as it was
+    finally:
+        if not was_on:
+            gc.disable()
+    assert (step.batches, step.inserted) == (13, 600)
+    assert store.collector_on == [False]  # one write for the whole step, its Arrow built without young collections
+    assert store.count_events() == 600
+    assert store.duplicate_ids() == 0
+    assert {spool.state_of(batch.batch_id) for batch in [*batches, redelivered]} == {State.DONE}

@@ -174,11 +174,14 @@ def complete(spool: BatchSpool, *batches: BatchRef) -> None:
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a step builds its events, back as it was after.
+    """Python's cyclic garbage collector off while a step builds and stores its events, back as it was after.
 
     Decoding and handling allocate a dozen objects per event, all kept to the end of the step; every 700
     allocations the collector would walk them all again, for nothing (they hold no cycles): a fifth of a
-    step's CPU on 1,000-event batches (bench/worker_step.py). Reference counting still frees what is dropped.
+    step's CPU on 1,000-event batches (bench/worker_step.py). The first write builds the Arrow columns from them,
+    as many allocations again: ~2 us per event of young collections at 20,000 events/s (a gc.callbacks profile;
+    within bench/worker_load.py's run-to-run noise).
+    Reference counting still frees what is dropped.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -217,15 +220,15 @@ def process_step(
     Every part is safe to repeat (the owner claims its own batches again, the store is keyed by event id,
     completing a done batch is a no-op), so a step that failed on I/O is simply run again.
     """
-    with _collector_paused():
-        claimed = claim_all(spool, batches, owner=owner)
-        handled = handle_all(claimed, catalog=catalog, started=datetime.now(UTC), flow_run_id=owner)
 
     def complete_all() -> None:
         complete(spool, *(batch for batch, _ in claimed))
 
-    failed = failures(handled)
-    inserted = store(store_to, handled, then=None if failed else complete_all)
+    with _collector_paused():
+        claimed = claim_all(spool, batches, owner=owner)
+        handled = handle_all(claimed, catalog=catalog, started=datetime.now(UTC), flow_run_id=owner)
+        failed = failures(handled)
+        inserted = store(store_to, handled, then=None if failed else complete_all)
     retried: list[StoredEvent] = []
     if failed:
         retried = retry_failed(handled, catalog=catalog, policy_for_type=policy_for_type, sleep=sleep)
