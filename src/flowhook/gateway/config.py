@@ -32,7 +32,9 @@ class IngressLimits(BaseModel):
         ),
     )
     max_in_flight: int = Field(
-        default=512,
+        # One process gets through ~3,000 deliveries/s: 128 at once is ~40 ms of work queued, where 512 let an
+        # accepted delivery wait 1.2-1.6 s at twice capacity (bench/overload.py; p99 75-140 ms with 128).
+        default=128,
         ge=1,
         description=(
             "Requests being processed at once at most (those waiting on the disk's fsync included); past it a"
