@@ -14,6 +14,8 @@ generator posting the same signed bytes to a bare uvicorn app that answers 202 a
                                                           # writes bench/results/gateway_ingest.json
     uv run python bench/gateway_ingest.py --rate 2000 --seconds 10 --events-per-delivery 1
     uv run python bench/gateway_ingest.py --quick         # a few seconds, for CI: lost = 0, dup = 0
+    uv run python bench/gateway_ingest.py --repeat 3 --against 49be51e   # each level also against that commit's
+                                                                         # gateway, right after this tree's
     uv run python bench/gateway_ingest.py --overload --repeat 3   # capacity, then 2x it offered (bench/overload.py);
                                                                   # writes bench/results/gateway_overload.json
     uv run python bench/gateway_ingest.py --overload --capacity 2750 --seconds 3  # 2x a given capacity, briefly
@@ -26,10 +28,13 @@ load runs in one process, or with `--load-processes N` in N; a level and its bar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +134,7 @@ MEDIAN_KEYS = (
     "bare_p99_ms",
     "of_bare",
 )
+AGAINST_KEYS = ("against_acked_per_s", "against_p99_ms", "against_cpu_ms_per_accepted")
 HEADER = (
     f"{'offered/s':>9} {'ev/deliv':>8} {'acked/s':>9} {'events/s':>9} {'p50 ms':>8} {'p95 ms':>8} "
     f"{'p99 ms':>8} {'cpu s':>6} {'ms/acc':>6} {'rss MB':>7} {'lost':>5} {'dup':>4} {'bare/s':>7} {'bare p99':>8} "
@@ -147,13 +153,77 @@ def _print(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def with_ceiling(level: Level, *, connections: int, processes: int = 1, pinned: bool = False) -> dict[str, Any]:
-    """One level against the gateway, then against the bare app: the gateway's row with the ceiling beside it."""
+def with_ceiling(
+    level: Level, *, connections: int, processes: int = 1, pinned: bool = False, against: Path | None = None
+) -> dict[str, Any]:
+    """One level against the gateway, then against the bare app: the gateway's row with the ceiling beside it;
+    with `against` (another tree's `src`), the same level against that tree's gateway too, right after."""
     row = run_level(level, connections=connections, processes=processes, pinned=pinned)
     bare = bare_level(level, connections=connections, processes=processes, pinned=pinned)
     ceiling = {"bare_acked_per_s": bare["acked_deliveries_per_s"], "bare_p99_ms": bare["ack_p99_ms"]}
     ratio = row["acked_deliveries_per_s"] / bare["acked_deliveries_per_s"] if bare["acked_deliveries_per_s"] else 0.0
-    return {**row, **ceiling, "of_bare": ratio, "bare_cpu_ms_per_request": bare["cpu_ms_per_request"]}
+    row = {**row, **ceiling, "of_bare": ratio, "bare_cpu_ms_per_request": bare["cpu_ms_per_request"]}
+    if against is None:
+        return row
+    other = run_level(
+        level, connections=connections, processes=processes, pinned=pinned, env={"PYTHONPATH": str(against)}
+    )
+    return {
+        **row,
+        "against_acked_per_s": other["acked_deliveries_per_s"],
+        "against_p99_ms": other["ack_p99_ms"],
+        "against_cpu_ms_per_accepted": other["cpu_ms_per_accepted"],
+        "against_lost": other["lost"],
+        "against_duplicated": other["duplicated"],
+    }
+
+
+@contextlib.contextmanager
+def extracted(revision: str) -> Iterator[Path]:
+    """The `src` folder of `revision`, extracted with `git archive` into a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="flowhook-against-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        yield Path(tmp) / "src"
+
+
+def _print_against(rows: list[dict[str, Any]], revision: str) -> None:
+    for r in rows:
+        print(
+            f"{'':>9} {'':>8} {r['against_acked_per_s']:>9.0f} {'':>9} {'':>8} {'':>8} {r['against_p99_ms']:>8.1f} "
+            f"{'':>6} {r['against_cpu_ms_per_accepted']:>6.2f}   ^ {revision}'s gateway, right after: this tree acks "
+            f"{r['acked_deliveries_per_s'] / max(r['against_acked_per_s'], 1e-9):.2f}x, "
+            f"CPU per delivery {r['cpu_ms_per_accepted'] / max(r['against_cpu_ms_per_accepted'], 1e-9):.2f}x"
+        )
+
+
+def _levels(
+    levels: list[Level], args: argparse.Namespace, *, connections: int, processes: int, against: Path | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every run of every level (printed as it ends), and each level's median row when repeated."""
+    keys = (*MEDIAN_KEYS, *AGAINST_KEYS) if against else MEDIAN_KEYS
+    rows, medians = [], []
+    print(HEADER)
+    for level in levels:
+        runs = []
+        for _ in range(args.repeat):
+            runs.append(
+                with_ceiling(
+                    level, connections=connections, processes=processes, pinned=not args.unpinned, against=against
+                )
+            )
+            _print(runs[-1:])
+            if against:
+                _print_against(runs[-1:], args.against)
+        rows += runs
+        if args.repeat > 1:
+            median = {key: statistics.median(r[key] for r in runs) for key in keys}
+            totals = {"lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs)}
+            medians.append({**runs[0], **median, **totals, "statuses": f"median of {len(runs)} runs (lost/dup: sums)"})
+            _print(medians[-1:])
+            if against:
+                _print_against(medians[-1:], args.against)
+    return rows, medians
 
 
 def main() -> int:
@@ -174,6 +244,12 @@ def main() -> int:
         "--capacity", type=float, help="with --overload: take this capacity (deliveries/s) instead of searching"
     )
     parser.add_argument("--load-processes", type=int, help="processes the load is split across (1)")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="each level also against the gateway of this commit (git archive), right after this tree's: "
+        "changes measured side by side, on the same machine at the same time",
+    )
     parser.add_argument(
         "--unpinned",
         action="store_true",
@@ -206,29 +282,23 @@ def main() -> int:
         singles = [Level(r, args.seconds, 1) for r in (100, 500, 1000, 2000, 4000, 8000)]
         levels = [*singles, Level(100, args.seconds, 100), Level(300, args.seconds, 100)]
     full = not args.quick and not args.rate
-    rows, medians = [], []
-    print(HEADER)
-    for level in levels:
-        runs = [
-            with_ceiling(level, connections=connections, processes=processes, pinned=not args.unpinned)
-            for _ in range(args.repeat)
-        ]
-        rows += runs
-        _print(runs)
-        if args.repeat > 1:
-            median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
-            totals = {"lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs)}
-            medians.append({**runs[0], **median, **totals, "statuses": f"median of {len(runs)} runs (lost/dup: sums)"})
-            _print(medians[-1:])
+    with contextlib.ExitStack() as stack:
+        against = stack.enter_context(extracted(args.against)) if args.against else None
+        rows, medians = _levels(levels, args, connections=connections, processes=processes, against=against)
     if args.json:
         print(json.dumps(rows, indent=2))
     if full:
-        figures = {"seconds_per_level": args.seconds, "load_processes": processes, "pinned": not args.unpinned}
+        figures = {
+            "seconds_per_level": args.seconds,
+            "load_processes": processes,
+            "pinned": not args.unpinned,
+            "against": args.against,
+        }
         path = write_results("gateway_ingest", {**figures, "runs": rows, "medians": medians})
         print(f"figures written to {path.relative_to(ROOT)}")
     # Past capacity the gateway answers 503 overloaded (by design, and shown in the statuses); what must never be
     # is an acknowledged event lost or stored twice.
-    bad = [r for r in rows if r["lost"] or r["duplicated"]]
+    bad = [r for r in rows if r["lost"] or r["duplicated"] or r.get("against_lost") or r.get("against_duplicated")]
     if bad:
         print(f"FAILED: {len(bad)} level(s) lost or duplicated acknowledged events")
         return 1
