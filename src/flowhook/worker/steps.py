@@ -220,12 +220,12 @@ def process_step(
     Every part is safe to repeat (the owner claims its own batches again, the store is keyed by event id,
     completing a done batch is a no-op), so a step that failed on I/O is simply run again.
     """
-
-    def complete_all() -> None:
-        complete(spool, *(batch for batch, _ in claimed))
-
     with _collector_paused():
         claimed = claim_all(spool, batches, owner=owner)
+
+        def complete_all() -> None:
+            complete(spool, *(batch for batch, _ in claimed))
+
         handled = handle_all(claimed, catalog=catalog, started=datetime.now(UTC), flow_run_id=owner)
         failed = failures(handled)
         inserted = store(store_to, handled, then=None if failed else complete_all)
