@@ -31,10 +31,8 @@ import argparse
 import contextlib
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.loadgen import Level, run_load  # noqa: E402
 from bench.procstats import cpu_seconds, peak_rss, pin  # noqa: E402
-from bench.results import write_results  # noqa: E402
+from bench.results import extracted, write_results  # noqa: E402
 from bench.servers import bare_server, gateway_process, spooled_ids  # noqa: E402
 from flowhook.gateway.schemes import generate_secret  # noqa: E402
 from flowhook.metrics import percentile  # noqa: E402
@@ -178,15 +176,6 @@ def with_ceiling(
     }
 
 
-@contextlib.contextmanager
-def extracted(revision: str) -> Iterator[Path]:
-    """The `src` folder of `revision`, extracted with `git archive` into a temporary folder."""
-    with tempfile.TemporaryDirectory(prefix="flowhook-against-") as tmp:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src"], check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
-        yield Path(tmp) / "src"
-
-
 def _print_against(rows: list[dict[str, Any]], revision: str) -> None:
     for r in rows:
         print(
@@ -283,7 +272,7 @@ def main() -> int:
         levels = [*singles, Level(100, args.seconds, 100), Level(300, args.seconds, 100)]
     full = not args.quick and not args.rate
     with contextlib.ExitStack() as stack:
-        against = stack.enter_context(extracted(args.against)) if args.against else None
+        against = stack.enter_context(extracted(args.against, "src")) / "src" if args.against else None
         rows, medians = _levels(levels, args, connections=connections, processes=processes, against=against)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -1,13 +1,17 @@
 """Each full benchmark run's figures, committed as `bench/results/<name>.json` (overwritten by the next full
 run), with what they were measured on: machine, versions, commit and date, so a change can be compared with
-the last run and the README's figures checked against the file."""
+the last run and the README's figures checked against the file; and another commit's tree (`extracted`), for
+benchmarks that run it side by side with this one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -35,6 +39,18 @@ def _commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
+
+
+@contextlib.contextmanager
+def extracted(revision: str, *paths: str) -> Iterator[Path]:
+    """`paths` (folders of the repository) as they are at `revision`, extracted with `git archive` into a
+    temporary folder; yields that folder, removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="flowhook-tree-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(RESULTS.parent.parent), "archive", revision, *paths], check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        yield Path(tmp)
 
 
 def _version(package: str) -> str | None:

@@ -17,6 +17,7 @@ on the same events and the same prefilled file, so the figures sit side by side;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import shutil
@@ -144,16 +145,13 @@ def main() -> None:
         return
     if args.quick:
         args.seconds, args.repeat, args.before, args.existing = 1, 1, None, 20_000
-    with tempfile.TemporaryDirectory(prefix="flowhook-bench-load-") as tmp:
+    sys.path[:0] = [str(ROOT)]
+    from bench.results import extracted, write_results
+
+    with tempfile.TemporaryDirectory(prefix="flowhook-bench-load-") as tmp, contextlib.ExitStack() as stack:
         trees = {"after": ROOT}
         if args.before:
-            before = Path(tmp) / "before"
-            before.mkdir()
-            archive = subprocess.run(
-                ["git", "-C", str(ROOT), "archive", args.before, "src", "bench"], check=True, capture_output=True
-            )
-            subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
-            trees = {"before": before, **trees}
+            trees = {"before": stack.enter_context(extracted(args.before, "src", "bench")), **trees}
         prefilled = Path(tmp) / "prefilled.duckdb"
         prefill(prefilled, args.existing)
         rows = []
@@ -169,9 +167,6 @@ def main() -> None:
                         flush=True,
                     )
     if not args.quick:
-        sys.path[:0] = [str(ROOT)]
-        from bench.results import write_results
-
         path = write_results(
             "worker_load",
             {"rate": RATE, "seconds": args.seconds, "before": args.before, "existing": args.existing, "rows": rows},
