@@ -213,7 +213,8 @@ def _load_process(
     gc.freeze()
     gc.disable()
     cpu = time.process_time()
-    # uvloop, as the servers measured run: the asyncio loop's own cost was most of the generator's at 7,000/s.
+    # uvloop, as the servers measured run. With the dispatcher above, against the bare app at 8,000/s, the load's
+    # CPU fell by a third and its lag p99 from ~0.25 s to 2 ms; how much of that is uvloop was not measured apart.
     result = uvloop.run(drive(requests, level.rate, port, connections, seed=seed, on_off=on_off, start_at=when))
     gc.enable()
     out.put(("done", index, {**result, "load_cpu_s": time.process_time() - cpu}))
