@@ -5,6 +5,7 @@ without restarting the worker."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import time
@@ -176,12 +177,18 @@ def test_a_run_near_its_time_limit_hands_its_type_to_a_successor_awake_before_it
     assert db.duplicate_ids() == 0
     run_ids = [row[0] for row in db.query(f"SELECT DISTINCT flow_run_id {among}", [ids])]
     until(lambda: all(probe.run(r)["end_time"] for r in run_ids), 60)
-    runs = [probe.run(r) for r in run_ids]
-    # Runs that took batches until their time was up (others ended idle, 1 s after the sender paused).
-    full = [r for r in runs if (_when(r["end_time"]) - _when(r["start_time"])).total_seconds() >= 10]
-    assert full, runs
-    for run in full:  # each had a successor running before it ended
-        assert any(_when(run["start_time"]) < _when(s["start_time"]) < _when(run["end_time"]) for s in runs), run
+    runs = sorted((probe.run(r) for r in run_ids), key=lambda r: _when(r["start_time"]))
+    every = probe.runs("process-batch/user_request", ["COMPLETED", "FAILED", "CRASHED", "RUNNING", "PENDING"])
+    timeline = "\n".join(
+        f"{r['id'][:8]} {r['name']}: created {r['created']}, start {r['start_time']}, end {r['end_time']}"
+        for r in sorted(every, key=lambda r: r["created"])
+    )
+    # 25 s of events, 10 s a run at most: at least three runs carried them.
+    assert len(runs) >= 3, timeline
+    for run, successor in itertools.pairwise(runs):  # each awake before the one before it ended
+        assert _when(successor["start_time"]) < _when(run["end_time"]), (
+            f"{successor['id'][:8]} started after {run['id'][:8]} ended; the type's runs:\n{timeline}"
+        )
 
 
 def _when(stamp: str) -> datetime:

@@ -115,3 +115,27 @@ def test_a_run_whose_batches_another_run_has_stops_and_relaunches_what_nobody_to
     assert drained.totals == {"batches": 0, "events": 0, "inserted": 0, "failed": 0}
     assert crew.published == []  # nothing stored: no summary
     assert crew.relaunched == [woken.batch_id]  # still unclaimed once the lease is dropped: a fresh run for it
+
+
+def test_a_run_ends_once_its_successor_took_the_batch_handed_to_it(tmp_path: Path) -> None:
+    """Two runs taking one type's batches at once would let the older one take what the younger hands to its own
+    successor, leaving that successor nothing and the type without a run: the older one ends instead."""
+    spool = Spool(tmp_path / "spool")
+    woken, handed = _batches(spool, 1, 1)
+    crew = Crew(spool)
+    later: list[BatchRef] = []
+
+    def step_then_successor_wakes(batches: list[BatchRef]) -> Step:
+        done = Crew.step(crew, batches)
+        if crew.handed and not later:  # the successor starts and claims its batch; more arrive meanwhile
+            assert spool.claim(crew.handed[0], owner="run-2") is not None
+            later.extend(_batches(spool, 1))
+        return done
+
+    crew.step = step_then_successor_wakes  # type: ignore[method-assign]
+    # handover_seconds = max_seconds: near its end from the start; idle for a long time: only the handover ends it.
+    drained = crew.run(woken, DrainPolicy(idle_seconds=60, max_seconds=100, handover_seconds=100, step_seconds=0))
+    assert crew.handed == [woken.batch_id]
+    assert crew.steps == [[handed.batch_id]] and drained.batches == 1  # then nothing more: the successor's
+    assert [ref.batch_id for ref in spool.pending(TYPE, max_events=10)] == [later[0].batch_id]
+    assert crew.relaunched == []  # the successor is awake: no fresh run

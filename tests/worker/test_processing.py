@@ -244,7 +244,7 @@ def test_next_batches_takes_about_max_events_but_always_one(tmp_path: Path) -> N
     assert [ref.batch_id for ref in found] == [big.batch_id]
 
 
-def test_next_batches_leaves_the_successors_batch_to_it(tmp_path: Path) -> None:
+def test_next_batches_leaves_the_successors_batch_to_it_and_ends_once_the_successor_took_it(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     theirs = spool_batch(spool, [make_event(1)], state=State.READY)
     os.utime(spool.path(State.READY, theirs.batch_id), (time.time() - 10, time.time() - 10))
@@ -259,7 +259,7 @@ def test_next_batches_leaves_the_successors_batch_to_it(tmp_path: Path) -> None:
             idle_seconds=1,
             until=clock() + 60,
             max_events=10,
-            leave={theirs.batch_id},
+            handed=theirs.batch_id,
             clock=clock,
             sleep=clock.sleep,
         )
@@ -268,6 +268,11 @@ def test_next_batches_leaves_the_successors_batch_to_it(tmp_path: Path) -> None:
     ours = spool_batch(spool, [make_event(2)], state=State.READY)
     found = ours_to_take()
     assert [ref.batch_id for ref in found] == [ours.batch_id]
+    # The successor woke and took its batch: from now on the type's batches are its, ours waits for it.
+    assert spool.claim(theirs.batch_id, owner="successor") is not None
+    slept = clock.slept
+    assert ours_to_take() == []
+    assert clock.slept == slept  # at once, not after idle_seconds
 
 
 def test_next_batches_gives_up_after_idle_seconds(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 It takes its batches step by step while awake, holding a lease so the gateway knows this run is awake and
 need not wake another (a flow run costs seconds of CPU to start, a batch found by an awake run costs nothing);
-near its end it hands the oldest waiting batch to a successor, so the type is never without an awake run.
+near its end it hands the oldest waiting batch to a successor, so the type is never without an awake run, and
+ends once the successor has taken that batch: two runs never take the same type's batches for long, so a batch
+handed to the next successor is never taken by a run about to end.
 The caller gives the work that touches Prefect (a step as a task run, a launch, an artifact) as functions.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -72,7 +74,8 @@ def drain(
     Under the lease of `owner` (the flow run): the first step takes the batch and those sealed while the run
     started; each later one what waits, at most every `policy.step_seconds`; the run ends after
     `policy.idle_seconds` without a batch or `policy.max_seconds` in all. `policy.handover_seconds` before that
-    end, the oldest waiting batch goes to `hand_over` (a successor's launch; False: not launched, ours again).
+    end, the oldest waiting batch goes to `hand_over` (a successor's launch; False: not launched, ours again);
+    the run goes on taking the others until the successor has taken it, and ends then.
     After each step that claimed something, `stored` (if given) sees it. Once the lease is dropped, `publish`
     gets the run's summary (if it stored anything) and `relaunch` the type's oldest batch that nobody took
     (sealed while the gateway still saw the lease), unless a successor was launched.
@@ -109,7 +112,7 @@ def drain(
                 max_events=policy.max_events,
                 poll=policy.poll_seconds,
                 not_before=began + policy.step_seconds,
-                leave={successor.batch_id} if successor else set(),
+                handed=successor.batch_id if successor else None,
                 clock=clock,
                 sleep=sleep,
             )
@@ -149,20 +152,24 @@ def next_batches(
     max_events: int,
     poll: float = 0.1,
     not_before: float = 0.0,
-    leave: Container[str] = (),
+    handed: str | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[BatchRef]:
     """The waiting batches of the type, oldest first, as soon as there are any, but not before `not_before`
-    (what arrives until then joins them), except those in `leave` (a successor's); [] once none came for
-    `idle_seconds` or the clock passed `until` (wall-clock times): the run may then end."""
+    (what arrives until then joins them), except the one `handed` to a successor; [] once none came for
+    `idle_seconds`, the clock passed `until` (wall-clock times) or the successor took its batch (it is awake
+    and takes the type from here): the run may then end."""
     give_up = min(clock() + idle_seconds, until)
     while True:
         try:
-            batches = [ref for ref in spool.pending(event_type, max_events=max_events) if ref.batch_id not in leave]
+            waiting = spool.pending(event_type, max_events=max_events)
         except OSError as exc:  # the spool (S3) hiccuped: look again at the next poll, as for an empty spool
             logger.warning("cannot list the batches of %s: %s", event_type, exc)
-            batches = []
+            waiting = None
+        if handed is not None and waiting is not None and all(ref.batch_id != handed for ref in waiting):
+            return []  # the successor has its batch: left to it, the type's next batches are its too
+        batches = [ref for ref in waiting or [] if ref.batch_id != handed]
         if batches and clock() < not_before:
             sleep(not_before - clock())
             continue
